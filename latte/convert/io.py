@@ -1,0 +1,333 @@
+"""Reading torch / safetensors checkpoints without torch, and writing MindSpore checkpoints safely.
+
+`read_state_dict` understands the files users download or train with the official code:
+- torch zip archives written by `torch.save` (.pt / .pth / .bin / .ckpt) -- parsed with a restricted unpickler
+  that rebuilds tensors as numpy arrays and never executes code from the file;
+- `.safetensors` files.
+Older (pre-zip) torch files fall back to `torch.load` when torch is installed.
+
+`save_ms_checkpoint` writes weights only (so `load_param_into_net(..., strict_load=True)` reports nothing
+unused) and records what built them in a JSON sidecar `<ckpt>.json`. Both are written atomically.
+"""
+import json
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+
+META_SUFFIX = ".json"
+_SAFETENSORS_SUFFIX = ".safetensors"
+
+# torch storage class -> numpy dtype; bfloat16 is widened to float32 (numpy has no bfloat16)
+_STORAGE_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+
+
+class ConversionError(Exception):
+    """A problem with a checkpoint a user gave us; the message is one line that says what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torch zip archives
+# ---------------------------------------------------------------------------------------------------------
+
+class _Opaque:
+    """Stand-in for any non-tensor object pickled in a checkpoint (argparse.Namespace, optimizer state ...)."""
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _StorageType:
+    def __init__(self, name):
+        self.name = name
+
+
+def _bf16_to_fp32(raw):
+    widened = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+    return widened.view(np.float32)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
+    flat = storage
+    if not size:
+        return np.array(flat[storage_offset])
+    item = flat.itemsize
+    view = np.lib.stride_tricks.as_strided(
+        flat[storage_offset:], shape=tuple(size), strides=tuple(s * item for s in stride)
+    )
+    return np.ascontiguousarray(view)
+
+
+def _rebuild_parameter(data, *unused):
+    return data
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """Unpickles torch.save archives into numpy, allowing no class outside a small safe set."""
+
+    def __init__(self, fileobj, archive, prefix):
+        super().__init__(fileobj)
+        self._archive = archive
+        self._prefix = prefix
+        self._storages = {}
+
+    def find_class(self, module, name):
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _rebuild_tensor
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return _rebuild_parameter
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        if module == "torch" and name == "Size":
+            return tuple
+        return _Opaque
+
+    def persistent_load(self, pid):
+        kind, storage_type, key, _location, _numel = pid[:5]
+        if kind != "storage":
+            raise ConversionError(f"unsupported persistent object {kind!r} in torch archive")
+        if key not in self._storages:
+            raw = self._archive.read(f"{self._prefix}/data/{key}")
+            name = storage_type.name if isinstance(storage_type, _StorageType) else str(storage_type)
+            dtype = _STORAGE_DTYPES.get(name)
+            if dtype is None:
+                raise ConversionError(f"unsupported tensor storage {name} in torch archive")
+            self._storages[key] = _bf16_to_fp32(raw) if dtype == "bfloat16" else np.frombuffer(raw, dtype=dtype)
+        return self._storages[key]
+
+
+def _read_torch_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if not pickles:
+            raise ConversionError(f"{path}: a zip file but not a torch checkpoint (no data.pkl inside)")
+        prefix = pickles[0][: -len("/data.pkl")] if "/" in pickles[0] else ""
+        with archive.open(pickles[0]) as f:
+            return _TorchUnpickler(f, archive, prefix).load()
+
+
+def _read_torch_legacy(path):
+    try:
+        import importlib
+
+        torch = importlib.import_module("torch")
+    except ImportError as err:
+        raise ConversionError(
+            f"{path}: not a zip-format torch checkpoint; legacy files need torch installed "
+            "(pip install torch==2.13.0) or re-saving with torch >= 1.6"
+        ) from err
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for bad files
+        raise ConversionError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    return _torch_tree_to_numpy(obj, torch)
+
+
+def _torch_tree_to_numpy(obj, torch):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().float().numpy() if obj.dtype == torch.bfloat16 else obj.detach().numpy()
+    if isinstance(obj, dict):
+        return OrderedDict((k, _torch_tree_to_numpy(v, torch)) for k, v in obj.items())
+    return obj
+
+
+def _read_safetensors(path):
+    from safetensors.numpy import load_file
+
+    try:
+        return OrderedDict(load_file(path))
+    except Exception as err:  # safetensors raises its own error types for truncated/invalid headers
+        raise ConversionError(f"{path}: not a readable .safetensors file ({err})") from err
+
+
+def read_checkpoint_tree(path):
+    """Reads a torch or safetensors checkpoint into nested dicts whose leaves are numpy arrays."""
+    if not os.path.exists(path):
+        raise ConversionError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ConversionError(f"{path}: is a folder; give the checkpoint file inside it")
+    if os.path.getsize(path) == 0:
+        raise ConversionError(f"{path}: file is empty")
+    if path.endswith(_SAFETENSORS_SUFFIX):
+        return _read_safetensors(path)
+    if zipfile.is_zipfile(path):
+        try:
+            return _read_torch_zip(path)
+        except ConversionError:
+            raise
+        except Exception as err:  # truncated members, bad pickles
+            raise ConversionError(f"{path}: damaged torch checkpoint ({type(err).__name__}: {err})") from err
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:1] == b"\x80":  # a bare pickle: the pre-1.6 torch format
+        return _read_torch_legacy(path)
+    if _looks_like_safetensors(head, path):
+        return _read_safetensors(path)
+    raise ConversionError(f"{path}: not a torch (.pt/.bin/.ckpt) or .safetensors checkpoint")
+
+
+def _looks_like_safetensors(head, path):
+    if len(head) < 8:
+        return False
+    header_len = int.from_bytes(head, "little")
+    return 0 < header_len < os.path.getsize(path)
+
+
+def is_array(value):
+    return isinstance(value, np.ndarray)
+
+
+def read_state_dict(path, prefer=("ema", "model", "state_dict", "module")):
+    """Reads a checkpoint and returns its flat name -> numpy state dict.
+
+    Wrapped forms are unwrapped in the order of `prefer` (official Latte files hold {"ema": sd} or
+    {"model": sd, "ema": sd}; Lightning files hold {"state_dict": sd}).
+    """
+    return unwrap_state_dict(read_checkpoint_tree(path), prefer, path)
+
+
+def unwrap_state_dict(tree, prefer, path="checkpoint"):
+    if not isinstance(tree, dict):
+        raise ConversionError(f"{path}: holds a {type(tree).__name__}, not a state dict")
+    if tree and all(is_array(v) for v in tree.values()):
+        return OrderedDict(tree)
+    for key in prefer:
+        if isinstance(tree.get(key), dict):
+            return unwrap_state_dict(tree[key], prefer, path)
+    keys = ", ".join(sorted(str(k) for k in tree)[:8])
+    raise ConversionError(f"{path}: found no state dict (top-level keys: {keys})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MindSpore checkpoints
+# ---------------------------------------------------------------------------------------------------------
+
+def meta_path(ckpt_path):
+    return ckpt_path + META_SUFFIX
+
+
+def _atomic_write_json(obj, path):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_ms_checkpoint(params, path, meta=None):
+    """Writes `params` (name -> numpy array or Tensor) as a MindSpore .ckpt, atomically.
+
+    `meta` (JSON-able) goes to the sidecar `<path>.json`; the .ckpt holds weights only.
+    """
+    import mindspore as ms
+
+    if not path.endswith(".ckpt"):
+        raise ConversionError(f"{path}: MindSpore checkpoints must end in .ckpt")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    entries = [{"name": name, "data": ms.Tensor(np.asarray(value)) if is_array(value) else value}
+               for name, value in params.items()]
+    tmp = f"{path}.tmp-{os.getpid()}.ckpt"
+    try:
+        ms.save_checkpoint(entries, tmp)
+        if meta is not None:
+            _atomic_write_json(meta, meta_path(path))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_ms_checkpoint(path):
+    """Returns (name -> numpy array, meta dict or {}) for a MindSpore .ckpt and its sidecar."""
+    import mindspore as ms
+
+    if not os.path.isfile(path):
+        raise ConversionError(f"{path}: no such checkpoint file")
+    try:
+        loaded = ms.load_checkpoint(path)
+    except Exception as err:  # MindSpore raises ValueError/RuntimeError for damaged files
+        raise ConversionError(f"{path}: not a readable MindSpore checkpoint ({err})") from err
+    params = OrderedDict((k, v.asnumpy()) for k, v in loaded.items() if hasattr(v, "asnumpy"))
+    meta = {}
+    if os.path.isfile(meta_path(path)):
+        with open(meta_path(path)) as f:
+            meta = json.load(f)
+    return params, meta
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mapping checks
+# ---------------------------------------------------------------------------------------------------------
+
+def _listing(names, limit=12):
+    names = sorted(names)
+    more = f" ... (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_mapping(converted, expected_shapes, unused_source_keys, what="checkpoint"):
+    """Raises ConversionError unless `converted` fills exactly `expected_shapes` and no source key is unused.
+
+    converted: target name -> array; expected_shapes: target name -> shape tuple.
+    """
+    problems = []
+    missing = set(expected_shapes) - set(converted)
+    extra = set(converted) - set(expected_shapes)
+    wrong = [f"{k} {tuple(converted[k].shape)} != expected {tuple(expected_shapes[k])}"
+             for k in sorted(set(converted) & set(expected_shapes))
+             if tuple(converted[k].shape) != tuple(expected_shapes[k])]
+    if missing:
+        problems.append(f"parameters not filled: {_listing(missing)}")
+    if extra:
+        problems.append(f"unexpected parameters: {_listing(extra)}")
+    if unused_source_keys:
+        problems.append(f"source keys not used: {_listing(unused_source_keys)}")
+    if wrong:
+        problems.append(f"shape mismatches: {_listing(wrong, 6)}")
+    if problems:
+        raise ConversionError(f"{what} does not match the model: " + "; ".join(problems))
+
+
+def strip_prefixes(state, prefixes):
+    """Removes any of `prefixes` (e.g. '_orig_mod.', 'module.') from the start of every key, repeatedly."""
+    out = OrderedDict()
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in prefixes:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def cli_main(fn, argv=None):
+    """Runs a converter main; a ConversionError becomes one line on stderr and exit code 2."""
+    import sys
+
+    try:
+        return fn(argv)
+    except ConversionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
