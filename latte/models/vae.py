@@ -147,8 +147,13 @@ def decode_video(vae, latents, frames_per_batch=DEFAULT_FRAMES_PER_BATCH, scale=
 # ---------------------------------------------------------------------------------------------------------
 
 def load_params_strict(net, params, what="checkpoint"):
-    """Loads name -> numpy array into `net`; raises unless every parameter is filled and every entry used."""
-    param_dict = {name: ms.Parameter(ms.Tensor(value), name=name) for name, value in params.items()}
+    """Loads name -> numpy array into `net`; raises unless every parameter is filled and every entry used.
+
+    Float arrays are widened to float32 first (our parameters are stored in fp32 whatever the compute dtype;
+    checkpoints may be converted with --dtype float16).
+    """
+    param_dict = {name: ms.Parameter(ms.Tensor(np.asarray(value, dtype=np.float32)), name=name)
+                  for name, value in params.items()}
     not_loaded, unused = ms.load_param_into_net(net, param_dict, strict_load=True)
     if not_loaded or unused:
         raise ConversionError(f"{what} does not fit the network: parameters not loaded {sorted(not_loaded)[:8]} "
