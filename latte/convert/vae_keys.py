@@ -38,7 +38,7 @@ IGNORED_PREFIXES = ("loss.", "model_ema.")
 LATTE_MARKERS = ("x_embedder.proj.weight", "t_embedder.mlp.0.weight", "blocks.0.attn.qkv.weight")
 GROUP_NORM_MODULES = ("norm1", "norm2", "conv_norm_out", "group_norm")
 GROUP_NORM_PARAMS = {"weight": "gamma", "bias": "beta"}  # torch name -> MindSpore nn.GroupNorm name
-ATTENTION_PROJECTIONS = (".to_q", ".to_k", ".to_v", ".to_out.0")  # nn.Dense in our cells; 1x1 convs in LDM
+ATTENTION_PROJECTIONS = (".to_q", ".to_k", ".to_v", ".to_out.0")  # linear in our cells; 1x1 convs in LDM
 
 _LEGACY_ATTENTION = (("query", "to_q"), ("key", "to_k"), ("value", "to_v"), ("proj_attn", "to_out.0"))
 _LDM_RULES = (  # applied in order, each at most once per key

@@ -6,8 +6,11 @@ Submodule and parameter names follow diffusers (`encoder.down_blocks.0.resnets.1
 mid-block attention) live in CellLists that hold zero or one cell, which keeps those names and lets
 `construct` loop over them in graph mode.
 """
+import math
+
 import mindspore as ms
 from mindspore import nn, ops
+from mindspore.common.initializer import HeUniform, initializer
 
 NORM_EPS = 1e-6  # every GroupNorm in the VAE (diffusers passes resnet_eps=1e-6 everywhere)
 UPSAMPLE_FACTOR = 2.0
@@ -70,16 +73,34 @@ class Upsample(nn.Cell):
         return self.conv(x)  # (N, C, H, W) -> (N, C, 2H, 2W)
 
 
+class TokenLinear(nn.Cell):
+    """y = x W^T + b on (N, T, C_in) tokens, named like nn.Dense (`weight` (C_out, C_in), `bias`).
+
+    nn.Dense flattens (N, T, C) to (N*T, C) and its CPU GEMM then rounds differently depending on N;
+    a broadcast batched matmul works per sample, so encoding a clip in micro-batches of frames gives the
+    same numbers as all frames at once.
+    """
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.weight = ms.Parameter(initializer(HeUniform(negative_slope=math.sqrt(5)), (out_channels, in_channels)))
+        self.bias = ms.Parameter(initializer("zeros", (out_channels,)))
+
+    def construct(self, x):
+        weight, bias = self.weight.astype(x.dtype), self.bias.astype(x.dtype)  # fp16 compute: graph mode needs it
+        return ops.matmul(x, weight.swapaxes(0, 1)) + bias  # (N, T, C_in) -> (N, T, C_out)
+
+
 class MidAttention(nn.Cell):
     """Single-head self-attention over the H*W positions of a feature map, with a residual connection."""
 
     def __init__(self, channels, num_groups):
         super().__init__()
         self.group_norm = group_norm(num_groups, channels)
-        self.to_q = nn.Dense(channels, channels)
-        self.to_k = nn.Dense(channels, channels)
-        self.to_v = nn.Dense(channels, channels)
-        self.to_out = nn.CellList([nn.Dense(channels, channels)])  # diffusers' to_out.0 (to_out.1 is dropout)
+        self.to_q = TokenLinear(channels, channels)
+        self.to_k = TokenLinear(channels, channels)
+        self.to_v = TokenLinear(channels, channels)
+        self.to_out = nn.CellList([TokenLinear(channels, channels)])  # diffusers' to_out.0 (to_out.1 is dropout)
         self.scale = channels ** -0.5  # one head spanning all channels
 
     def construct(self, x):
