@@ -42,9 +42,11 @@ def resolve_architecture(config_path, params, norm_num_groups):
     if config_path is not None:
         fields, origin = read_config(config_path), config_path
     else:
-        fields, origin = infer_architecture(params), "weight shapes (norm_num_groups, act_fn, scaling_factor: defaults)"
+        unrecorded = ["act_fn", "scaling_factor"] + (["norm_num_groups"] if norm_num_groups is None else [])
+        fields, origin = infer_architecture(params), f"weight shapes ({', '.join(unrecorded)}: defaults)"
     if norm_num_groups is not None:
         fields["norm_num_groups"] = norm_num_groups
+        origin += " and --norm-num-groups"
     try:
         return VAEConfig.from_dict(fields), origin
     except ValueError as err:
@@ -67,7 +69,7 @@ def main(argv=None):
     print(f"[2/5] format: {layout}; {len(state)} tensors read, {len(vae_state)} belong to the VAE"
           + (f" (under '{prefix}')" if prefix else ""))
     if ignored:
-        print(f"      ignored {len(ignored)} tensors: {summarize_ignored(ignored)}")
+        print(f"      ignored {len(ignored)} tensors: {summarize_ignored(ignored, prefix)}")
 
     # 3. Rename to our parameter names and settle the architecture
     params, origin = convert_state(vae_state, layout)

@@ -122,11 +122,13 @@ def detect_layout(state):
     return LAYOUT_DIFFUSERS
 
 
-def summarize_ignored(keys):
-    """'loss.* (12), model_ema.* (3)' -- ignored keys grouped by their first name component."""
+def summarize_ignored(keys, prefix=""):
+    """'loss.* (12), model_ema.* (3)': ignored keys grouped by their first name component after `prefix`."""
     groups = OrderedDict()
     for key in keys:
-        head = key.split(".", 1)[0] + (".*" if "." in key else "")
+        inside = prefix if prefix and key.startswith(prefix) else ""
+        rest = key[len(inside):]
+        head = inside + rest.split(".", 1)[0] + (".*" if "." in rest else "")
         groups[head] = groups.get(head, 0) + 1
     return ", ".join(f"{head} ({n})" for head, n in groups.items())
 
@@ -179,8 +181,10 @@ def convert_state(state, layout):
     params, origin = OrderedDict(), {}
     for key, value in state.items():
         canonical = canonical_name(key, layout, decoder_levels)
-        if canonical.rsplit(".", 1)[0].endswith(ATTENTION_PROJECTIONS) and value.shape[2:] == (1, 1):
-            value = value.reshape(value.shape[:2])  # (C_out, C_in, 1, 1) conv -> (C_out, C_in) dense
+        if canonical.rsplit(".", 1)[0].endswith(ATTENTION_PROJECTIONS) and value.ndim > 2:
+            if any(size != 1 for size in value.shape[2:]):
+                raise ConversionError(f"{key}: attention projection of shape {value.shape} is not a 1x1 conv")
+            value = value.reshape(value.shape[:2])  # (C_out, C_in, 1[, 1]) conv -> (C_out, C_in) linear
         name = mindspore_name(canonical)
         if name in params:
             raise ConversionError(f"{origin[name]} and {key} both map to {name}: the checkpoint mixes layouts")
