@@ -89,6 +89,11 @@ def make_source(kind, folder, torch_vae):
     if kind == "diffusers-folder-bin":
         torch_vae.save_pretrained(folder, safe_serialization=False)
         return ["--source", folder], LAYOUT_DIFFUSERS
+    if kind == "lone-safetensors-with-config":
+        path = os.path.join(folder, "vae.safetensors")
+        safetensors_torch.save_file(as_torch(state), path)
+        torch_vae.save_config(os.path.join(folder, "architecture"))
+        return ["--source", path, "--config", os.path.join(folder, "architecture", "config.json")], LAYOUT_DIFFUSERS
     if kind == "lone-safetensors":
         path = os.path.join(folder, "diffusion_pytorch_model.safetensors")
         safetensors_torch.save_file(as_torch(state), path)
@@ -114,8 +119,9 @@ def make_source(kind, folder, torch_vae):
     raise ValueError(kind)
 
 
-SOURCE_KINDS = ["diffusers-folder-safetensors", "diffusers-folder-bin", "lone-safetensors", "legacy-attention-bin",
-                "legacy-attention-folder", "ldm-ckpt", "ldm-inside-sd-checkpoint"]
+SOURCE_KINDS = ["diffusers-folder-safetensors", "diffusers-folder-bin", "lone-safetensors",
+                "lone-safetensors-with-config", "legacy-attention-bin", "legacy-attention-folder", "ldm-ckpt",
+                "ldm-inside-sd-checkpoint"]
 
 
 @pytest.fixture(scope="module")
