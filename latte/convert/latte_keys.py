@@ -76,7 +76,7 @@ def official_to_ms(state, patch_embedder="conv"):
             key = _LABEL_MS
         elif key == _PATCH_WEIGHT and patch_embedder == "linear":
             value = value.reshape(value.shape[0], -1)  # (D, C, p, p) -> (D, C*p*p)
-        out[key] = np.ascontiguousarray(value)
+        out[key] = np.ascontiguousarray(value, dtype=np.float32)  # fp16/bf16 sources -> fp32 master weights
     return out
 
 
