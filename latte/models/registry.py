@@ -24,10 +24,11 @@ LATTE_MODELS = {
 def model_spec(model_name):
     """Architecture kwargs of a named variant; unknown names raise with the closest valid one."""
     if model_name not in LATTE_MODELS:
-        close = difflib.get_close_matches(str(model_name), LATTE_MODELS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"model_name={model_name!r} is not a Latte variant.{hint} "
-                         f"Known: {', '.join(LATTE_MODELS)}")
+        by_lower = {name.lower(): name for name in LATTE_MODELS}
+        close = difflib.get_close_matches(str(model_name).lower(), by_lower, n=1)
+        hint = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
+        raise ValueError(f"model_name={model_name!r} is not a Latte variant{hint} "
+                         f"(known: {', '.join(LATTE_MODELS)})")
     return dict(LATTE_MODELS[model_name])
 
 
