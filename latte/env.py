@@ -33,9 +33,15 @@ class RunContext:
         return self.rank == 0
 
 
+# cheap signs that a device's driver is installed; without them MindSpore is not asked (it prints load errors)
+_DRIVER_SIGNS = {"Ascend": ("/usr/local/Ascend", "/dev/davinci0"), "GPU": ("/proc/driver/nvidia", "/dev/nvidia0")}
+
+
 def accelerator_available(device):
     import mindspore as ms
 
+    if not any(os.path.exists(p) for p in _DRIVER_SIGNS.get(device, ())):
+        return False
     try:
         return bool(ms.hal.is_available(device))
     except Exception:  # a backend plugin that is not installed raises instead of answering False
