@@ -13,11 +13,10 @@ import time
 import numpy as np
 
 from latte.config import load_config, save_config
-from latte.env import reexec_for_fast_cpu_convs, resolve_dtype, setup_context, setup_logging
+from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
 from latte.io import save_image_grid, save_video, video_to_uint8
-from latte.models.vae import decode_video, load_vae
 from latte.options import SampleConfig
-from latte.sampling import Timer, VideoSampler, choose_labels, load_latte_for_inference, run_dir
+from latte.sampling import FrameDecoder, Timer, VideoSampler, choose_labels, load_latte_for_inference, run_dir
 
 logger = logging.getLogger("sample")
 
@@ -37,13 +36,13 @@ def write_video(frames_uint8, stem, cfg):
     return paths
 
 
-def trajectory_frames(vae, path, index, cfg):
+def trajectory_frames(decode, path, index, cfg):
     """Decoded x_t of sample `index` at every trajectory_stride-th step (and the last): each a grid of all frames."""
     steps = list(range(0, path.shape[0], cfg.trajectory_stride))
     steps += [path.shape[0] - 1] if steps[-1] != path.shape[0] - 1 else []
     frames = []
     for k in steps:
-        clip = decode_video(vae, path[k, index:index + 1], cfg.vae_micro_batch, scale=cfg.sd_scale_factor)
+        clip = decode(path[k, index:index + 1])
         frames.append(mosaic(video_to_uint8(clip.asnumpy()[0])))  # (F, H, W, 3) -> one (rows*H, cols*W, 3) image
     return np.stack(frames)
 
@@ -71,10 +70,10 @@ def main(argv=None):
                 "DDIM" if cfg.ddim_sampling else "DDPM", cfg.sampling_steps, cfg.guidance_scale, out_dir)
     timer = Timer()
 
-    # 2. Models: Latte (strictly loaded) and the VAE
+    # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models)
     with timer.section("checkpoint load"):
         latte = load_latte_for_inference(cfg, ctx.device_target)
-        vae = load_vae(cfg.vae_checkpoint, dtype=resolve_dtype(cfg.vae_dtype or cfg.dtype, ctx.device_target))
+        decode = FrameDecoder(cfg, ctx.device_target)
     sampler = VideoSampler(cfg, latte)
 
     # 3. Denoise and decode, batch by batch
@@ -87,14 +86,14 @@ def main(argv=None):
             latents, path = sampler.sample(batch_labels, count, seed=cfg.seed + first,
                                            trajectory=cfg.save_trajectory, step_times=step_times)
         with timer.section("VAE decode"):
-            videos = video_to_uint8(decode_video(vae, latents, cfg.vae_micro_batch, cfg.sd_scale_factor).asnumpy())
+            videos = video_to_uint8(decode(latents).asnumpy())
         with timer.section("writing"):
             for i in range(count):
                 stem = os.path.join(out_dir, video_name(first + i, None if labels is None else batch_labels[i]))
                 written += write_video(videos[i], stem, cfg)
                 first_frames.append(videos[i][0])
                 if path is not None:
-                    save_video(trajectory_frames(vae, path, i, cfg), stem + "_trajectory.gif", fps=cfg.fps)
+                    save_video(trajectory_frames(decode, path, i, cfg), stem + "_trajectory.gif", fps=cfg.fps)
     if cfg.save_grid:
         save_image_grid(np.stack(first_frames), os.path.join(out_dir, "first_frames.png"))
 

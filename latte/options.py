@@ -3,12 +3,16 @@ import dataclasses
 from typing import List, Optional
 
 from latte.config import ConfigError, field
+from latte.data.config import DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.models.latte import CONDITIONS
 from latte.models.registry import model_spec
+from latte.training.optim import SCHEDULERS
+from latte.training.step import LOSS_SCALERS
 
 VAE_DOWNSAMPLE = 8  # sd-vae-ft-mse: 256x256 frames -> 32x32 latents
 LATENT_CHANNELS = 4
+RGB_CHANNELS = 3
 SD_SCALE_FACTOR = 0.18215
 
 
@@ -38,19 +42,33 @@ class ModelOptions:
     use_recompute: bool = field(False, "recompute block activations in backward to save memory")
     dtype: Optional[str] = field(None, "Latte compute dtype: fp32, fp16 or bf16 (AMP O2; norms and softmax in "
                                        "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
-    vae_checkpoint: str = field("models/sd-vae-ft-mse.ckpt", "VAE weights from tools/vae_converter.py")
+    vae_checkpoint: str = field("models/sd-vae-ft-mse.ckpt", "VAE weights from tools/vae_converter.py; "
+                                                             "empty: no VAE, diffusion on pixels (demo)")
     sd_scale_factor: float = field(SD_SCALE_FACTOR, "latent scale factor of the Stable Diffusion VAE")
 
     @property
+    def pixel_space(self):
+        """No VAE: the diffusion runs on RGB pixels (the CPU demo)."""
+        return not self.vae_checkpoint
+
+    @property
+    def downsample(self):
+        return 1 if self.pixel_space else VAE_DOWNSAMPLE
+
+    @property
+    def latent_channels(self):
+        return RGB_CHANNELS if self.pixel_space else LATENT_CHANNELS
+
+    @property
     def latent_size(self):
-        return self.image_size // VAE_DOWNSAMPLE
+        return self.image_size // self.downsample
 
     def validate_model(self):
         model_spec(self.model_name)  # raises with the closest valid name
         patch = model_spec(self.model_name)["patch_size"]
-        if self.image_size % (VAE_DOWNSAMPLE * patch):
-            raise ConfigError(f"image_size={self.image_size} must be a multiple of {VAE_DOWNSAMPLE * patch} "
-                              f"(VAE downsampling {VAE_DOWNSAMPLE} x patch {patch} of {self.model_name})")
+        if self.image_size % (self.downsample * patch):
+            raise ConfigError(f"image_size={self.image_size} must be a multiple of {self.downsample * patch} "
+                              f"(VAE downsampling {self.downsample} x patch {patch} of {self.model_name})")
         if self.num_frames < 1:
             raise ConfigError(f"num_frames={self.num_frames} must be >= 1")
         if self.condition == "class" and self.num_classes < 1:
@@ -58,7 +76,7 @@ class ModelOptions:
 
     def latte_kwargs(self):
         """Keyword arguments of Latte(...) / create_latte(model_name, ...) for these options."""
-        return dict(input_size=self.latent_size, in_channels=LATENT_CHANNELS, num_frames=self.num_frames,
+        return dict(input_size=self.latent_size, in_channels=self.latent_channels, num_frames=self.num_frames,
                     condition=self.condition, num_classes=self.num_classes,
                     class_dropout_prob=self.class_dropout_prob, learn_sigma=self.learn_sigma,
                     patch_embedder=self.patch_embedder, enable_flash_attention=self.enable_flash_attention,
@@ -101,3 +119,64 @@ class SampleConfig(ContextOptions, ModelOptions):
         if bad:
             raise ConfigError(f"class_labels {bad} out of range [0, {self.num_classes - 1}] "
                               f"(num_classes={self.num_classes})")
+
+
+@dataclasses.dataclass
+class TrainConfig(ContextOptions, ModelOptions):
+    output_path: str = field("outputs/train", "run folder: config, log, metrics, loss curve, ckpt/, samples/")
+    data_config_file: str = field("", "yaml whose 'data_config' mapping is the base of data_config",
+                                  include="data_config")
+    data_config: DataConfig = field(default_factory=DataConfig, help="where and how to read the videos")
+    pretrained_model_path: str = field("", "initialize Latte from these weights (.ckpt, converted or trained)")
+    resume: Optional[str] = field(None, "resume state to continue from; 'true'/'latest': the newest under "
+                                        "output_path/ckpt")
+    # schedule
+    train_batch_size: int = field(5, "videos per micro-batch (per process)")
+    epochs: int = field(3000, "data epochs to train (unless max_steps ends it first)")
+    max_steps: Optional[int] = field(None, "stop after this many optimizer steps (checkpoint included)")
+    gradient_accumulation_steps: int = field(1, "micro-batches per optimizer step")
+    start_learning_rate: float = field(1e-4, "peak learning rate")
+    end_learning_rate: float = field(1e-7, "final learning rate of cosine_decay")
+    scheduler: str = field("constant", "learning-rate schedule after warm-up", choices=SCHEDULERS)
+    warmup_steps: int = field(0, "linear warm-up optimizer steps")
+    decay_steps: int = field(0, "cosine decay length in optimizer steps (0: until the end)")
+    # optimizer
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999], help="AdamW beta1, beta2")
+    optim_eps: float = field(1e-8, "AdamW epsilon (official torch AdamW: 1e-8; mindone configs use 1e-6)")
+    weight_decay: float = field(0.0, "AdamW weight decay (norms, biases and fixed tables are exempt)")
+    clip_grad: bool = field(False, "clip gradients to max_grad_norm (global norm)")
+    max_grad_norm: float = field(1.0, "global gradient norm limit when clip_grad")
+    use_ema: bool = field(True, "keep an EMA of the weights (saved as latte-<step>-ema.ckpt)")
+    ema_decay: float = field(0.9999, "EMA decay (warm-up: min(decay, (1 + n) / (10 + n)))")
+    # precision
+    loss_scaler_type: str = field("dynamic", "loss scaling: dynamic, static or none", choices=LOSS_SCALERS)
+    init_loss_scale: float = field(65536.0, "initial (or static) loss scale")
+    loss_scale_factor: float = field(2.0, "dynamic scale change factor")
+    scale_window: int = field(1000, "finite steps before the dynamic scale grows")
+    # data feeding and VAE
+    dataset_sink_mode: bool = field(False, "feed data by sinking to the device (Ascend/GPU; CPU falls back)")
+    sink_size: int = field(-1, "steps per sink (-1: one epoch)")
+    vae_micro_batch: int = field(8, "frames the VAE encodes at once inside the train step")
+    vae_sample: bool = field(True, "encode with a posterior sample (official) rather than the mean")
+    # outputs
+    log_interval: int = field(1, "optimizer steps between metric rows / log lines")
+    ckpt_save_interval: int = field(1, "save every this many epochs, or steps with step_mode")
+    step_mode: bool = field(False, "ckpt_save_interval counts optimizer steps instead of epochs")
+    ckpt_max_keep: int = field(3, "newest checkpoints kept of each kind")
+    sample_at_checkpoint: bool = field(False, "write sample GIFs with the EMA weights at each checkpoint")
+    sample_num_videos: int = field(2, "videos per checkpoint sample")
+    sample_steps: int = field(25, "DDIM steps of checkpoint samples")
+
+    def validate(self):
+        self.validate_model()
+        for key in ("train_batch_size", "epochs", "gradient_accumulation_steps", "log_interval",
+                    "ckpt_save_interval", "ckpt_max_keep", "vae_micro_batch", "sample_num_videos", "sample_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps={self.max_steps} must be >= 1 (or null for no limit)")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1)")
+        if self.condition == "text":
+            raise ConfigError("condition 'text' training needs captions and a text encoder, which latte-ms does "
+                              "not have yet: use null or 'class'")

@@ -14,7 +14,6 @@ from latte.env import resolve_dtype
 from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
-from latte.options import LATENT_CHANNELS
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class VideoSampler:
 
     def latent_shape(self, batch):
         c = self.cfg
-        return (batch, c.num_frames, LATENT_CHANNELS, c.latent_size, c.latent_size)
+        return (batch, c.num_frames, c.latent_channels, c.latent_size, c.latent_size)
 
     @staticmethod
     def compile_seconds(step_times):
@@ -108,6 +107,26 @@ class VideoSampler:
             latents = latents[:batch]
             path = None if path is None else path[:, :batch]
         return latents, path
+
+
+class FrameDecoder:
+    """Latents (B, F, C, h, w) -> frames (B, F, 3, H, W) in about [-1, 1]: the VAE, or identity in pixel space."""
+
+    def __init__(self, cfg, device_target):
+        self.cfg = cfg
+        self.vae = None
+        if not cfg.pixel_space:
+            from latte.models.vae import load_vae
+
+            vae_dtype = getattr(cfg, "vae_dtype", None) or cfg.dtype
+            self.vae = load_vae(cfg.vae_checkpoint, dtype=resolve_dtype(vae_dtype, device_target))
+
+    def __call__(self, latents):
+        if self.vae is None:
+            return latents
+        from latte.models.vae import decode_video
+
+        return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.sd_scale_factor)
 
 
 def run_dir(output_path, stamp=None):
