@@ -44,12 +44,14 @@ class CheckpointManager:
 
     def save(self, step, latte, train_step, ema=None, epoch=0, seed=0):
         """Writes the weights (raw, EMA) and the resume state for `step`; prunes old files."""
-        raw = {p.name: p.asnumpy() for p in latte.get_parameters()}
+        # names relative to the Latte cell (its parameters' global names carry the loss network's prefix)
+        named = list(latte.parameters_and_names())
+        raw = {name: p.asnumpy() for name, p in named}
         meta = dict(self.meta, step=step, weights="raw")
         save_ms_checkpoint(raw, self.weights_path(step), meta)
         if ema is not None:
-            averaged = dict(raw)
-            averaged.update({k: v.asnumpy() for k, v in ema.shadow_state().items()})
+            shadow = ema.averaged()
+            averaged = {name: shadow[id(p)].asnumpy() if id(p) in shadow else raw[name] for name, p in named}
             save_ms_checkpoint(averaged, self.weights_path(step, ema=True), dict(meta, weights="ema"))
         self._save_state(step, train_step, ema, epoch, seed)
         self._prune()

@@ -32,9 +32,9 @@ class EMA(nn.Cell):
         ops.assign_add(self.updates, Tensor(1.0, ms.float32))
         return d
 
-    def shadow_state(self):
-        """name -> Tensor of the averaged weights, under the model's own parameter names."""
-        return {p.name: s.value() for p, s in zip(self.params, self.shadow)}
+    def averaged(self):
+        """{id(weight parameter): averaged Tensor}, to pair with any naming of the weights."""
+        return {id(p): s.value() for p, s in zip(self.params, self.shadow)}
 
 
 def _ema_update(d, shadow, weight):
