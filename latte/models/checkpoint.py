@@ -30,8 +30,11 @@ def read_weights(path, what="checkpoint", converter="tools/latte_converter.py"):
 
 
 def load_strict(net, weights, path, what="checkpoint", describe=""):
-    """Loads name -> Parameter into `net`; raises naming every missing/unused key and shape mismatch."""
-    params = {p.name: p for p in net.get_parameters()}
+    """Loads name -> Parameter into `net`; raises naming every missing/unused key and shape mismatch.
+
+    Names are relative to `net` (structural), so a net already nested in another cell still matches.
+    """
+    params = dict(net.parameters_and_names())
     weights = {k: v for k, v in weights.items() if hasattr(v, "shape")}
     missing = sorted(set(params) - set(weights))
     unused = sorted(set(weights) - set(params))
