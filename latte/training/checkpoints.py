@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 STATE_PREFIX = "train_state-"
 _STEP = re.compile(r"-(\d+)(?:-ema)?\.ckpt$")
 STATE_META_KEYS = ("step", "epoch", "seed")
+# rebuilt from the config on resume (a longer max_steps changes its length), so not part of the state
+NOT_SAVED = ("learning_rate",)
 
 
 def _step_of(path):
@@ -64,7 +66,7 @@ class CheckpointManager:
         return os.path.join(self.folder, f"{STATE_PREFIX}{step:07d}.ckpt")
 
     def _save_state(self, step, train_step, ema, epoch, seed):
-        entries = [{"name": p.name, "data": p} for p in train_step.get_parameters()]
+        entries = [{"name": p.name, "data": p} for p in train_step.get_parameters() if p.name not in NOT_SAVED]
         if ema is not None:
             entries += [{"name": p.name, "data": p} for p in ema.get_parameters() if p.name.startswith("ema.")]
         path = self.state_path(step)
@@ -96,14 +98,15 @@ def load_resume_state(path, train_step, ema=None):
     meta = {k: int(np.asarray(saved.pop(k).asnumpy()).item()) if hasattr(saved.get(k), "asnumpy")
             else int(saved.pop(k)) for k in STATE_META_KEYS}
     cells = [train_step] + ([ema] if ema is not None else [])
-    wanted = {p.name for cell in cells for p in cell.get_parameters()}
+    wanted = {p.name for cell in cells for p in cell.get_parameters() if p.name not in NOT_SAVED}
     missing = sorted(wanted - set(saved))
     if missing:
         raise ValueError(f"resume state {path} lacks {len(missing)} entries ({', '.join(missing[:5])}): it was "
                          "written by a different model or optimizer setup")
     for cell in cells:
-        params = {p.name: p for p in cell.get_parameters()}
+        params = {p.name: p for p in cell.get_parameters() if p.name not in NOT_SAVED}
         not_loaded, _ = ms.load_param_into_net(cell, {k: v for k, v in saved.items() if k in params})
+        not_loaded = [name for name in not_loaded if name not in NOT_SAVED]
         if not_loaded:
             raise ValueError(f"resume state {path}: could not restore {not_loaded[:5]}")
     return meta
