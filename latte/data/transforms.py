@@ -62,14 +62,15 @@ def center_crop_box(height, width, size):
 
 
 def center_crop_resize(frames, size):
-    """Crop the centred box with the aspect of size, then resize it to size: (F, H, W, C) -> (F, h, w, C).
+    """Crop the centred box with the aspect of size (int or (h, w)), then resize it to size:
+    (F, H, W, C) -> (F, h, w, C).
 
     For a square size this equals "resize the short side to size, then centre crop" (official UCF101)
     and "centre crop the short side, then resize" (official Sky Timelapse), up to rounding.
     """
-    target_h, target_w = size
+    target_h, target_w = as_size(size)
     _, height, width, _ = frames.shape
-    top, left, crop_h, crop_w = center_crop_box(height, width, size)
+    top, left, crop_h, crop_w = center_crop_box(height, width, (target_h, target_w))
     cropped = frames[:, top:top + crop_h, left:left + crop_w]
     if (crop_h, crop_w) == (target_h, target_w):
         return np.ascontiguousarray(cropped)
@@ -93,7 +94,7 @@ def preprocess_clip(frames, image_size, rng=None, random_flip=False):
 
     frames: uint8 (F, H, W[, C]). Returns float32 (F, 3, h, w). rng draws the flip when random_flip is set.
     """
-    frames = center_crop_resize(to_rgb(np.asarray(frames)), as_size(image_size))
+    frames = center_crop_resize(to_rgb(np.asarray(frames)), image_size)
     if random_flip and rng.random() < FLIP_PROBABILITY:
         frames = hflip(frames)
     return to_model_range(frames)
