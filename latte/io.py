@@ -17,6 +17,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".gif", ".mp4")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 RGB_CHANNELS = 3
 PIXEL_MAX = 255
 DEFAULT_FPS = 8
@@ -154,11 +155,13 @@ def save_image_grid(images, path, nrow=8, padding=GRID_PADDING):
     """
     import cv2
 
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(f"cannot write {path!r}: the extension must be one of {IMAGE_EXTENSIONS}")
     grid = make_image_grid(images, nrow, padding)
-    ext = os.path.splitext(path)[1].lower() or ".png"
     ok, encoded = cv2.imencode(ext, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise ValueError(f"cannot encode an image as {ext!r} for {path!r}: use .png or .jpg")
+        raise ValueError(f"OpenCV could not encode a {grid.shape} grid as {ext}")
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as f:
             f.write(encoded.tobytes())

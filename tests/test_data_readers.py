@@ -87,6 +87,8 @@ def test_corrupt_files_name_every_backend(tmp_path):
 
 
 def test_frame_folder_reader_grayscale_and_corrupt(tmp_path):
+    import decord  # noqa: F401  imported first on purpose: it breaks OpenCV's PNG decoding in this process
+
     paths = []
     for i in range(3):
         paths.append(str(tmp_path / f"{i}.png"))

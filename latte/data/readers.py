@@ -5,6 +5,7 @@ are returned as decoded, C may be 1 or 4 for some files: `transforms.to_rgb` nor
 Decoder modules are imported when a file is opened, so a missing decord falls back to the next backend.
 """
 import importlib
+import os
 
 import numpy as np
 
@@ -30,24 +31,29 @@ def _optional_import(name):
 
 
 class FrameFolderReader:
-    """A video stored as one image file per frame; `frame_paths` already in playback order."""
+    """A video stored as one image file per frame; `frame_paths` already in playback order.
+
+    Frames are decoded with Pillow, not OpenCV: once decord is imported, its bundled zlib 1.2.3 makes
+    OpenCV's PNG decoding fail in that process ("libpng error: bad parameters to zlib").
+    """
 
     def __init__(self, frame_paths):
         self.frame_paths = list(frame_paths)
         self.num_frames = len(self.frame_paths)
 
     def get_frames(self, indices):
-        import cv2
+        from PIL import Image
 
         frames = []
         for i in indices:
             path = self.frame_paths[i]
-            image = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR, 3 channels even for grayscale files
-            if image is None:
-                raise VideoReadError(f"cannot decode image {path}")
-            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            try:
+                with Image.open(path) as image:
+                    frames.append(np.asarray(image.convert("RGB")))  # gray, palette, RGBA -> (H, W, 3)
+            except (OSError, ValueError) as exc:
+                raise VideoReadError(f"cannot decode image {path} ({short_reason(exc)})") from exc
         if len({f.shape for f in frames}) > 1:
-            raise VideoReadError(f"frames of different sizes in {self.frame_paths[0]}'s folder")
+            raise VideoReadError(f"frames of different sizes in {os.path.dirname(self.frame_paths[0])}")
         return np.stack(frames)  # (F, H, W, 3)
 
     def close(self):
