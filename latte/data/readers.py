@@ -145,18 +145,56 @@ VIDEO_READERS = {"decord": DecordReader, "imageio": ImageioReader, "opencv": Ope
 assert tuple(VIDEO_READERS) == VIDEO_BACKENDS
 
 
+class FallbackReader:
+    """'auto' backend: decodes with the first backend that opened the file and, if decoding fails, retries
+    with the next ones (decord opens some small-width H.264 files, e.g. 16, 24 or 48 pixels wide, then
+    fails in get_batch with "DECORDArrayCopyFromTo: The size must exactly match")."""
+
+    def __init__(self, path, backends):
+        self.path = path
+        self._backends = list(backends)
+        self._reasons = []
+        self._reader = self._open_next()
+        self.num_frames = self._reader.num_frames
+
+    def _open_next(self):
+        while self._backends:
+            name = self._backends.pop(0)
+            try:
+                reader = VIDEO_READERS[name](self.path)
+                self.backend = name
+                return reader
+            except ImportError as exc:
+                self._reasons.append(f"{name}: not installed ({exc})")
+            except Exception as exc:  # decoders raise many types (RuntimeError, OSError, DECORDError ...)
+                self._reasons.append(f"{name}: {short_reason(exc)}")
+        raise VideoReadError(f"no backend can read {self.path} ({'; '.join(self._reasons)})")
+
+    def get_frames(self, indices):
+        while True:
+            try:
+                return self._reader.get_frames(indices)
+            except Exception as exc:
+                self._reasons.append(f"{self.backend}: {short_reason(exc)}")
+                self._reader.close()
+                self._reader = self._open_next()
+
+    def close(self):
+        self._reader.close()
+
+
 def open_video(path, backend="auto"):
-    """Open a video file with `backend`, or with the first of decord, imageio, OpenCV that can ("auto").
+    """Open a video file with `backend`, or with decord, imageio, OpenCV in turn ("auto": see FallbackReader).
 
     Raises VideoReadError naming every backend's reason when none can open it.
     """
-    names = VIDEO_BACKENDS if backend == "auto" else (backend,)
-    reasons = []
-    for name in names:
-        try:
-            return VIDEO_READERS[name](path)
-        except ImportError as exc:
-            reasons.append(f"{name}: not installed ({exc})")
-        except Exception as exc:  # decoders raise many types (RuntimeError, OSError, DECORDError ...)
-            reasons.append(f"{name}: {short_reason(exc)}")
-    raise VideoReadError(f"cannot open {path} ({'; '.join(reasons)})")
+    if backend == "auto":
+        return FallbackReader(path, VIDEO_BACKENDS)
+    try:
+        return VIDEO_READERS[backend](path)
+    except ImportError as exc:
+        raise VideoReadError(f"cannot open {path} ({backend}: not installed ({exc}))") from exc
+    except VideoReadError:
+        raise
+    except Exception as exc:
+        raise VideoReadError(f"cannot open {path} ({backend}: {short_reason(exc)})") from exc
