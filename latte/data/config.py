@@ -39,8 +39,9 @@ class DataConfig:
     )
     max_rowsize: Optional[int] = field(
         default=None,
-        metadata={"help": "Shared memory (MB) per row between worker processes; null lets MindSpore size it. "
-                          "Only used when num_parallel_workers > 1."},
+        metadata={"help": "Shared memory (MB) per row between worker processes (mindone name). null (default) "
+                          "lets MindSpore size it dynamically; MindSpore >= 2.8 deprecates setting it. Only "
+                          "used when num_parallel_workers > 1."},
     )
     shuffle: bool = field(
         default=True,
