@@ -91,7 +91,7 @@ def test_filter_list_ucf_style(tmp_path, caplog):
         index = build_video_index(dataclasses.replace(config, filter_list=str(listing)), 4, 8, with_labels=True)
     assert [e.name for e in index.entries] == ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
                                                "PlayingGuitar/v_PlayingGuitar_g02_c01.avi"]
-    assert index.labels == [0, 1]  # classes come from all listed videos, not only kept ones
+    assert index.labels == [0, 1]
     assert "v_Missing_g09_c01" in caplog.text
 
 
@@ -134,3 +134,11 @@ def test_too_short_frame_folders_skipped_and_named(tmp_path, caplog):
     assert len(warnings) == 1 and "short" in warnings[0].getMessage()
     with pytest.raises(DataError, match="needs 13 frames"):
         build_video_index(config, 7, 8)
+
+
+def test_dropped_videos_do_not_renumber_classes(tmp_path):
+    for cls, length in (("a", 2), ("b", 5), ("c", 5)):  # class "a" has only a too-short video
+        write_frames(str(tmp_path / cls / "video"), [f"{i}.png" for i in range(length)])
+    config = DataConfig(data_folder=str(tmp_path), train_data_type="frame_folder", sample_stride=1)
+    index = build_video_index(config, 3, 8, with_labels=True)
+    assert index.class_names == ["a", "b", "c"] and index.labels == [1, 2]

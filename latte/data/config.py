@@ -70,8 +70,8 @@ class DataConfig:
     )
     video_backend: str = field(
         default="auto",
-        metadata={"help": "Video decoder: 'auto' (decord, then imageio, then OpenCV), 'decord', 'imageio' "
-                          "or 'opencv'."},
+        metadata={"help": "Video decoder: 'auto' (decord, then imageio, then OpenCV: the next one is tried "
+                          "when one is missing or fails on a file), 'decord', 'imageio' or 'opencv'."},
     )
     scan_videos: bool = field(
         default=True,

@@ -12,13 +12,14 @@ epoch (the up to num_shards - 1 left over change every epoch), so shards are dis
 Resume. start_step = batches this rank already consumed. Batch k of the resumed pipeline equals batch
 start_step + k of an uninterrupted one (same seed, shards and batch size), across epoch boundaries, and
 skipped batches are never decoded. Every mindspore epoch still has steps_per_epoch batches, so after a
-mid-epoch resume a mindspore epoch straddles two data epochs: count steps, not mindspore epochs (iterate
-with num_epochs=-1 and stop at the step budget). The data epoch of global step s is s // steps_per_epoch.
+mid-epoch resume a mindspore epoch straddles two data epochs: count steps, not mindspore epochs (make the
+iterator with num_epochs=-1, run `for batch in iterator` again after each pass, which is one mindspore
+epoch, and stop at the step budget). The data epoch of global step s is s // steps_per_epoch.
 (mindspore's `dataset.skip(n)` instead decodes and drops n rows at the start of EVERY epoch: not a resume.)
 """
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
