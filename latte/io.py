@@ -137,6 +137,8 @@ def make_image_grid(images, nrow=8, padding=GRID_PADDING):
     """
     images = to_display_frames(images)
     count, height, width, _ = images.shape
+    if count == 0:
+        raise ValueError("make_image_grid got no images: pass at least one (N >= 1)")
     ncol = min(nrow, count)
     nrows = -(-count // ncol)  # ceil
     grid = np.zeros((nrows * (height + padding) + padding, ncol * (width + padding) + padding, RGB_CHANNELS),

@@ -44,6 +44,7 @@ def test_frame_folders_flat_and_nested(tmp_path):
     # Real Sky Timelapse nests clips one level deeper: sky_train/<video>/<clip>/<frame>.jpg
     write_frames(str(root / "videoB" / "videoB_1"), [f"{i}.png" for i in range(4)])
     touch(str(root / "videoB" / "notes.txt"))
+    touch(str(root / "videoA" / "._frame_3.jpg"))  # hidden files (macOS resource forks) are not frames
     entries = list_frame_folders(DataConfig(data_folder=str(root), train_data_type="frame_folder"))
     assert [e.name for e in entries] == ["videoA", "videoB/videoB_1"]
     assert [os.path.basename(p) for p in entries[0].frames] == ["frame_1.jpg", "frame_2.jpg", "frame_10.jpg"]

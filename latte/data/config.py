@@ -35,7 +35,8 @@ class DataConfig:
     )
     num_parallel_workers: int = field(
         default=2,
-        metadata={"help": "Worker processes decoding clips (1 = decode in a thread of the main process)."},
+        metadata={"help": "Worker processes decoding clips (1 = decode in a thread of the main process); "
+                          "also the number of threads scanning videos at start."},
     )
     max_rowsize: Optional[int] = field(
         default=None,

@@ -30,7 +30,6 @@ class VideoIndex:
     labels: Optional[List[int]]  # class id per entry when labels were asked for, else None
     class_names: List[str]  # label i means class_names[i]; empty when labels were not asked for
     skipped: List[Tuple[str, str]]  # (video name, reason) for every video dropped
-    num_found: int  # videos listed before the filter list and the checks
 
 
 def _probe(source, data_config, image_size, entry):
@@ -105,4 +104,7 @@ def build_video_index(data_config, num_frames, image_size, with_labels=False):
         _warn_skipped(skipped, num_listed, data_config.data_folder or data_config.train_data_type)
 
     labels = labels_for(usable, classes, data_config.class_from) if with_labels else None
-    return VideoIndex(usable, labels, classes, skipped, num_found)
+    logger.info("data: %s %r: %d videos found, %d after the filter list, %d usable%s",
+                data_config.train_data_type, data_config.data_folder, num_found, num_listed, len(usable),
+                f", {len(classes)} classes" if with_labels else "")
+    return VideoIndex(usable, labels, classes, skipped)

@@ -50,10 +50,11 @@ def _relative_name(path, root):
 
 
 def _walk(root):
-    """os.walk in a deterministic order (sorted folders), following symlinks."""
+    """os.walk in a deterministic order (sorted folders), following symlinks, skipping hidden entries
+    (names starting with '.', e.g. macOS '._frame.jpg' resource forks)."""
     for folder, subfolders, files in os.walk(root, followlinks=True):
-        subfolders.sort(key=natural_key)
-        yield folder, sorted(files, key=natural_key)
+        subfolders[:] = sorted((d for d in subfolders if not d.startswith(".")), key=natural_key)
+        yield folder, sorted((f for f in files if not f.startswith(".")), key=natural_key)
 
 
 def check_data_folder(data_folder, expected):
