@@ -64,14 +64,14 @@ def test_real_videos_batch_layout_and_labels(ucf_like):
 def test_grayscale_non_square_frame_folder(tmp_path):
     folder = tmp_path / "gray_video"
     folder.mkdir()
-    for t in range(6):
-        Image.fromarray(np.full((20, 36), 30 * t, np.uint8), mode="L").save(folder / f"img_{t}.png")
+    for t in range(12):  # img_0 ... img_11: lexicographic order would put img_10 after img_1
+        Image.fromarray(np.full((20, 36), 20 * t, np.uint8), mode="L").save(folder / f"img_{t}.png")
     config = DataConfig(data_folder=str(tmp_path), train_data_type="frame_folder", sample_stride=1,
                         num_parallel_workers=1, shuffle=False)
-    video = run(create_video_dataset(config, 16, 6, 1, seed=0)[0])[0][0]["video"][0]  # (F, 3, H, W)
-    assert video.shape == (6, 3, 16, 16)
+    video = run(create_video_dataset(config, 16, 12, 1, seed=0)[0])[0][0]["video"][0]  # (F, 3, H, W)
+    assert video.shape == (12, 3, 16, 16)
     assert np.array_equal(video[:, 0], video[:, 2])  # gray -> equal RGB channels
-    assert np.allclose(video[:, 0, 0, 0], np.arange(6) * 30 / 127.5 - 1)  # natural frame order, exact range
+    assert np.allclose(video[:, 0, 0, 0], np.arange(12) * 20 / 127.5 - 1)  # natural frame order, exact range
 
 
 def test_same_seed_same_clips_for_any_worker_count():

@@ -1,7 +1,7 @@
 """Decoding frames: numbered-image folders, and video files through decord, imageio or OpenCV.
 
-Every reader has `num_frames` and `get_frames(indices) -> uint8 (F, H, W, C)` (C is 3 for videos; images
-are returned as decoded, C may be 1 or 4 for some files: `transforms.to_rgb` normalises them) and `close()`.
+Every reader has `num_frames`, `get_frames(indices) -> uint8 (F, H, W, C)` and `close()`. C is 3 (RGB),
+except that imageio may return 1 or 4 channels for GIFs: `transforms.to_rgb` normalises them.
 Decoder modules are imported when a file is opened, so a missing decord falls back to the next backend.
 """
 import importlib
