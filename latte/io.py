@@ -34,20 +34,21 @@ def _to_numpy(array):
 
 
 def video_to_uint8(video):
-    """float (F, C, H, W) in [-1, 1] -> uint8 (F, H, W, C), as the official Latte: (x*0.5+0.5)*255 + 0.5, clamp.
+    """float (..., C, H, W) in [-1, 1] -> uint8 (..., H, W, C), as the official Latte: (x*0.5+0.5)*255 + 0.5, clamp.
 
-    Accepts numpy arrays and MindSpore Tensors; C is 1 or 3. NaNs (a diverged sample) become mid-grey and
-    are counted in a warning.
+    One video (F, C, H, W) or a batch (B, F, C, H, W); numpy arrays or MindSpore Tensors; C is 1 or 3.
+    NaNs (a diverged sample) become mid-grey and are counted in a warning.
     """
     video = _to_numpy(video).astype(np.float32)
-    if video.ndim != 4 or video.shape[1] not in (1, RGB_CHANNELS):
-        raise ValueError(f"video has shape {video.shape}; expected float (F, C, H, W) with C = 1 or 3")
+    if video.ndim < 3 or video.shape[-3] not in (1, RGB_CHANNELS):
+        raise ValueError(f"video has shape {video.shape}; expected float (F, C, H, W) or (B, F, C, H, W) "
+                         "with C = 1 or 3")
     nans = int(np.isnan(video).sum())
     if nans:
         logger.warning("video_to_uint8: %d NaN values written as mid-grey", nans)
         video = np.nan_to_num(video, nan=0.0)
     pixels = np.clip((video * 0.5 + 0.5) * PIXEL_MAX + 0.5, 0, PIXEL_MAX).astype(np.uint8)
-    return pixels.transpose(0, 2, 3, 1)  # (F, C, H, W) -> (F, H, W, C)
+    return np.moveaxis(pixels, -3, -1)  # (..., C, H, W) -> (..., H, W, C)
 
 
 def to_display_frames(frames):
@@ -59,6 +60,8 @@ def to_display_frames(frames):
         if frames.ndim != 4 or frames.shape[-1] not in (1, RGB_CHANNELS):
             raise ValueError(f"uint8 frames have shape {frames.shape}; expected (F, H, W, 3) or (F, H, W, 1)")
     elif np.issubdtype(frames.dtype, np.floating):
+        if frames.ndim != 4:
+            raise ValueError(f"float frames have shape {frames.shape}; expected one video (F, 3, H, W)")
         frames = video_to_uint8(frames)
     else:
         raise ValueError(f"frames have dtype {frames.dtype}; expected uint8 (F, H, W, 3) "

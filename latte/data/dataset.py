@@ -12,9 +12,9 @@ epoch (the up to num_shards - 1 left over change every epoch), so shards are dis
 Resume. start_step = batches this rank already consumed. Batch k of the resumed pipeline equals batch
 start_step + k of an uninterrupted one (same seed, shards and batch size), across epoch boundaries, and
 skipped batches are never decoded. Every mindspore epoch still has steps_per_epoch batches, so after a
-mid-epoch resume a mindspore epoch straddles two data epochs: count steps, not mindspore epochs (make the
-iterator with num_epochs=-1, run `for batch in iterator` again after each pass, which is one mindspore
-epoch, and stop at the step budget). The data epoch of global step s is s // steps_per_epoch.
+mid-epoch resume a mindspore epoch straddles two data epochs: count steps, not mindspore epochs
+(`iterate_batches` runs the passes back to back; stop at the step budget). The data epoch of global step s
+is s // steps_per_epoch.
 (mindspore's `dataset.skip(n)` instead decodes and drops n rows at the start of EVERY epoch: not a resume.)
 """
 import logging
@@ -203,3 +203,16 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     info = DatasetInfo(len(index.entries), per_shard, steps, batch_size, start_epoch, index.class_names,
                        index.skipped)
     return dataset, info
+
+
+def iterate_batches(dataset, output_numpy=False):
+    """Yield the dataset's batches (tuples in column order) forever, epoch after epoch.
+
+    A mindspore iterator raises StopIteration at the end of EVERY epoch, even with num_epochs=-1, so
+    `next(dataset.create_tuple_iterator(num_epochs=-1))` in a step loop stops after the first epoch; this
+    generator starts the next pass instead. Pair it with start_step to resume: `itertools.islice` it to the
+    step budget.
+    """
+    iterator = dataset.create_tuple_iterator(num_epochs=-1, output_numpy=output_numpy)
+    while True:
+        yield from iterator  # one mindspore epoch
