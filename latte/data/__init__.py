@@ -15,6 +15,6 @@ from latte.data.sources import SOURCE_TYPES, SourceType
 from latte.data.synthetic import synthetic_video, write_synthetic_dataset
 
 __all__ = [
-    "DataConfig", "DataError", "create_video_dataset", "iterate_batches", "DatasetInfo", "ClipSource", "build_video_index",
-    "VideoIndex", "SOURCE_TYPES", "SourceType", "synthetic_video", "write_synthetic_dataset",
+    "DataConfig", "DataError", "create_video_dataset", "iterate_batches", "DatasetInfo", "ClipSource",
+    "build_video_index", "VideoIndex", "SOURCE_TYPES", "SourceType", "synthetic_video", "write_synthetic_dataset",
 ]
