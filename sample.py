@@ -16,7 +16,7 @@ from latte.config import load_config, save_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
 from latte.io import save_image_grid, save_video, video_to_uint8
 from latte.options import SampleConfig
-from latte.sampling import (FrameDecoder, Timer, VideoSampler, batch_to_uint8, choose_labels,
+from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels,
                             load_latte_for_inference, run_dir)
 
 logger = logging.getLogger("sample")
@@ -87,7 +87,7 @@ def main(argv=None):
             latents, path = sampler.sample(batch_labels, count, seed=cfg.seed + first,
                                            trajectory=cfg.save_trajectory, step_times=step_times)
         with timer.section("VAE decode"):
-            videos = batch_to_uint8(decode(latents).asnumpy())
+            videos = video_to_uint8(decode(latents).asnumpy())
         with timer.section("writing"):
             for i in range(count):
                 stem = os.path.join(out_dir, video_name(first + i, None if labels is None else batch_labels[i]))

@@ -129,13 +129,6 @@ class FrameDecoder:
         return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.sd_scale_factor)
 
 
-def batch_to_uint8(videos):
-    """(B, F, 3, H, W) float in [-1, 1] -> (B, F, H, W, 3) uint8."""
-    from latte.io import video_to_uint8
-
-    return np.stack([video_to_uint8(v) for v in np.asarray(videos)])
-
-
 def run_dir(output_path, stamp=None):
     """output_path/<YYYY-mm-dd_HH-MM-SS>, made unique if two runs start in the same second."""
     stamp = stamp or time.strftime("%Y-%m-%d_%H-%M-%S")

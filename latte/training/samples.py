@@ -7,12 +7,12 @@ import numpy as np
 
 from mindspore.nn.utils import no_init_parameters
 
-from latte.io import save_video
+from latte.io import save_video, video_to_uint8
 from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
 from latte.env import resolve_dtype
-from latte.sampling import FrameDecoder, VideoSampler, batch_to_uint8, choose_labels
+from latte.sampling import FrameDecoder, VideoSampler, choose_labels
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class CheckpointSamples:
     def write(self, step, weights, folder):
         load_latte_checkpoint(self.net, weights, "checkpoint sample model")
         latents, _ = self.sampler.sample(self.labels, self.cfg.num_samples, seed=self.cfg.seed)
-        videos = batch_to_uint8(self.decode(latents).asnumpy())
+        videos = video_to_uint8(self.decode(latents).asnumpy())
         target = os.path.join(folder, f"step-{step:07d}")
         os.makedirs(target, exist_ok=True)
         for i, video in enumerate(videos):

@@ -8,6 +8,7 @@ from mindspore import nn
 from tqdm.auto import tqdm
 
 from latte.config import save_config
+from latte.data import iterate_batches
 from latte.diffusion import create_diffusion
 from latte.env import resolve_dtype
 from latte.models import create_latte
@@ -178,7 +179,7 @@ class Trainer:
         step, accum = self.meta["step"], cfg.gradient_accumulation_steps
         micro, overflows = step * accum, 0
         sink_fn, per_call = self._sink_or_loop()
-        batches = None if sink_fn else self.dataset.create_tuple_iterator(num_epochs=-1)
+        batches = None if sink_fn else iterate_batches(self.dataset)  # epoch after epoch
         bar = tqdm(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
         last_save = step
         while step < self.total_steps:
