@@ -5,6 +5,8 @@ t inside the graph, so a loop of any length compiles once (per shape and y-is-No
 diffusion, keyed by model and settings, so later loops with the same model do not compile again.
 Per-step noise comes from a seeded numpy generator: the same seed gives the same samples.
 """
+import gc
+
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
@@ -81,6 +83,9 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         raise ValueError(f"cfg_scale={cfg_scale} needs labels y and an even batch [cond | uncond], got "
                          f"batch {shape[0]}, y={'None' if y is None else tuple(y.shape)}")
     step = denoise_step(diffusion, model, method, clip_denoised, eta, cfg_scale)
+    # MindSpore derives graph cache keys from object ids: if unreachable Cells of earlier runs are collected in
+    # the middle of the loop, the step's key changes and it compiles a second time. Collect them up front.
+    gc.collect()
     rng = np.random.default_rng(seed)
     x = _float_tensor(rng.standard_normal(shape, dtype=np.float32) if noise is None else noise, shape, "noise")
     draws_noise = method == "ddpm" or eta != 0.0
