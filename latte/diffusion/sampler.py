@@ -83,8 +83,8 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         raise ValueError(f"cfg_scale={cfg_scale} needs labels y and an even batch [cond | uncond], got "
                          f"batch {shape[0]}, y={'None' if y is None else tuple(y.shape)}")
     step = denoise_step(diffusion, model, method, clip_denoised, eta, cfg_scale)
-    # MindSpore derives graph cache keys from object ids: if unreachable Cells of earlier runs are collected in
-    # the middle of the loop, the step's key changes and it compiles a second time. Collect them up front.
+    # MindSpore 2.10 re-keys a live Cell's compiled graph when another compiled Cell of the same class is freed:
+    # if stale step cells of earlier diffusions were collected mid-loop, this step would compile a second time.
     gc.collect()
     rng = np.random.default_rng(seed)
     x = _float_tensor(rng.standard_normal(shape, dtype=np.float32) if noise is None else noise, shape, "noise")
