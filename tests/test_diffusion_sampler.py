@@ -183,6 +183,15 @@ def test_guidance_errors(graph_mode):
         d.ddim_sample_loop(NoCFG(), SHAPE, y=Tensor(np.array([1, 5], np.int32)), cfg_scale=4.0, progress=False)
 
 
+def test_wrong_model_output_is_loud_in_graph(graph_mode):
+    class EpsOnly(nn.Cell):  # no variance channels, but the default diffusion learns sigma
+        def construct(self, x, t, y):
+            return x
+
+    with pytest.raises(ValueError, match=r"expected \(2, 3, 8, 4, 4\)"):
+        create_diffusion(STEPS).ddim_sample_loop(EpsOnly(), SHAPE, progress=False)
+
+
 def test_pynative_loop_matches_graph():
     """Under PYNATIVE the step still runs as one ms.jit graph, with the same result."""
     model = TinyDenoiser()
