@@ -69,7 +69,7 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         model: Cell with construct(x, t, y) -> (B, F, 2C, H, W) (or (B, F, C, H, W) for a fixed variance).
         shape: (B, F, C, H, W) of the latents (with guidance: the doubled batch, see guidance.duplicate_for_cfg).
         noise: starting x_T (Tensor or array of `shape`); drawn from the seeded generator if None.
-        y: labels (B,) int32 Tensor, or None for an unconditional model.
+        y: labels (B,) int32 (Tensor or array), or None for an unconditional model.
         cfg_scale: > 1 samples with classifier-free guidance through model.construct_with_cfg.
         clip_denoised: clamp x_0 predictions to [-1, 1] (the official sample.py uses False).
         eta: DDIM stochasticity (method "ddim" only).
@@ -79,6 +79,8 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         x_T, x_{T-1}, ..., x_0 (T = number of steps).
     """
     shape = tuple(int(s) for s in shape)
+    if y is not None and not isinstance(y, Tensor):
+        y = Tensor(np.asarray(y, dtype=np.int32))  # a Python/numpy y would be a graph constant: one compile per y
     if guidance_enabled(cfg_scale) and (y is None or shape[0] % 2):
         raise ValueError(f"cfg_scale={cfg_scale} needs labels y and an even batch [cond | uncond], got "
                          f"batch {shape[0]}, y={'None' if y is None else tuple(y.shape)}")
