@@ -6,6 +6,7 @@ diffusion, keyed by model and settings, so later loops with the same model do no
 Per-step noise comes from a seeded numpy generator: the same seed gives the same samples.
 """
 import gc
+import time
 
 import numpy as np
 import mindspore as ms
@@ -62,7 +63,7 @@ def _float_tensor(value, shape, name):
 
 
 def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_scale=1.0, clip_denoised=False,
-                eta=0.0, progress=True, return_trajectory=False, seed=None):
+                eta=0.0, progress=True, return_trajectory=False, seed=None, step_times=None):
     """Run all steps of `diffusion` backwards from noise, with a tqdm bar over steps.
 
     Args:
@@ -74,6 +75,8 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         clip_denoised: clamp x_0 predictions to [-1, 1] (the official sample.py uses False).
         eta: DDIM stochasticity (method "ddim" only).
         seed: numpy seed of the starting noise (when not given) and of the per-step noise.
+        step_times: a list that receives each step's wall time in seconds (the first includes the compile);
+            timing waits for every step to finish, which costs a little overlap.
     Returns:
         x_0 as a float32 Tensor of `shape`, and with return_trajectory also a Tensor (T + 1, *shape) holding
         x_T, x_{T-1}, ..., x_0 (T = number of steps).
@@ -97,7 +100,11 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
                   disable=not progress, desc=f"{method} sampling"):
         t = Tensor(np.full((shape[0],), i, dtype=np.int32))
         step_noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if draws_noise else zeros
+        started = time.perf_counter()
         x, _ = step(x, t, step_noise, y)
+        if step_times is not None:
+            x.asnumpy()  # wait for the step before reading the clock
+            step_times.append(time.perf_counter() - started)
         if return_trajectory:
             trajectory.append(x)
     if return_trajectory:
