@@ -19,6 +19,7 @@ import numpy as np
 
 META_SUFFIX = ".json"
 _SAFETENSORS_SUFFIX = ".safetensors"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 # torch storage class -> numpy dtype; bfloat16 is widened to float32 (numpy has no bfloat16)
 _STORAGE_DTYPES = {
@@ -177,6 +178,9 @@ def read_checkpoint_tree(path):
             raise ConversionError(f"{path}: damaged torch checkpoint ({type(err).__name__}: {err})") from err
     with open(path, "rb") as f:
         head = f.read(8)
+    if head[:4] == _ZIP_MAGIC:
+        raise ConversionError(f"{path}: damaged or truncated torch checkpoint (zip archive without its end); "
+                              "download or copy it again")
     if head[:1] == b"\x80":  # a bare pickle: the pre-1.6 torch format
         return _read_torch_legacy(path)
     if _looks_like_safetensors(head, path):

@@ -1,0 +1,161 @@
+"""Device, execution mode, precision, seeds and distributed setup, in one place."""
+import dataclasses
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("Ascend", "GPU", "CPU")
+MODES = {0: "graph", 1: "pynative"}
+JIT_LEVELS = ("O0", "O1", "O2")
+DTYPES = ("fp32", "fp16", "bf16")
+
+# oneDNN picks a very slow reference convolution on AVX-512 CPUs inside MindSpore 2.10; capping its ISA at
+# AVX2 makes convs ~100x faster (matmul ~15% slower). It is read once, when the process starts using oneDNN.
+ONEDNN_ISA_VAR = "ONEDNN_MAX_CPU_ISA"
+ONEDNN_FAST_ISA = "AVX2"
+_REEXEC_MARK = "LATTE_MS_REEXEC_FOR_CONVS"
+
+
+@dataclasses.dataclass
+class RunContext:
+    device_target: str
+    mode: int
+    rank: int = 0
+    group_size: int = 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+# cheap signs that a device's driver is installed; without them MindSpore is not asked (it prints load errors)
+_DRIVER_SIGNS = {"Ascend": ("/usr/local/Ascend", "/dev/davinci0"), "GPU": ("/proc/driver/nvidia", "/dev/nvidia0")}
+
+
+def accelerator_available(device):
+    import mindspore as ms
+
+    if not any(os.path.exists(p) for p in _DRIVER_SIGNS.get(device, ())):
+        return False
+    try:
+        return bool(ms.hal.is_available(device))
+    except Exception:  # a backend plugin that is not installed raises instead of answering False
+        return False
+
+
+def resolve_device_target(requested=None):
+    """The requested device, or the first of Ascend, GPU, CPU that this MindSpore can use."""
+    if requested:
+        if requested not in DEVICES:
+            raise ValueError(f"device_target={requested!r} is not one of {DEVICES}")
+        return requested
+    for device in DEVICES[:-1]:
+        if accelerator_available(device):
+            return device
+    return "CPU"
+
+
+def resolve_dtype(name, device_target):
+    """'fp32' | 'fp16' | 'bf16' (None: fp32 on CPU, fp16 elsewhere) -> mindspore dtype, with device checks."""
+    import mindspore as ms
+
+    if name is None:
+        name = "fp32" if device_target == "CPU" else "fp16"
+    if name not in DTYPES:
+        raise ValueError(f"dtype={name!r} is not one of {DTYPES}")
+    if name == "bf16" and device_target == "CPU":
+        raise ValueError("dtype=bf16: MindSpore has no bf16 kernels on CPU; use dtype fp32 on CPU "
+                         "(fp16 runs but is slower than fp32 there)")
+    return {"fp32": ms.float32, "fp16": ms.float16, "bf16": ms.bfloat16}[name]
+
+
+def set_seed(seed):
+    import mindspore as ms
+
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+
+
+def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_parallel=False,
+                  max_device_memory=None):
+    """Sets MindSpore's device, mode and jit level (and communication when use_parallel); logs the choice."""
+    import mindspore as ms
+
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: use 0 (graph) or 1 (pynative)")
+    if jit_level not in JIT_LEVELS:
+        raise ValueError(f"jit_level={jit_level!r} is not one of {JIT_LEVELS}")
+    device = resolve_device_target(device_target)
+    ms.set_device(device)
+    ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": jit_level})
+    if max_device_memory and device != "CPU":
+        ms.set_context(max_device_memory=max_device_memory)
+    rank, group_size = 0, 1
+    if use_parallel:
+        rank, group_size = init_data_parallel()
+    if seed is not None:
+        set_seed(seed)
+    how = "requested" if device_target else "auto-detected"
+    logger.info("device %s (%s), %s mode, jit_level %s%s", device, how, MODES[mode], jit_level,
+                f", rank {rank}/{group_size}" if use_parallel else "")
+    if device == "CPU" and os.environ.get(_REEXEC_MARK):
+        logger.info("CPU convolutions: restarted with %s=%s so oneDNN uses fast kernels (set the variable "
+                    "yourself to choose otherwise)", ONEDNN_ISA_VAR, ONEDNN_FAST_ISA)
+    return RunContext(device, mode, rank, group_size)
+
+
+def init_data_parallel():
+    """Initializes collective communication and data-parallel gradient averaging; returns (rank, size)."""
+    import mindspore as ms
+    from mindspore.communication import get_group_size, get_rank, init
+
+    try:
+        init()
+    except Exception as err:  # MindSpore raises RuntimeError with long logs; say what to do
+        raise RuntimeError(
+            "use_parallel=True but communication could not be initialised: start the script with a launcher, "
+            "e.g. 'msrun --worker_num=2 --local_worker_num=2 python train.py -c CONFIG --use_parallel True' "
+            f"(see README, Distributed training). Cause: {err}") from err
+    rank, size = get_rank(), get_group_size()
+    ms.reset_auto_parallel_context()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=size)
+    return rank, size
+
+
+def _cpu_has_avx512():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512" in f.read()
+    except OSError:
+        return False
+
+
+def reexec_for_fast_cpu_convs():
+    """Restarts the current script with ONEDNN_MAX_CPU_ISA=AVX2 when that makes CPU convolutions fast.
+
+    Call it first under `if __name__ == "__main__":` in scripts that run the VAE. It does nothing when the
+    variable is already set (by the user or a previous restart) or the CPU has no AVX-512.
+    """
+    if ONEDNN_ISA_VAR in os.environ or not _cpu_has_avx512():
+        return
+    os.environ[ONEDNN_ISA_VAR] = ONEDNN_FAST_ISA
+    os.environ[_REEXEC_MARK] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+def setup_logging(log_file=None, rank=0):
+    """INFO logs to stderr (all ranks prefix their rank when > 0) and optionally to a file."""
+    fmt = "%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s"
+    handlers = [logging.StreamHandler()]
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S", handlers=handlers, force=True)

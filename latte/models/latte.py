@@ -1,0 +1,201 @@
+"""Latte: a video diffusion transformer with alternating spatial and temporal blocks (Ma et al., 2024).
+
+The math, init and submodule names follow the official PyTorch Latte (Vchitect/Latte, models/latte.py).
+Input x is (B, F, C, H, W) -- frames before channels; output (B, F, 2C, H, W) with learn_sigma.
+"""
+import logging
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, XavierUniform, Zero, initializer
+
+from latte.models.attention import Attention, choose_attention_backend
+from latte.models.layers import (PATCH_EMBEDDERS, LabelEmbedder, LayerNorm, Mlp, TimestepEmbedder,
+                                 modulate)
+from latte.models.pos_embed import spatial_table, temporal_table
+
+logger = logging.getLogger(__name__)
+
+CONDITIONS = (None, "class", "text")
+TEXT_TOKENS, TEXT_DIM = 77, 768  # official text conditioning: a flattened 77x768 (CLIP) embedding
+ADALN_CHUNKS = 6  # shift/scale/gate for attention and for the MLP
+
+
+#################################################################################
+#                                Latte blocks                                   #
+#################################################################################
+
+class TransformerBlock(nn.Cell):
+    """A block with adaLN-Zero conditioning: gated attention and gated MLP, both on modulated norms."""
+
+    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math"):
+        super().__init__()
+        self.norm1 = LayerNorm(hidden_size)
+        self.attn = Attention(hidden_size, num_heads, backend=attention_backend)
+        self.norm2 = LayerNorm(hidden_size)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, ADALN_CHUNKS * hidden_size))
+
+    def construct(self, x, c):
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.chunk(
+            self.adaLN_modulation(c), ADALN_CHUNKS, axis=1)  # 6 x (N, D)
+        x = x + gate_msa.expand_dims(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
+        x = x + gate_mlp.expand_dims(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Cell):
+    """adaLN-modulated norm, then Linear(D, p*p*out_channels) per token, ordered (p_h, p_w, c)."""
+
+    def __init__(self, hidden_size, patch_size, out_channels):
+        super().__init__()
+        self.norm_final = LayerNorm(hidden_size)
+        self.linear = nn.Dense(hidden_size, patch_size * patch_size * out_channels)
+        self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, 2 * hidden_size))
+
+    def construct(self, x, c):
+        shift, scale = ops.chunk(self.adaLN_modulation(c), 2, axis=1)  # 2 x (N, D)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+#################################################################################
+#                                 Core Latte                                    #
+#################################################################################
+
+class Latte(nn.Cell):
+    """Latte with fixed input size and frame count.
+
+    condition: None (unconditional), "class" (labels; a null row for CFG when class_dropout_prob > 0) or
+    "text" (a (B, 77, 768) embedding projected to D). patch_embedder: "conv" (official) or "linear".
+    """
+
+    def __init__(self, input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,
+                 mlp_ratio=4.0, num_frames=16, class_dropout_prob=0.1, num_classes=1000, learn_sigma=True,
+                 condition=None, patch_embedder="conv", enable_flash_attention=False, use_recompute=False):
+        super().__init__()
+        _check_arguments(input_size, patch_size, depth, condition, patch_embedder)
+        self.in_channels = in_channels
+        self.out_channels = in_channels * 2 if learn_sigma else in_channels
+        self.patch_size = patch_size
+        self.num_heads = num_heads
+        self.num_frames = num_frames
+        self.condition = condition
+        self.grid_size = input_size // patch_size
+        self.num_patches = self.grid_size**2
+        self.hidden_size = hidden_size
+
+        self.x_embedder = PATCH_EMBEDDERS[patch_embedder](patch_size, in_channels, hidden_size)
+        self.t_embedder = TimestepEmbedder(hidden_size)
+        if condition == "class":
+            self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
+        elif condition == "text":
+            self.text_embedding_projection = nn.SequentialCell(
+                nn.SiLU(), nn.Dense(TEXT_TOKENS * TEXT_DIM, hidden_size))
+
+        # Fixed sin-cos tables, stored (frozen) in the state dict like the official model:
+        self.pos_embed = Parameter(Tensor(spatial_table(hidden_size, self.grid_size)[None].astype(np.float32)),
+                                   name="pos_embed", requires_grad=False)  # (1, T, D)
+        self.temp_embed = Parameter(Tensor(temporal_table(hidden_size, num_frames)[None].astype(np.float32)),
+                                    name="temp_embed", requires_grad=False)  # (1, F, D)
+
+        backend, _ = choose_attention_backend(enable_flash_attention, hidden_size // num_heads)
+        self.attention_backend = backend
+        self.blocks = nn.CellList(
+            [TransformerBlock(hidden_size, num_heads, mlp_ratio, attention_backend=backend) for _ in range(depth)])
+        if use_recompute:
+            for block in self.blocks:
+                block.recompute()
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        """The official init: xavier Linear weights, zero biases, N(0, 0.02) label table and timestep MLP,
+        zeroed adaLN and final layers (the model starts as the identity on its residual stream)."""
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, nn.Dense):
+                _set(cell.weight, initializer(XavierUniform(), cell.weight.shape, ms.float32))
+                _set(cell.bias, initializer(Zero(), cell.bias.shape, ms.float32))
+        # Patch embedding initialized like a Linear on the flattened (C*p*p) patch, not like a conv:
+        w = self.x_embedder.proj.weight
+        fan = (w.shape[0], int(np.prod(w.shape[1:])))
+        _set(w, initializer(XavierUniform(), fan, ms.float32).init_data().reshape(w.shape))
+        _set(self.x_embedder.proj.bias, initializer(Zero(), self.x_embedder.proj.bias.shape, ms.float32))
+        if self.condition == "class":
+            table = self.y_embedder.embedding_table
+            _set(table, initializer(Normal(0.02), table.shape, ms.float32))
+        for i in (0, 2):
+            dense = self.t_embedder.mlp[i]
+            _set(dense.weight, initializer(Normal(0.02), dense.weight.shape, ms.float32))
+        zeroed = [block.adaLN_modulation[-1] for block in self.blocks]
+        zeroed += [self.final_layer.adaLN_modulation[-1], self.final_layer.linear]
+        for dense in zeroed:
+            _set(dense.weight, initializer(Zero(), dense.weight.shape, ms.float32))
+            _set(dense.bias, initializer(Zero(), dense.bias.shape, ms.float32))
+
+    def unpatchify(self, x):
+        """(N, T, p*p*c) -> (N, c, H, W)."""
+        c, p, g = self.out_channels, self.patch_size, self.grid_size
+        n = x.shape[0]
+        x = x.reshape(n, g, g, p, p, c)  # (N, T, p*p*c) -> (N, h, w, p, p, c)
+        x = x.transpose(0, 5, 1, 3, 2, 4)  # -> (N, c, h, p, w, p)
+        return x.reshape(n, c, g * p, g * p)  # -> (N, c, H, W)
+
+    def construct(self, x, t, y=None, text_embedding=None):
+        """x (B, F, C, H, W), t (B,) int, y (B,) int labels or None, text_embedding (B, 77, 768) or None."""
+        b, f, c, h, w = x.shape
+        x = x.reshape(b * f, c, h, w)  # (B, F, C, H, W) -> (B*F, C, H, W)
+        x = self.x_embedder(x) + self.pos_embed  # (B*F, T, D)
+        cond = self.t_embedder(t)  # (B, D)
+        if self.condition == "class":
+            cond = cond + self.y_embedder(y)
+        elif self.condition == "text":
+            cond = cond + self.text_embedding_projection(text_embedding.reshape(b, -1))  # (B, 77*768) -> (B, D)
+        cond_spatial = ops.repeat_interleave(cond, f, 0)  # (B, D) -> (B*F, D), batch-major
+        cond_temporal = ops.repeat_interleave(cond, self.num_patches, 0)  # (B, D) -> (B*T, D)
+        tokens, dim = self.num_patches, self.hidden_size
+
+        for i in range(0, len(self.blocks), 2):
+            x = self.blocks[i](x, cond_spatial)  # spatial: attention over the T tokens of a frame
+            x = x.reshape(b, f, tokens, dim).swapaxes(1, 2).reshape(b * tokens, f, dim)  # (B*F, T, D) -> (B*T, F, D)
+            if i == 0:
+                x = x + self.temp_embed  # added once, before the first temporal block
+            x = self.blocks[i + 1](x, cond_temporal)  # temporal: attention over the F frames of a token
+            x = x.reshape(b, tokens, f, dim).swapaxes(1, 2).reshape(b * f, tokens, dim)  # (B*T, F, D) -> (B*F, T, D)
+
+        final_cond = ops.repeat_interleave(self.t_embedder(t), f, 0) if self.condition == "text" else cond_spatial
+        x = self.final_layer(x, final_cond)  # (B*F, T, p*p*2C)
+        x = self.unpatchify(x)  # (B*F, 2C, H, W)
+        return x.reshape(b, f, self.out_channels, h, w)  # (B*F, 2C, H, W) -> (B, F, 2C, H, W)
+
+    def construct_with_cfg(self, x, t, y, cfg_scale, text_embedding=None):
+        """Classifier-free guidance as the official forward_with_cfg.
+
+        The first half of the batch is duplicated and run with the full y (labels, then null ids); guidance
+        uncond + s * (cond - uncond) is applied to the eps channels [:in_channels] (the official hard-codes 4,
+        the latent channel count of every released model); variance channels pass through unguided.
+        """
+        half = x[: x.shape[0] // 2]
+        combined = ops.cat([half, half], axis=0)  # (B, F, C, H, W)
+        out = self.construct(combined, t, y, text_embedding)  # (B, F, 2C, H, W)
+        eps, rest = out[:, :, : self.in_channels], out[:, :, self.in_channels:]
+        cond_eps, uncond_eps = ops.split(eps, eps.shape[0] // 2, axis=0)
+        half_eps = uncond_eps + cfg_scale * (cond_eps - uncond_eps)
+        eps = ops.cat([half_eps, half_eps], axis=0)
+        return ops.cat([eps, rest], axis=2)
+
+
+def _set(param, value):
+    param.set_data(value if isinstance(value, Tensor) else Tensor(value))
+
+
+def _check_arguments(input_size, patch_size, depth, condition, patch_embedder):
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition={condition!r} is not one of {CONDITIONS}")
+    if patch_embedder not in PATCH_EMBEDDERS:
+        raise ValueError(f"patch_embedder={patch_embedder!r} is not one of {sorted(PATCH_EMBEDDERS)}")
+    if input_size % patch_size:
+        raise ValueError(f"input_size={input_size} (latent side) is not divisible by patch_size={patch_size}")
+    if depth % 2:
+        raise ValueError(f"depth={depth} must be even: blocks alternate spatial and temporal")

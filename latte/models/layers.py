@@ -1,0 +1,133 @@
+"""Building blocks of Latte: norms, MLP, patch / timestep / label embedders.
+
+Submodule and parameter names follow the official PyTorch Latte so checkpoints convert by (near) identity.
+"""
+import math
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+LAYER_NORM_EPS = 1e-6
+TIMESTEP_FREQ_DIM = 256
+TIMESTEP_MAX_PERIOD = 10000
+
+
+def modulate(x, shift, scale):
+    """adaLN modulation: x (N, T, D), shift/scale (N, D) -> x * (1 + scale) + shift."""
+    return x * (1 + scale.expand_dims(1)) + shift.expand_dims(1)
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm over the last axis with no affine parameters (official: elementwise_affine=False, eps 1e-6).
+
+    Always normalizes in float32 and returns the input dtype, so it stays exact under fp16/bf16 AMP.
+    """
+
+    def __init__(self, hidden_size, eps=LAYER_NORM_EPS):
+        super().__init__()
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+        self.ones = Tensor(np.ones(hidden_size, np.float32))
+        self.zeros = Tensor(np.zeros(hidden_size, np.float32))
+
+    def construct(self, x):
+        y, _, _ = self.norm(x.astype(ms.float32), self.ones, self.zeros)
+        return y.astype(x.dtype)
+
+
+class Mlp(nn.Cell):
+    """fc1 (D -> hidden), GELU with tanh approximation, fc2 (hidden -> D)."""
+
+    def __init__(self, in_features, hidden_features):
+        super().__init__()
+        self.fc1 = nn.Dense(in_features, hidden_features)
+        self.act = nn.GELU(approximate=True)
+        self.fc2 = nn.Dense(hidden_features, in_features)
+
+    def construct(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ConvPatchEmbed(nn.Cell):
+    """Official patch embedding: Conv2d(kernel = stride = patch); (N, C, H, W) -> (N, h*w, D), tokens row-major."""
+
+    def __init__(self, patch_size, in_channels, hidden_size):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size, pad_mode="valid",
+                              has_bias=True)
+
+    def construct(self, x):
+        x = self.proj(x)  # (N, C, H, W) -> (N, D, h, w)
+        n, d, h, w = x.shape
+        return x.reshape(n, d, h * w).swapaxes(1, 2)  # (N, D, h, w) -> (N, h*w, D)
+
+
+class LinearPatchEmbed(nn.Cell):
+    """The same map as ConvPatchEmbed written as a Dense on flattened patches (bf16-friendly on Ascend).
+
+    proj.weight is the conv weight reshaped (D, C, p, p) -> (D, C*p*p), so checkpoints move between the two.
+    """
+
+    def __init__(self, patch_size, in_channels, hidden_size):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Dense(in_channels * patch_size * patch_size, hidden_size)
+
+    def construct(self, x):
+        n, c, hh, ww = x.shape
+        p = self.patch_size
+        h, w = hh // p, ww // p
+        x = x.reshape(n, c, h, p, w, p)  # (N, C, H, W) -> (N, C, h, p, w, p)
+        x = x.transpose(0, 2, 4, 1, 3, 5)  # -> (N, h, w, C, p, p)
+        x = x.reshape(n, h * w, c * p * p)  # -> (N, h*w, C*p*p)
+        return self.proj(x)  # -> (N, h*w, D)
+
+
+PATCH_EMBEDDERS = {"conv": ConvPatchEmbed, "linear": LinearPatchEmbed}
+
+
+def timestep_frequencies(dim=TIMESTEP_FREQ_DIM, max_period=TIMESTEP_MAX_PERIOD):
+    """float32 frequencies exp(-ln(max_period) * i / half), i < half, computed in float32 like the official."""
+    half = dim // 2
+    return np.exp(np.float32(-math.log(max_period)) * np.arange(half, dtype=np.float32) / np.float32(half))
+
+
+class TimestepEmbedder(nn.Cell):
+    """Timestep t (N,) -> [cos | sin] sinusoid (N, 256) -> Linear, SiLU, Linear -> (N, D)."""
+
+    def __init__(self, hidden_size, frequency_embedding_size=TIMESTEP_FREQ_DIM):
+        super().__init__()
+        if frequency_embedding_size % 2:
+            raise ValueError(f"frequency_embedding_size={frequency_embedding_size} must be even")
+        self.mlp = nn.SequentialCell(
+            nn.Dense(frequency_embedding_size, hidden_size),
+            nn.SiLU(),
+            nn.Dense(hidden_size, hidden_size),
+        )
+        self.freqs = Tensor(timestep_frequencies(frequency_embedding_size)[None])  # (1, half)
+
+    def construct(self, t):
+        args = t.astype(ms.float32).expand_dims(1) * self.freqs  # (N, 1) * (1, half) -> (N, half)
+        t_freq = ops.cat([ops.cos(args), ops.sin(args)], axis=-1)  # (N, 256)
+        return self.mlp(t_freq)
+
+
+class LabelEmbedder(nn.Cell):
+    """Class label -> (N, D). With dropout_prob > 0 the table has a last 'null' row (id num_classes) for CFG,
+    and in training mode labels are replaced by it with probability dropout_prob."""
+
+    def __init__(self, num_classes, hidden_size, dropout_prob):
+        super().__init__()
+        use_cfg_embedding = int(dropout_prob > 0)
+        table = np.random.normal(0.0, 0.02, (num_classes + use_cfg_embedding, hidden_size)).astype(np.float32)
+        self.embedding_table = Parameter(Tensor(table), name="embedding_table")
+        self.num_classes = num_classes
+        self.dropout_prob = dropout_prob
+        self.uniform = ops.UniformReal()
+
+    def construct(self, labels):
+        if self.training and self.dropout_prob > 0:
+            drop = self.uniform(labels.shape) < self.dropout_prob
+            labels = ops.where(drop, ops.full_like(labels, self.num_classes), labels)
+        return ops.gather(self.embedding_table, labels, 0)

@@ -1,0 +1,14 @@
+"""Mixed precision (AMP O2): compute in fp16/bf16, keep norms and softmax in fp32, weights stay fp32."""
+import mindspore as ms
+from mindspore import amp, nn
+
+from latte.models.layers import LayerNorm
+
+FP32_CELLS = [LayerNorm, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax]
+
+
+def apply_amp(net, dtype):
+    """Casts `net`'s compute to `dtype` except the FP32_CELLS; fp32 leaves the net untouched."""
+    if dtype == ms.float32:
+        return net
+    return amp.custom_mixed_precision(net, black_list=FP32_CELLS, dtype=dtype)

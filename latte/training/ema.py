@@ -1,0 +1,41 @@
+"""Exponential moving average of the weights, updated by its own small compiled graph after each step."""
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+EMA_DECAY = 0.9999
+
+
+class EMA(nn.Cell):
+    """ema = d * ema + (1 - d) * w with warm-up d = min(decay, (1 + n) / (10 + n)), n = updates so far.
+
+    The shadow weights are named `ema.<param name>` so they save and resume with the train state.
+    """
+
+    def __init__(self, params, decay=EMA_DECAY, warmup=True):
+        super().__init__()
+        self.params = ms.ParameterTuple(list(params))
+        self.shadow = ms.ParameterTuple([Parameter(p.data.copy(), name=f"ema.{p.name}", requires_grad=False)
+                                         for p in self.params])
+        self.decay = decay
+        self.warmup = warmup
+        self.updates = Parameter(Tensor(0, ms.float32), name="ema.updates", requires_grad=False)
+        self.hyper_map = ops.HyperMap()
+
+    def current_decay(self):
+        if self.warmup:
+            return ops.minimum(Tensor(self.decay, ms.float32), (1.0 + self.updates) / (10.0 + self.updates))
+        return Tensor(self.decay, ms.float32)
+
+    def construct(self):
+        d = self.current_decay()
+        self.hyper_map(ops.partial(_ema_update, d), self.shadow, self.params)
+        ops.assign_add(self.updates, Tensor(1.0, ms.float32))
+        return d
+
+    def averaged(self):
+        """{id(weight parameter): averaged Tensor}, to pair with any naming of the weights."""
+        return {id(p): s.value() for p, s in zip(self.params, self.shadow)}
+
+
+def _ema_update(d, shadow, weight):
+    return ops.assign(shadow, shadow * d + weight.astype(shadow.dtype) * (1 - d))

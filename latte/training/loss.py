@@ -1,0 +1,91 @@
+"""The loss network: (frames or cached latents) -> latents -> diffusion loss (MSE + vb).
+
+All randomness (timesteps, diffusion noise, VAE posterior noise, label dropout) arrives as inputs drawn on the
+host from (seed, rank, step) -- see `StepNoise` -- so a resumed run draws exactly what an uninterrupted run
+would have drawn, in graph mode as in pynative.
+"""
+import numpy as np
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from latte.diffusion import DiffusionLoss
+
+RANDOM_COLUMNS = ("t", "noise", "latent_noise", "drop_u")
+
+
+class StepNoise:
+    """Dataset map: appends the random inputs of every sample to its batch.
+
+    Sample k of this rank (counted from the start of training) draws from numpy's generator seeded
+    (seed, rank, k), so the draws do not depend on how samples are grouped into batches (gradient
+    accumulation sees exactly what a bigger batch sees) and a resumed pipeline (start_step batches already
+    consumed) continues the sequence. Batches must reach it in order (one worker).
+    """
+
+    def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True):
+        self.seed, self.rank = seed, rank
+        self.sample = start_step * batch_size
+        self.latent_shape = tuple(latent_shape)  # (F, C, h, w) per sample
+        self.num_timesteps = num_timesteps
+        self.sample_latents = sample_latents
+
+    def draw(self, sample):
+        rng = np.random.default_rng([self.seed, self.rank, sample])
+        t = rng.integers(0, self.num_timesteps, dtype=np.int32)
+        noise = rng.standard_normal(self.latent_shape, dtype=np.float32)
+        latent_noise = (rng.standard_normal(self.latent_shape, dtype=np.float32) if self.sample_latents
+                        else np.zeros(self.latent_shape, np.float32))
+        return t, noise, latent_noise, rng.random(dtype=np.float32)
+
+    def __call__(self, batch):
+        draws = [self.draw(self.sample + i) for i in range(batch.shape[0])]
+        self.sample += batch.shape[0]
+        t, noise, latent_noise, drop_u = (np.stack(column) for column in zip(*draws))  # B draws -> 4 (B, ...) arrays
+        return batch, t, noise, latent_noise, drop_u
+
+
+class LatteTrainLoss(nn.Cell):
+    """construct(x, t, noise, latent_noise, drop_u[, y]) -> mean loss.
+
+    x is (B, F, 3, H, W) frames in [-1, 1] when `vae` is given (encoded here, frozen, no gradient), or
+    (B, F, C, h, w) latents already scaled (embedding cache / pixel-space training) when vae is None.
+    Class labels are replaced by the null id where drop_u < class_dropout_prob (the official label dropout).
+    """
+
+    def __init__(self, latte, diffusion, vae=None, scale_factor=1.0, vae_micro_batch=8, condition=None,
+                 num_classes=0, class_dropout_prob=0.0):
+        super().__init__()
+        self.diffusion_loss = DiffusionLoss(latte, diffusion)
+        self.vae = vae
+        if vae is not None:
+            for p in vae.get_parameters():
+                p.requires_grad = False
+        self.scale_factor = scale_factor
+        self.micro_batch = vae_micro_batch
+        self.use_labels = condition == "class"
+        self.null_label = num_classes
+        self.drop_prob = class_dropout_prob
+        # label dropout is done here with host randomness; the embedder's own dropout stays off
+        if self.use_labels:
+            latte.y_embedder.dropout_prob = 0.0
+
+    def encode(self, frames, latent_noise):
+        b, f, c, h, w = frames.shape
+        flat = frames.reshape(b * f, c, h, w)  # (B, F, 3, H, W) -> (B*F, 3, H, W)
+        means, logvars = [], []
+        for start in range(0, b * f, self.micro_batch):
+            mean, logvar = self.vae.encode(flat[start:start + self.micro_batch])
+            means.append(mean)
+            logvars.append(logvar)
+        mean, logvar = ops.cat(means, 0), ops.cat(logvars, 0)  # (B*F, C, h, w)
+        latents = mean.reshape(latent_noise.shape) + ops.exp(0.5 * logvar).reshape(latent_noise.shape) * latent_noise
+        return ops.stop_gradient(latents * self.scale_factor)  # (B, F, C, h, w)
+
+    def construct(self, x, t, noise, latent_noise, drop_u, y=None):
+        if self.vae is not None:
+            x = self.encode(x, latent_noise)
+        if self.use_labels:
+            y = ops.where(drop_u < self.drop_prob, ops.full_like(y, self.null_label), y.astype(ms.int32))
+        loss, _, _ = self.diffusion_loss(x, y, t, noise)
+        return loss

@@ -1,0 +1,112 @@
+"""Sample videos from a Latte checkpoint.
+
+    python sample.py -c configs/inference/sky.yaml                       # unconditional
+    python sample.py -c configs/inference/ucf101.yaml --guidance_scale 7  # class-conditional with guidance
+
+Writes <output_path>/<timestamp>/ with the videos (gif and/or mp4), a PNG grid of first frames, optional
+trajectory videos, and config.yaml (the resolved config that ran).
+"""
+import logging
+import os
+import time
+
+import numpy as np
+
+from latte.config import load_config, save_config
+from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.io import save_image_grid, save_video, video_to_uint8
+from latte.options import SampleConfig
+from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels,
+                            load_latte_for_inference, run_dir)
+
+logger = logging.getLogger("sample")
+
+
+def video_name(index, label, class_names=None):
+    if label is None:
+        return f"sample_{index:03d}"
+    return f"sample_{index:03d}_class{int(label)}"
+
+
+def write_video(frames_uint8, stem, cfg):
+    """frames (F, H, W, 3) uint8 -> stem.gif / stem.mp4 as cfg.save_format says; returns the paths."""
+    suffixes = {"gif": [".gif"], "mp4": [".mp4"], "both": [".gif", ".mp4"]}[cfg.save_format]
+    paths = [stem + suffix for suffix in suffixes]
+    for path in paths:
+        save_video(frames_uint8, path, fps=cfg.fps)
+    return paths
+
+
+def trajectory_frames(decode, path, index, cfg):
+    """Decoded x_t of sample `index` at every trajectory_stride-th step (and the last): each a grid of all frames."""
+    steps = list(range(0, path.shape[0], cfg.trajectory_stride))
+    steps += [path.shape[0] - 1] if steps[-1] != path.shape[0] - 1 else []
+    frames = []
+    for k in steps:
+        clip = decode(path[k, index:index + 1])
+        frames.append(mosaic(video_to_uint8(clip.asnumpy()[0])))  # (F, H, W, 3) -> one (rows*H, cols*W, 3) image
+    return np.stack(frames)
+
+
+def mosaic(frames):
+    """(F, H, W, 3) -> (rows*H, cols*W, 3) with cols = ceil(sqrt(F))."""
+    f, h, w, c = frames.shape
+    cols = int(np.ceil(np.sqrt(f)))
+    rows = int(np.ceil(f / cols))
+    canvas = np.zeros((rows * cols, h, w, c), frames.dtype)
+    canvas[:f] = frames
+    canvas = canvas.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)  # (rows, cols, H, W, 3) -> (rows, H, cols, W, 3)
+    return canvas.reshape(rows * h, cols * w, c)
+
+
+def main(argv=None):
+    start = time.perf_counter()
+    # 1. Config, device, output folder
+    cfg = load_config(SampleConfig, argv, __doc__)
+    setup_logging()
+    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed)
+    out_dir = run_dir(cfg.output_path)
+    save_config(cfg, os.path.join(out_dir, "config.yaml"))
+    logger.info("sampling %d video(s) with %s, %s %d steps, guidance %.1f -> %s", cfg.num_samples, cfg.model_name,
+                "DDIM" if cfg.ddim_sampling else "DDPM", cfg.sampling_steps, cfg.guidance_scale, out_dir)
+    timer = Timer()
+
+    # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models)
+    with timer.section("checkpoint load"):
+        latte = load_latte_for_inference(cfg, ctx.device_target)
+        decode = FrameDecoder(cfg, ctx.device_target)
+    sampler = VideoSampler(cfg, latte)
+
+    # 3. Denoise and decode, batch by batch
+    labels = choose_labels(cfg, cfg.num_samples, np.random.default_rng(cfg.seed))
+    first_frames, written, step_times = [], [], []
+    for first in range(0, cfg.num_samples, cfg.batch_size):
+        count = min(cfg.batch_size, cfg.num_samples - first)
+        batch_labels = None if labels is None else labels[first:first + count]
+        with timer.section("denoising"):
+            latents, path = sampler.sample(batch_labels, count, seed=cfg.seed + first,
+                                           trajectory=cfg.save_trajectory, step_times=step_times)
+        with timer.section("VAE decode"):
+            videos = video_to_uint8(decode(latents).asnumpy())
+        with timer.section("writing"):
+            for i in range(count):
+                stem = os.path.join(out_dir, video_name(first + i, None if labels is None else batch_labels[i]))
+                written += write_video(videos[i], stem, cfg)
+                first_frames.append(videos[i][0])
+                if path is not None:
+                    save_video(trajectory_frames(decode, path, i, cfg), stem + "_trajectory.gif", fps=cfg.fps)
+    if cfg.save_grid:
+        save_image_grid(np.stack(first_frames), os.path.join(out_dir, "first_frames.png"))
+
+    # 4. Report
+    timer.sections["denoising"] -= sampler.compile_seconds(step_times)
+    extra = [("graph compile", sampler.compile_seconds(step_times)),
+             ("total", time.perf_counter() - start),
+             ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
+    logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
+    return out_dir
+
+
+if __name__ == "__main__":
+    reexec_for_fast_cpu_convs()
+    main()

@@ -1,0 +1,107 @@
+"""The config system: yaml + CLI overrides, typed values, unknown keys named with the closest valid one."""
+import dataclasses
+import glob
+import os
+from typing import List
+
+import pytest
+import yaml
+
+from latte.config import ConfigError, field, from_dict, load_config, save_config
+from latte.options import SampleConfig
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class Inner:
+    data_folder: str = field("", "where")
+    sample_stride: int = field(3, "stride")
+
+
+@dataclasses.dataclass
+class Outer:
+    lr: float = field(1e-4, "learning rate")
+    flag: bool = field(False, "a flag")
+    labels: List[int] = field(default_factory=list, help="labels")
+    data_config_file: str = field("", "include", include="data_config")
+    data_config: Inner = field(default_factory=Inner, help="data")
+    mode: int = field(0, "mode", choices=(0, 1))
+
+
+def write(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_yaml_then_cli_override(tmp_path):
+    cfg_file = write(tmp_path / "a.yaml", {"lr": 2e-5, "flag": True})
+    cfg = load_config(Outer, ["-c", cfg_file, "--lr", "3e-4"])
+    assert cfg.lr == 3e-4 and cfg.flag is True
+
+
+def test_bool_flag_forms(tmp_path):
+    assert load_config(Outer, ["--flag"]).flag is True
+    assert load_config(Outer, ["--flag", "False"]).flag is False
+    with pytest.raises(ConfigError, match="flag: expected true/false"):
+        load_config(Outer, ["--flag", "maybe"])
+
+
+def test_unknown_yaml_key_names_the_closest(tmp_path):
+    cfg_file = write(tmp_path / "a.yaml", {"lrr": 1.0})
+    with pytest.raises(ConfigError, match=r"unknown config key 'lrr'.*did you mean 'lr'"):
+        load_config(Outer, ["-c", cfg_file])
+
+
+def test_unknown_cli_flag_names_the_closest():
+    with pytest.raises(ConfigError, match=r"'flagg'.*did you mean 'flag'"):
+        load_config(Outer, ["--flagg", "1"])
+
+
+def test_type_and_choice_errors():
+    with pytest.raises(ConfigError, match="lr: expected a number"):
+        from_dict(Outer, {"lr": "fast"})
+    with pytest.raises(ConfigError, match="mode=2 is not one of"):
+        from_dict(Outer, {"mode": 2})
+
+
+def test_include_file_and_nested_overrides(tmp_path):
+    data_file = write(tmp_path / "data.yaml", {"data_config": {"data_folder": "/videos", "sample_stride": 2}})
+    cfg_file = write(tmp_path / "a.yaml", {"data_config_file": data_file, "data_config": {"sample_stride": 5}})
+    cfg = load_config(Outer, ["-c", cfg_file, "--data_config.data_folder", "/other"])
+    assert cfg.data_config.sample_stride == 5 and cfg.data_config.data_folder == "/other"
+    bad = write(tmp_path / "b.yaml", {"data_config": {"data_foldr": "x"}})
+    with pytest.raises(ConfigError, match="did you mean 'data_folder'"):
+        load_config(Outer, ["-c", bad])
+
+
+def test_list_values(tmp_path):
+    assert load_config(Outer, ["--labels", "[1, 2]"]).labels == [1, 2]
+    assert load_config(Outer, ["--labels", "7"]).labels == [7]
+    cfg = from_dict(SampleConfig, {"checkpoint": "x.ckpt", "condition": "class", "num_classes": 101,
+                                   "class_labels": "3,4"})
+    assert cfg.class_labels == [3, 4]
+
+
+def test_saved_config_loads_back(tmp_path):
+    cfg = from_dict(SampleConfig, {"checkpoint": "x.ckpt", "sampling_steps": 50, "ddim_sampling": True})
+    save_config(cfg, str(tmp_path / "resolved.yaml"))
+    again = load_config(SampleConfig, ["-c", str(tmp_path / "resolved.yaml")])
+    assert again == cfg
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"checkpoint": "x.ckpt", "guidance_scale": 7.0}, "needs a class-conditional model"),
+    ({"checkpoint": "x.ckpt", "condition": "class", "num_classes": 101, "class_labels": [101]}, "out of range"),
+    ({"checkpoint": "x.ckpt", "model_name": "Latte-XL-2"}, "did you mean 'Latte-XL/2'"),
+    ({"checkpoint": "x.ckpt", "image_size": 250}, "multiple of 16"),
+    ({"checkpoint": ""}, "checkpoint is empty"),
+])
+def test_sample_config_validation(values, needle):
+    with pytest.raises(ValueError, match=needle):
+        from_dict(SampleConfig, values)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "inference", "*.yaml"))))
+def test_shipped_inference_configs_parse(path):
+    load_config(SampleConfig, ["-c", path])

@@ -1,0 +1,124 @@
+"""TrainStep (accumulation, loss scaling with overflow skip, clipping), EMA and LR schedules."""
+import numpy as np
+import pytest
+
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from latte.training.ema import EMA
+from latte.training.optim import create_optimizer, lr_schedule, split_decay_groups
+from latte.training.step import TrainStep
+
+
+class ToyLoss(nn.Cell):
+    """Mean squared error of a small MLP; `poison` > 0 makes the loss overflow on purpose."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        r = np.random.default_rng(seed)
+        self.net = nn.SequentialCell(nn.Dense(6, 8), nn.GELU(), nn.Dense(8, 3))
+        for p in self.net.trainable_params():
+            p.set_data(Tensor(r.standard_normal(p.shape).astype(np.float32) * 0.3))
+
+    def construct(self, x, target, poison):
+        err = (self.net(x) - target) ** 2
+        return err.mean() + poison * 1e38 * err.sum()
+
+
+def make_step(accum=1, scaler="dynamic", seed=0, **kw):
+    loss_net = ToyLoss(seed)
+    opt = create_optimizer(loss_net.trainable_params(), lr_schedule(100, 1e-2), weight_decay=0.01)
+    return loss_net, TrainStep(loss_net, opt, loss_scaler=scaler, init_loss_scale=1024.0, scale_window=3,
+                               grad_accum_steps=accum, **kw)
+
+
+def batch(n, seed):
+    r = np.random.default_rng(seed)
+    return (Tensor(r.standard_normal((n, 6)).astype(np.float32)), Tensor(r.standard_normal((n, 3)).astype(np.float32)))
+
+
+def weights(cell):
+    return [p.asnumpy().copy() for p in cell.trainable_params()]
+
+
+@pytest.fixture(params=[ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
+def mode(request):
+    ms.set_context(mode=request.param)
+    yield
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_accumulation_equals_bigger_batch(mode):
+    zero = Tensor(0.0, ms.float32)
+    big_net, big = make_step(accum=1)
+    acc_net, acc = make_step(accum=2)
+    for step in range(3):
+        x, y = batch(4, step)
+        big(x, y, zero)
+        acc(x[:2], y[:2], zero)
+        _, _, _, updated = acc(x[2:], y[2:], zero)
+        assert bool(updated.asnumpy())
+    for a, b in zip(weights(big_net), weights(acc_net)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_overflow_is_skipped_and_scale_lowered(mode):
+    loss_net, step = make_step(scaler="dynamic")
+    x, y = batch(4, 0)
+    before = weights(loss_net)
+    loss, finite, scale, updated = step(x, y, Tensor(1.0, ms.float32))
+    assert not bool(finite.asnumpy()) and not bool(updated.asnumpy())
+    assert float(scale.asnumpy()) == 1024.0 and float(step.loss_scale.asnumpy()) == 512.0
+    for a, b in zip(before, weights(loss_net)):
+        np.testing.assert_array_equal(a, b)
+    for _ in range(3):  # scale_window=3 good steps raise the scale again
+        _, finite, _, updated = step(x, y, Tensor(0.0, ms.float32))
+        assert bool(finite.asnumpy()) and bool(updated.asnumpy())
+    assert float(step.loss_scale.asnumpy()) == 1024.0
+
+
+def test_loss_is_unscaled_and_static_scale_fixed():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    loss_net, step = make_step(scaler="static")
+    x, y = batch(4, 0)
+    expected = float(loss_net(x, y, Tensor(0.0, ms.float32)).asnumpy())
+    loss, _, _, _ = step(x, y, Tensor(0.0, ms.float32))
+    assert abs(float(loss.asnumpy()) - expected) < 1e-5
+    step(x, y, Tensor(1.0, ms.float32))
+    assert float(step.loss_scale.asnumpy()) == 1024.0
+
+
+def test_clipping_bounds_the_global_norm():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    loss_net = ToyLoss()
+    lr, max_norm = 0.1, 1e-3
+    step = TrainStep(loss_net, nn.SGD(loss_net.trainable_params(), learning_rate=lr), loss_scaler="none",
+                     clip_grad=True, max_grad_norm=max_norm)
+    start = weights(loss_net)
+    step(*batch(4, 1), Tensor(0.0, ms.float32))
+    moved = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(start, weights(loss_net))))
+    assert abs(moved - lr * max_norm) < 1e-7  # SGD moves by lr * clipped gradient, whose norm is max_norm
+
+
+def test_ema_formula_with_warmup():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    p = ms.Parameter(Tensor(np.ones(3, np.float32)), name="w")
+    ema = EMA([p], decay=0.9999)
+    expected = np.ones(3)
+    for n in range(4):
+        p.set_data(Tensor(np.full(3, float(n + 2), np.float32)))
+        d = float(ema().asnumpy())
+        want_d = min(0.9999, (1 + n) / (10 + n))
+        assert abs(d - want_d) < 1e-7
+        expected = want_d * expected + (1 - want_d) * (n + 2)
+        np.testing.assert_allclose(ema.shadow[0].asnumpy(), expected, rtol=1e-6)
+
+
+def test_lr_schedules_and_decay_groups():
+    np.testing.assert_allclose(lr_schedule(4, 1.0, warmup_steps=2), [0.5, 1.0, 1.0, 1.0])
+    cos = lr_schedule(5, 1.0, "cosine_decay", end_lr=0.0)
+    assert cos[0] == 1.0 and abs(cos[-1] - 0.0954915) < 1e-5 and np.all(np.diff(cos) < 0)
+    with pytest.raises(ValueError, match="scheduler='linear' is not one of"):
+        lr_schedule(4, 1.0, "linear")
+    decay, no_decay = split_decay_groups(ToyLoss().trainable_params())
+    assert all("weight" in p.name for p in decay) and all("bias" in p.name for p in no_decay)

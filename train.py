@@ -1,0 +1,40 @@
+"""Train Latte on videos (or on cached latents).
+
+    python train.py -c configs/training/sky_video.yaml                       # Ascend by default
+    python train.py -c configs/training/sky_video.yaml --device_target CPU   # or GPU
+    python train.py -c configs/training/demo.yaml                            # runs anywhere, no downloads
+    python train.py -c CONFIG --resume                                       # continue the newest state
+
+Writes to output_path: config.yaml, train.log, metrics.csv, loss_curve.png, ckpt/ (raw + EMA weights and
+resume states), samples/ (GIFs at checkpoints when sample_at_checkpoint).
+"""
+import logging
+import os
+
+from latte.config import load_config
+from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.options import TrainConfig
+from latte.training.trainer import Trainer
+
+logger = logging.getLogger("train")
+
+
+def main(argv=None):
+    # 1. Config, device, logging
+    cfg = load_config(TrainConfig, argv, __doc__)
+    setup_logging()
+    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed, use_parallel=cfg.use_parallel,
+                        max_device_memory=cfg.max_device_memory)
+    log_name = "train.log" if ctx.is_main else f"train_rank{ctx.rank}.log"
+    setup_logging(os.path.join(cfg.output_path, log_name), rank=ctx.rank)
+
+    # 2. Data, models, compiled step (and the resume state)
+    trainer = Trainer(cfg, ctx).build()
+
+    # 3. Train
+    return trainer.fit()
+
+
+if __name__ == "__main__":
+    reexec_for_fast_cpu_convs()
+    main()
