@@ -92,7 +92,8 @@ def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_par
     if jit_level not in JIT_LEVELS:
         raise ValueError(f"jit_level={jit_level!r} is not one of {JIT_LEVELS}")
     device = resolve_device_target(device_target)
-    ms.set_device(device)
+    if ms.get_context("device_target") != device:  # once kernels ran, MindSpore refuses even a same-device call
+        ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": jit_level})
     if max_device_memory and device != "CPU":
         ms.set_context(max_device_memory=max_device_memory)
