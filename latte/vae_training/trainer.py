@@ -1,0 +1,304 @@
+"""Assembling and running an autoencoder training: frames, networks, compiled steps, metrics, grids, checkpoints."""
+import csv
+import logging
+import os
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+from tqdm.auto import tqdm
+
+from latte.config import save_config
+from latte.io import save_image_grid
+from latte.models.vae import AutoencoderKL, load_params_strict
+from latte.models.vae_config import VAEConfig
+from latte.training.optim import split_decay_groups
+from latte.vae_training.checkpoints import VAECheckpoints, load_state, state_parameters
+from latte.vae_training.discriminator import PatchGAN
+from latte.vae_training.frames import FrameBatches, list_frame_images, load_frames, split_frames
+from latte.vae_training.step import (AutoencoderForward, DiscriminatorStep, GeneratorStep, Reconstruct,
+                                     Updater)
+
+logger = logging.getLogger(__name__)
+
+RESUME_LATEST = ("true", "latest")
+ADAM_EPS = 1e-8
+DISC_PREFIX = "discriminator."
+EVAL_NOISE_SEED = 1234  # posterior noise of the latent-scale estimate (independent of training)
+PERCEPTUAL_OFF_HINT = (
+    "the perceptual (LPIPS) term is OFF: lpips_checkpoint is empty. To use it, convert torchvision's VGG16 "
+    "weights (https://download.pytorch.org/models/vgg16-397923af.pth) and the lpips package's linear heads "
+    "(pip download --no-deps lpips, then unzip: lpips/weights/v0.1/vgg.pth) with 'python tools/lpips_converter.py "
+    "--vgg vgg16-397923af.pth --lin vgg.pth --target models/lpips_vgg.ckpt' and set lpips_checkpoint to it "
+    "(or set perceptual_weight: 0 to silence this)")
+METRIC_FIELDS = ("step", "epoch", "loss", "rec_loss", "perceptual_loss", "kl_loss", "adv_loss", "d_weight", "d_loss",
+                 "logits_real", "logits_fake", "val_psnr_db", "nonfinite_steps", "step_time_s", "frames_per_s")
+
+
+class MetricsCSV:
+    """metrics.csv, a row per logged step, flushed at once; on resume, rows after the resumed step are dropped."""
+
+    def __init__(self, path, resume_step=None):
+        self.path = path
+        rows = []
+        if resume_step is not None and os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row):
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+
+
+def psnr_db(mse):
+    """PSNR in dB of frames in [-1, 1] (peak-to-peak 2) given their mean squared error."""
+    return float(10.0 * np.log10(4.0 / max(float(mse), 1e-20)))
+
+
+def _adam(params, lr, betas, weight_decay):
+    decay, no_decay = split_decay_groups(params)
+    groups = [g for g in ({"params": decay, "weight_decay": weight_decay},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    return nn.AdamWeightDecay(groups, learning_rate=lr, beta1=betas[0], beta2=betas[1], eps=ADAM_EPS)
+
+
+class VAETrainer:
+    def __init__(self, cfg, ctx):
+        self.cfg, self.ctx = cfg, ctx
+        self.out = cfg.output_path
+        self.ckpt = VAECheckpoints(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep)
+        self.resume_path = self._resume_path()
+        self.step = 0
+
+    def _resume_path(self):
+        resume = self.cfg.resume
+        if resume is None or str(resume).lower() in ("false", "no", "0"):
+            latest = self.ckpt.latest_state()
+            if latest:
+                raise ValueError(f"output_path {self.out} already holds a training run ({latest}): continue it with "
+                                 "--resume, or choose a new output_path")
+            return None
+        if str(resume).lower() in RESUME_LATEST:
+            latest = self.ckpt.latest_state()
+            if latest is None:
+                raise ValueError(f"--resume: no train_state-*.ckpt under {self.ckpt.folder} to continue from")
+            return latest
+        return resume
+
+    # ---- setup -------------------------------------------------------------------------------------------
+    def build(self):
+        cfg = self.cfg
+        # Frames: training batches and the held-out frames (PSNR, grids)
+        paths = list_frame_images(cfg.frame_folder)
+        train_paths, val_paths = split_frames(paths, cfg.val_frames, cfg.seed)
+        if len(train_paths) < cfg.autoencoder_batch_size:
+            raise ValueError(f"{len(train_paths)} training frames in {cfg.frame_folder} (after holding out "
+                             f"{len(val_paths)}), fewer than autoencoder_batch_size={cfg.autoencoder_batch_size}: "
+                             "capture more frames (ae_frame_sample_prob) or lower the batch size")
+        latent_shape = (cfg.latent_channels,) + cfg.latent_size
+        self.frames = FrameBatches(train_paths, cfg.autoencoder_batch_size, cfg.frame_size, cfg.frame_channels,
+                                   latent_shape, cfg.seed, cfg.num_workers)
+        self.val = load_frames(val_paths or train_paths[:cfg.sample_count], cfg.frame_size, cfg.frame_channels)
+        self.num_val = len(val_paths)
+        self.steps_per_epoch = max(self.frames.micro_batches_per_epoch() // cfg.autoencoder_acc_steps, 1)
+        budget = cfg.autoencoder_epochs * self.steps_per_epoch
+        self.total_steps = min(budget, cfg.max_steps) if cfg.max_steps else budget
+
+        # Networks: the autoencoder, the frozen LPIPS (optional), the discriminator (when it will ever train)
+        self.vae = AutoencoderKL(**cfg.vae_config())
+        if cfg.pretrained_vae:
+            from latte.convert.io import read_ms_checkpoint
+
+            load_params_strict(self.vae, read_ms_checkpoint(cfg.pretrained_vae)[0], what=cfg.pretrained_vae)
+            logger.info("initialized the autoencoder from %s", cfg.pretrained_vae)
+        self.vae.set_train(True)
+        lpips = self._build_lpips()
+        disc = None
+        if cfg.disc_enabled:
+            disc = PatchGAN(cfg.frame_channels, cfg.disc_channels, cfg.disc_layers)
+            for p in disc.get_parameters():
+                p.name = DISC_PREFIX + p.name
+            disc.set_train(True)
+        self.disc = disc
+
+        # Compiled steps: the generator before and after disc_start, the discriminator; eval
+        betas = tuple(cfg.betas)
+        g_updater = Updater(_adam(self.vae.trainable_params(), cfg.autoencoder_lr, betas, cfg.weight_decay),
+                            cfg.autoencoder_acc_steps, cfg.clip_grad, cfg.max_grad_norm, prefix="ae")
+        forward = AutoencoderForward(self.vae)
+        common = dict(reconstruction_loss=cfg.reconstruction_loss, kl_weight=cfg.kl_weight, lpips=lpips,
+                      perceptual_weight=cfg.perceptual_weight)
+        self.g_plain = GeneratorStep(forward, g_updater, **common)
+        cells = [self.g_plain]
+        self.g_adv = self.d_step = None
+        if disc is not None:
+            self.g_adv = GeneratorStep(forward, g_updater, discriminator=disc, disc_weight=cfg.disc_weight,
+                                       disc_adaptive=cfg.disc_adaptive, **common)
+            d_opt = _adam(disc.trainable_params(), cfg.disc_lr or cfg.autoencoder_lr, betas, cfg.weight_decay)
+            for p in d_opt.get_parameters():
+                if not p.name.startswith((DISC_PREFIX, "adam_")):
+                    p.name = DISC_PREFIX + p.name  # global_step, learning_rate: unique next to the autoencoder's
+            self.d_step = DiscriminatorStep(disc, Updater(d_opt, cfg.autoencoder_acc_steps, cfg.clip_grad,
+                                                          cfg.max_grad_norm, prefix="disc"))
+            cells += [self.g_adv, self.d_step]
+        self.reconstruct = Reconstruct(self.vae)
+        self.state = state_parameters(cells)
+
+        if self.resume_path:
+            self.step = load_state(self.resume_path, self.state)
+            logger.info("resumed from %s at optimizer step %d", self.resume_path, self.step)
+        return self
+
+    def _build_lpips(self):
+        cfg = self.cfg
+        if cfg.perceptual_weight <= 0:
+            logger.info("perceptual term off (perceptual_weight 0)")
+            return None
+        if not cfg.lpips_checkpoint:
+            logger.warning(PERCEPTUAL_OFF_HINT)
+            return None
+        from latte.vae_training.lpips import load_lpips
+
+        lpips = load_lpips(cfg.lpips_checkpoint)
+        logger.info("perceptual term: LPIPS from %s (channels %s), weight %g", cfg.lpips_checkpoint,
+                    list(lpips.channels), cfg.perceptual_weight)
+        return lpips
+
+    # ---- running -----------------------------------------------------------------------------------------
+    def log_key_settings(self):
+        c = self.cfg
+        params = sum(p.size for p in self.vae.trainable_params()) / 1e6
+        disc = (f"PatchGAN {c.disc_layers} layers x {c.disc_channels}, hinge, from step {c.disc_start}, weight "
+                f"{c.disc_weight:g} ({'adaptive' if c.disc_adaptive else 'fixed'})" if self.disc is not None
+                else f"off (disc_start {c.disc_start} >= max_steps {c.max_steps})")
+        rows = [("autoencoder", f"AutoencoderKL {params:.2f}M, widths {list(c.block_out_channels)}, "
+                                f"{c.layers_per_block} resnet(s)/level, latent {c.latent_channels} x "
+                                f"{c.latent_size[0]}x{c.latent_size[1]} for {c.frame_channels}x{c.frame_height}x"
+                                f"{c.frame_width} frames (downsampling {c.downsample_factor})"),
+                ("frames", f"{len(self.frames)} training + {self.num_val} held-out from {c.frame_folder}, "
+                           f"{self.steps_per_epoch} optimizer steps per epoch"),
+                ("batch", f"{c.autoencoder_batch_size} frames x {c.autoencoder_acc_steps} accumulation"),
+                ("losses", f"{c.reconstruction_loss} + KL x {c.kl_weight:g} + LPIPS x "
+                           f"{c.perceptual_weight if self.g_plain.use_lpips else 0:g}"),
+                ("discriminator", disc),
+                ("optimizer", f"Adam lr {c.autoencoder_lr:g} (disc {c.disc_lr or c.autoencoder_lr:g}), betas "
+                              f"{list(c.betas)}, wd {c.weight_decay:g}, "
+                              f"clip {c.max_grad_norm if c.clip_grad else 'off'}"),
+                ("schedule", f"{self.total_steps} optimizer steps (epochs {c.autoencoder_epochs}, max_steps "
+                             f"{c.max_steps}), starting at {self.step}")]
+        logger.info("key settings:\n%s", "\n".join(f"  {k:<13} {v}" for k, v in rows))
+
+    def fit(self):
+        cfg = self.cfg
+        save_config(cfg, os.path.join(self.out, "config.yaml"))
+        self.log_key_settings()
+        metrics = MetricsCSV(os.path.join(self.out, "metrics.csv"), self.step if self.resume_path else None)
+        acc = cfg.autoencoder_acc_steps
+        batches = self.frames.iterate(self.step * acc)
+        nonfinite = 0
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train_vae", unit="step")
+        if self.step == 0:
+            self.write_samples(0)
+        last_save = self.step
+        while self.step < self.total_steps:
+            adversarial = self.d_step is not None and self.step >= cfg.disc_start
+            g_step = self.g_adv if adversarial else self.g_plain
+            start = time.perf_counter()
+            sums = {}
+            for _ in range(acc):
+                frames, noise = next(batches)
+                x, noise = ms.Tensor(frames), ms.Tensor(noise)
+                loss, rec_loss, perceptual, kl, adv, d_weight, rec, finite, _ = g_step(x, noise)
+                values = dict(loss=loss, rec_loss=rec_loss, perceptual_loss=perceptual, kl_loss=kl)
+                nonfinite += 0 if bool(finite.asnumpy()) else 1
+                if adversarial:
+                    d_loss, real, fake, d_finite, _ = self.d_step(x, rec)
+                    nonfinite += 0 if bool(d_finite.asnumpy()) else 1
+                    values.update(adv_loss=adv, d_weight=d_weight, d_loss=d_loss, logits_real=real, logits_fake=fake)
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.asnumpy()) / acc
+            elapsed = time.perf_counter() - start
+            self.step += 1
+            bar.update(1)
+            bar.set_postfix({k: f"{sums[k]:.4f}" for k in ("rec_loss", "d_loss") if k in sums})
+            psnr = None
+            if self.step % cfg.autoencoder_img_save_steps == 0:
+                psnr = self.write_samples(self.step)
+            if self.step % cfg.log_interval == 0 or psnr is not None:
+                row = {k: f"{v:.6g}" for k, v in sums.items()}
+                row.update(step=self.step, epoch=(self.step - 1) // self.steps_per_epoch,
+                           nonfinite_steps=nonfinite, step_time_s=f"{elapsed:.4f}",
+                           frames_per_s=f"{cfg.autoencoder_batch_size * acc / elapsed:.2f}",
+                           val_psnr_db="" if psnr is None else f"{psnr:.3f}")
+                metrics.append(row)
+            if self.step % cfg.ckpt_save_interval == 0 or self.step >= self.total_steps:
+                self.save()
+                last_save = self.step
+        bar.close()
+        if last_save != self.step:
+            self.save()
+        return self.finish(nonfinite)
+
+    # ---- evaluation, grids, checkpoints --------------------------------------------------------------------
+    def evaluate(self, frames=None):
+        """(PSNR in dB of posterior-mean reconstructions, reconstructions, std of posterior samples) on frames."""
+        frames = self.val if frames is None else frames
+        size = self.cfg.autoencoder_batch_size
+        recs, latents = [], []
+        noise_rng = np.random.default_rng(EVAL_NOISE_SEED)
+        for start in range(0, len(frames), size):
+            batch = frames[start:start + size]
+            n = len(batch)
+            if n < size:  # one compiled shape: pad with copies of the last frame
+                batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
+            rec, mean, logvar = self.reconstruct(ms.Tensor(batch))
+            recs.append(np.clip(rec.asnumpy()[:n], -1.0, 1.0))
+            mean, logvar = mean.asnumpy()[:n], logvar.asnumpy()[:n]
+            latents.append(mean + np.exp(0.5 * logvar) * noise_rng.standard_normal(mean.shape).astype(np.float32))
+        recs = np.concatenate(recs)
+        mse = float(np.mean((recs - frames) ** 2))
+        return psnr_db(mse), recs, float(np.concatenate(latents).std())
+
+    def write_samples(self, step):
+        """Writes samples/step-XXXXXXX.png (held-out inputs above their reconstructions); returns the PSNR."""
+        psnr, recs, _ = self.evaluate()
+        count = min(self.cfg.sample_count, len(self.val))
+        path = os.path.join(self.out, "samples", f"step-{step:07d}.png")
+        save_image_grid(np.concatenate([self.val[:count], recs[:count]]), path, nrow=count)
+        logger.info("step %d: held-out PSNR %.2f dB; wrote %s", step, psnr, path)
+        return psnr
+
+    def weights_meta(self, psnr, latent_std):
+        cfg = self.cfg
+        config = VAEConfig.from_dict(dict(cfg.vae_config(), scaling_factor=round(1.0 / max(latent_std, 1e-6), 5)))
+        return {"model": "AutoencoderKL", "config": config.to_dict(), "trained_by": "tools/train_vae.py",
+                "step": self.step, "frame_size": [cfg.frame_height, cfg.frame_width],
+                "frame_channels": cfg.frame_channels, "val_psnr_db": round(psnr, 3), "latent_std": latent_std,
+                "run": os.path.abspath(self.out)}
+
+    def save(self):
+        psnr, _, latent_std = self.evaluate()
+        self.last_eval = (psnr, latent_std)
+        path = self.ckpt.save(self.step, self.vae, self.state, self.weights_meta(psnr, latent_std))
+        logger.info("saved %s (held-out PSNR %.2f dB) and the resume state", path, psnr)
+
+    def finish(self, nonfinite):
+        from latte.convert.io import save_ms_checkpoint
+
+        if not hasattr(self, "last_eval"):  # resumed at the end: nothing ran
+            psnr, _, latent_std = self.evaluate()
+        else:
+            psnr, latent_std = self.last_eval
+        meta = self.weights_meta(psnr, latent_std)
+        final = os.path.join(self.out, "vae.ckpt")
+        save_ms_checkpoint({n: p.asnumpy() for n, p in self.vae.parameters_and_names()}, final, meta)
+        logger.info("finished at optimizer step %d (%d non-finite micro-steps skipped): held-out PSNR %.2f dB on %d "
+                    "frames. Wrote %s; use it in Latte configs as vae_checkpoint (latent std %.4f: "
+                    "sd_scale_factor %.5f gives unit-variance latents)", self.step, nonfinite, psnr,
+                    len(self.val), final, latent_std, meta["config"]["scaling_factor"])
+        return {"step": self.step, "psnr_db": psnr, "vae_checkpoint": final, "latent_std": latent_std}

@@ -1,0 +1,41 @@
+"""Train a KL autoencoder (AutoencoderKL) on captured frames: reconstruction + KL + LPIPS + PatchGAN.
+
+    python tools/capture_frames.py -c configs/training/vae_moving_digits.yaml    # once: videos -> frames
+    python tools/train_vae.py -c configs/training/vae_moving_digits.yaml
+    python tools/train_vae.py -c configs/training/vae_moving_digits.yaml --resume    # continue the newest state
+
+Writes to output_path: config.yaml, train_vae.log, metrics.csv, samples/step-*.png (held-out frames above their
+reconstructions), ckpt/ (vae-<step>.ckpt weights + .json architecture, train_state-<step>.ckpt for --resume) and
+vae.ckpt (+ .json), the final weights: set vae_checkpoint to it in train.py / sample.py configs.
+"""
+import logging
+import os
+
+from latte.config import load_config
+from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.vae_training.config import VAETrainConfig
+
+logger = logging.getLogger("train_vae")
+
+
+def main(argv=None):
+    # 1. Config, device, logging
+    cfg = load_config(VAETrainConfig, argv, __doc__)
+    if cfg.use_parallel:
+        raise ValueError("use_parallel: train_vae.py trains on one device; run it without --use_parallel")
+    setup_logging()
+    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed)
+    setup_logging(os.path.join(cfg.output_path, "train_vae.log"))
+
+    # 2. Frames, networks, compiled steps (and the resume state)
+    from latte.vae_training.trainer import VAETrainer
+
+    trainer = VAETrainer(cfg, ctx).build()
+
+    # 3. Train; the final weights go to output_path/vae.ckpt
+    return trainer.fit()
+
+
+if __name__ == "__main__":
+    reexec_for_fast_cpu_convs()
+    main()
