@@ -1,5 +1,8 @@
 """Config groups shared by the entry scripts (keys as mindone's Latte users know them)."""
 import dataclasses
+import functools
+import json
+import os
 from typing import List, Optional
 
 from latte.config import ConfigError, field
@@ -10,10 +13,47 @@ from latte.models.registry import model_spec
 from latte.training.optim import SCHEDULERS
 from latte.training.step import LOSS_SCALERS
 
-VAE_DOWNSAMPLE = 8  # sd-vae-ft-mse: 256x256 frames -> 32x32 latents
+VAE_DOWNSAMPLE = 8  # sd-vae-ft-mse: 256x256 frames -> 32x32 latents (used when the VAE has no record)
 LATENT_CHANNELS = 4
 RGB_CHANNELS = 3
 SD_SCALE_FACTOR = 0.18215
+
+
+def vae_architecture(ckpt_path):
+    """The architecture (VAEConfig) of a VAE checkpoint, or None when the file does not exist (yet).
+
+    Read from the `<ckpt>.json` record that tools/vae_converter.py and tools/train_vae.py write next to it (or,
+    without one, inferred from the weight shapes as load_vae does); it tells the Latte side the latent
+    channels, the downsampling and the frame channels. Cached per file version.
+    """
+    sidecar = ckpt_path + ".json"
+    path = sidecar if os.path.isfile(sidecar) else ckpt_path
+    if not ckpt_path or not os.path.isfile(path):
+        return None
+    return _read_vae_architecture(os.path.abspath(path), os.path.getmtime(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_vae_architecture(path, _mtime):
+    from latte.models.vae_config import VAEConfig
+
+    if path.endswith(".json"):
+        with open(path) as f:
+            fields = json.load(f).get("config")
+        if fields is None:
+            raise ConfigError(f"{path} has no 'config' (the VAE architecture): convert or train the VAE again")
+    else:
+        from latte.convert.io import ConversionError, read_ms_checkpoint
+        from latte.convert.vae_keys import infer_architecture
+
+        try:
+            fields = infer_architecture(read_ms_checkpoint(path)[0])
+        except ConversionError:
+            return None  # not a VAE checkpoint: load_vae reports it when the VAE is built
+    try:
+        return VAEConfig.from_dict(fields)
+    except ValueError as err:
+        raise ConfigError(f"{path}: the VAE architecture it records is not usable ({err})") from None
 
 
 @dataclasses.dataclass
@@ -30,7 +70,8 @@ class ContextOptions:
 @dataclasses.dataclass
 class ModelOptions:
     model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or Latte-T/{1,2,4,8} (tiny)")
-    image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / 8)")
+    image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / the VAE's "
+                                 "downsampling: 8 for sd-vae-ft-mse)")
     num_frames: int = field(16, "frames per video (fixed by the model's temporal table)")
     condition: Optional[str] = field(None, "None (unconditional), 'class' (labels) or 'text'", choices=CONDITIONS)
     num_classes: int = field(1000, "number of classes when condition is 'class' (UCF101: 101)")
@@ -42,8 +83,10 @@ class ModelOptions:
     use_recompute: bool = field(False, "recompute block activations in backward to save memory")
     dtype: Optional[str] = field(None, "Latte compute dtype: fp32, fp16 or bf16 (AMP O2; norms and softmax in "
                                        "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
-    vae_checkpoint: str = field("models/sd-vae-ft-mse.ckpt", "VAE weights from tools/vae_converter.py; "
-                                                             "empty: no VAE, diffusion on pixels (demo)")
+    vae_checkpoint: str = field("models/sd-vae-ft-mse.ckpt", "VAE weights from tools/vae_converter.py or "
+                                                             "tools/train_vae.py (latent channels, downsampling and "
+                                                             "frame channels come from its .json record); empty: no "
+                                                             "VAE, diffusion on pixels (demo)")
     sd_scale_factor: float = field(SD_SCALE_FACTOR, "latent scale factor of the Stable Diffusion VAE")
 
     @property
@@ -52,12 +95,30 @@ class ModelOptions:
         return not self.vae_checkpoint
 
     @property
+    def vae_config(self):
+        """The VAE's recorded architecture (VAEConfig), or None in pixel space or without a record."""
+        return None if self.pixel_space else vae_architecture(self.vae_checkpoint)
+
+    @property
     def downsample(self):
-        return 1 if self.pixel_space else VAE_DOWNSAMPLE
+        """Frame pixels per latent pixel: the VAE's record, else sd-vae-ft-mse's 8; 1 in pixel space."""
+        if self.pixel_space:
+            return 1
+        record = self.vae_config
+        return VAE_DOWNSAMPLE if record is None else record.downsample_factor
 
     @property
     def latent_channels(self):
-        return RGB_CHANNELS if self.pixel_space else LATENT_CHANNELS
+        if self.pixel_space:
+            return RGB_CHANNELS
+        record = self.vae_config
+        return LATENT_CHANNELS if record is None else record.latent_channels
+
+    @property
+    def frame_channels(self):
+        """Channels of the frames the VAE encodes: 1 for a grayscale VAE, else RGB's 3."""
+        record = self.vae_config
+        return RGB_CHANNELS if record is None else record.in_channels
 
     @property
     def latent_size(self):

@@ -1,4 +1,5 @@
 """Assembling and running a Latte training: data, models, compiled step, EMA, logging, checkpoints, samples."""
+import functools
 import logging
 import os
 import time
@@ -14,6 +15,7 @@ from latte.env import resolve_dtype
 from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
+from latte.options import RGB_CHANNELS
 from latte.training.checkpoints import CheckpointManager, load_resume_state
 from latte.training.ema import EMA
 from latte.training.loss import RANDOM_COLUMNS, LatteTrainLoss, StepNoise
@@ -21,6 +23,7 @@ from latte.training.metrics import MetricsLog, plot_loss_curve
 from latte.training.optim import create_optimizer, lr_schedule
 from latte.training.samples import CheckpointSamples
 from latte.training.step import TrainStep
+from latte.vae_training.frames import to_channels
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     dataset, info = create_video_dataset(
         cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size, condition=cfg.condition,
         shard_id=ctx.rank, num_shards=ctx.group_size, seed=cfg.seed, start_step=start_step)
+    if not cfg.pixel_space and cfg.frame_channels != RGB_CHANNELS:  # e.g. a grayscale VAE from tools/train_vae.py
+        to_vae_channels = functools.partial(to_channels, channels=cfg.frame_channels, axis=-3)  # RGB -> luma
+        dataset = dataset.map(operations=to_vae_channels, input_columns=["video"],
+                              num_parallel_workers=1, python_multiprocessing=False)
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
                       sample_latents=cfg.vae_sample and not cfg.pixel_space)
