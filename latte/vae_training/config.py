@@ -5,6 +5,7 @@ Key names follow the reference tutorial where it has one (`ae_frame_sample_prob`
 names, which is what the saved sidecar records.
 """
 import dataclasses
+import os
 from typing import List, Optional
 
 from latte.config import ConfigError, field
@@ -133,6 +134,9 @@ class VAETrainConfig(ContextOptions):
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigError(f"{key}={value} must be > 0")
+        if self.perceptual_on and not os.path.isfile(self.lpips_checkpoint):
+            raise ConfigError(f"lpips_checkpoint={self.lpips_checkpoint!r} does not exist: write it with "
+                              "tools/lpips_converter.py, or set lpips_checkpoint: '' to train without LPIPS")
         if self.disc_enabled:
             from latte.vae_training.discriminator import patchgan_output_size
 

@@ -143,7 +143,7 @@ def capture_frames(cfg, progress=True):
         except VideoReadError as exc:
             report.skipped.append((entry.name, str(exc)))
             logger.warning("capture: skipping %s (%s)", entry.name, exc)
-        bar.set_postfix(frames=report.frames)
+        bar.set_postfix(frames=report.frames, refresh=False)
     bar.close()
     return report
 

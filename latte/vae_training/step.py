@@ -167,7 +167,7 @@ class GeneratorStep(nn.Cell):
 
     def _adaptive_weight(self, features, g_nll, g_adv):
         if not self.adaptive:
-            return ops.full((), self.disc_weight, ms.float32)
+            return ops.full((), self.disc_weight, dtype=ms.float32)
         nll_norm = ops.norm(self.last_grad(self.last_weight, features, g_nll))
         adv_norm = ops.norm(self.last_grad(self.last_weight, features, g_adv))
         weight = ops.clamp(nll_norm / (adv_norm + ADAPTIVE_EPS), 0.0, ADAPTIVE_MAX) * self.disc_weight

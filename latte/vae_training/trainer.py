@@ -162,9 +162,13 @@ class VAETrainer:
         if not cfg.lpips_checkpoint:
             logger.warning(PERCEPTUAL_OFF_HINT)
             return None
+        from latte.convert.io import ConversionError
         from latte.vae_training.lpips import load_lpips
 
-        lpips = load_lpips(cfg.lpips_checkpoint)
+        try:
+            lpips = load_lpips(cfg.lpips_checkpoint)
+        except ConversionError as err:
+            raise ValueError(f"lpips_checkpoint: {err}") from None
         logger.info("perceptual term: LPIPS from %s (channels %s), weight %g", cfg.lpips_checkpoint,
                     list(lpips.channels), cfg.perceptual_weight)
         return lpips
@@ -225,7 +229,7 @@ class VAETrainer:
             elapsed = time.perf_counter() - start
             self.step += 1
             bar.update(1)
-            bar.set_postfix({k: f"{sums[k]:.4f}" for k in ("rec_loss", "d_loss") if k in sums})
+            bar.set_postfix({k: f"{sums[k]:.4f}" for k in ("rec_loss", "d_loss") if k in sums}, refresh=False)
             psnr = None
             if self.step % cfg.autoencoder_img_save_steps == 0:
                 psnr = self.write_samples(self.step)
