@@ -50,6 +50,7 @@ def _read_vae_architecture(path, _mtime):
             fields = infer_architecture(read_ms_checkpoint(path)[0])
         except ConversionError:
             return None  # not a VAE checkpoint: load_vae reports it when the VAE is built
+        fields["norm_num_groups"] = 1  # weights do not show it and only channels/levels are needed here
     try:
         return VAEConfig.from_dict(fields)
     except ValueError as err:
