@@ -184,7 +184,7 @@ class GeneratorStep(nn.Cell):
         adv, g_adv = self.adv_grad(rec)
         d_weight = self._adaptive_weight(features, g_nll, g_adv)
         cotangents = (g_nll + d_weight * g_adv, ops.full_like(kl, self.kl_weight), ops.zeros_like(features))
-        _, grads = pullback(cotangents)
+        grads = pullback(cotangents)[1]  # (input gradients, weight gradients)
         loss = nll + self.kl_weight * kl + d_weight * adv
         finite, updated = self.updater(grads)
         return loss, rec_loss, perceptual, kl, adv, d_weight, rec, finite, updated

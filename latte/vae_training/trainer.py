@@ -67,6 +67,16 @@ def _adam(params, lr, betas, weight_decay):
     return nn.AdamWeightDecay(groups, learning_rate=lr, beta1=betas[0], beta2=betas[1], eps=ADAM_EPS)
 
 
+def set_posterior_logvar(vae, value):
+    """Starts the posterior log-variance at `value`: the logvar half of quant_conv's bias (its output is
+    (mean, logvar) stacked on channels)."""
+    if vae.quant_conv is None:
+        raise ValueError("posterior_logvar_init needs use_quant_conv (the VAE has no quant_conv bias to set)")
+    bias = vae.quant_conv.bias.asnumpy().copy()
+    bias[vae.config.latent_channels:] = value
+    vae.quant_conv.bias.set_data(ms.Tensor(bias))
+
+
 class VAETrainer:
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
@@ -116,6 +126,8 @@ class VAETrainer:
 
             load_params_strict(self.vae, read_ms_checkpoint(cfg.pretrained_vae)[0], what=cfg.pretrained_vae)
             logger.info("initialized the autoencoder from %s", cfg.pretrained_vae)
+        elif cfg.posterior_logvar_init:
+            set_posterior_logvar(self.vae, cfg.posterior_logvar_init)
         self.vae.set_train(True)
         lpips = self._build_lpips()
         disc = None
@@ -164,6 +176,10 @@ class VAETrainer:
             return None
         from latte.convert.io import ConversionError
         from latte.vae_training.lpips import load_lpips
+
+        if not os.path.isfile(cfg.lpips_checkpoint):
+            raise ValueError(f"lpips_checkpoint={cfg.lpips_checkpoint!r} does not exist: write it with "
+                             "tools/lpips_converter.py, or set lpips_checkpoint: '' to train without LPIPS")
 
         try:
             lpips = load_lpips(cfg.lpips_checkpoint)
