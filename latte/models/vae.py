@@ -1,0 +1,181 @@
+"""AutoencoderKL (the Stable Diffusion VAE, diffusers layout) in MindSpore, plus video helpers and loading.
+
+    vae = AutoencoderKL()                        # sd-vae-ft-mse architecture; any config.json field is a kwarg
+    mean, logvar = vae.encode(x)                 # (N, 3, H, W) in [-1, 1] -> two (N, 4, H/8, W/8)
+    image = vae.decode(z)                        # (N, 4, h, w) unscaled latent -> (N, 3, 8h, 8w)
+    latents = encode_video(vae, video, frames_per_batch=4)   # (B, F, 3, H, W) -> scaled (B, F, 4, H/8, W/8)
+    video = decode_video(vae, latents, frames_per_batch=4)   # and back
+    vae = load_vae("models/sd-vae-ft-mse.ckpt")  # a checkpoint written by tools/vae_converter.py
+
+Computation runs in fp32, or in fp16 with every GroupNorm (and the attention softmax) kept in fp32;
+encode/decode always return fp32.
+"""
+import logging
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from latte.convert.io import ConversionError, read_ms_checkpoint
+from latte.models.vae_blocks import Decoder, Encoder, conv1x1
+from latte.models.vae_config import VAE_SCALE_FACTOR, VAEConfig
+
+__all__ = ["AutoencoderKL", "VAE_SCALE_FACTOR", "VAEConfig", "decode_video", "encode_video", "load_vae"]
+
+logger = logging.getLogger(__name__)
+
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0  # clamp of the posterior log-variance, as in diffusers
+DEFAULT_FRAMES_PER_BATCH = 4  # frames per encode/decode call in the video helpers (bounds activation memory)
+_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+
+
+def resolve_dtype(dtype):
+    """Maps ms.float32/float16/bfloat16 (or their names) to a MindSpore dtype usable on this device."""
+    resolved = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    if resolved not in _DTYPES.values():
+        raise ValueError(f"dtype={dtype!r} is not supported: use one of {sorted(_DTYPES)}")
+    if resolved == ms.bfloat16 and ms.get_context("device_target") == "CPU":
+        raise ValueError("dtype=bfloat16 has no CPU kernels in MindSpore 2.10: use float32 on CPU "
+                         "(float16 also runs, slower), or bfloat16 on Ascend/GPU")
+    return resolved
+
+
+class AutoencoderKL(nn.Cell):
+    """The KL-regularised autoencoder of Stable Diffusion (diffusers' AutoencoderKL, same math and names).
+
+    Keyword arguments are diffusers config.json fields (see VAEConfig); `dtype` picks the compute precision.
+    """
+
+    def __init__(self, dtype=ms.float32, **config):
+        super().__init__()
+        self.config = VAEConfig.from_dict(config)
+        cfg = self.config
+        self.scaling_factor = cfg.scaling_factor
+        self.downsample_factor = cfg.downsample_factor
+        self.latent_channels = cfg.latent_channels
+        self.encoder = Encoder(cfg.in_channels, cfg.latent_channels, cfg.block_out_channels, cfg.layers_per_block,
+                               cfg.norm_num_groups, cfg.mid_block_add_attention)
+        self.decoder = Decoder(cfg.latent_channels, cfg.out_channels, cfg.block_out_channels, cfg.layers_per_block,
+                               cfg.norm_num_groups, cfg.mid_block_add_attention)
+        moments = 2 * cfg.latent_channels  # mean and logvar, stacked on channels
+        self.quant_conv = conv1x1(moments, moments) if cfg.use_quant_conv else None
+        self.post_quant_conv = conv1x1(cfg.latent_channels, cfg.latent_channels) if cfg.use_post_quant_conv else None
+        self.compute_dtype = resolve_dtype(dtype)
+        if self.compute_dtype != ms.float32:
+            self._keep_norms_fp32(self.compute_dtype)
+
+    def _keep_norms_fp32(self, dtype):
+        # what amp.custom_mixed_precision(black_list=[nn.GroupNorm]) does, without wrapping cells (names stay)
+        self.to_float(dtype)
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, nn.GroupNorm):
+                cell.to_float(ms.float32)
+
+    def encode(self, x):
+        """(N, in_channels, H, W) in [-1, 1] -> posterior (mean, logvar), each (N, latent, H/f, W/f), fp32."""
+        moments = self.encoder(x)
+        if self.quant_conv is not None:
+            moments = self.quant_conv(moments)
+        mean, logvar = ops.chunk(moments.astype(ms.float32), 2, axis=1)  # (N, 2L, h, w) -> 2 x (N, L, h, w)
+        return mean, ops.clamp(logvar, LOGVAR_MIN, LOGVAR_MAX)
+
+    def decode(self, z):
+        """(N, latent, h, w) unscaled latent -> (N, out_channels, h*f, w*f), fp32."""
+        if self.post_quant_conv is not None:
+            z = self.post_quant_conv(z)
+        return self.decoder(z).astype(ms.float32)
+
+    def construct(self, x):
+        """Reconstruction through the posterior mean (diffusers' forward with sample_posterior=False)."""
+        mean, _ = self.encode(x)
+        return self.decode(mean)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Video helpers: (B, F, C, H, W) clips, encoded/decoded a few frames at a time
+# ---------------------------------------------------------------------------------------------------------
+
+def _frames(video, what):
+    video = video if isinstance(video, ms.Tensor) else ms.Tensor(np.asarray(video, dtype=np.float32))
+    if video.ndim != 5:
+        raise ValueError(f"{what} must be (B, F, C, H, W), got shape {tuple(video.shape)}")
+    b, f = video.shape[:2]
+    return video.reshape((b * f,) + tuple(video.shape[2:])), (b, f)  # (B, F, C, H, W) -> (B*F, C, H, W)
+
+
+def _check_frames_per_batch(frames_per_batch):
+    if int(frames_per_batch) < 1:
+        raise ValueError(f"frames_per_batch={frames_per_batch}: must be a positive number of frames")
+    return int(frames_per_batch)
+
+
+def encode_video(vae, video, frames_per_batch=DEFAULT_FRAMES_PER_BATCH, sample=False, rng=None, scale=None):
+    """Encodes a clip to the latents the diffusion model sees: (B, F, C, H, W) -> (B, F, L, H/f, W/f), fp32.
+
+    sample=False takes the posterior mean; sample=True draws mean + std * noise, the noise a float32 standard
+    normal from numpy's Generator `np.random.default_rng(rng)` (pass a seed or a Generator), drawn in frame
+    order so the result does not depend on frames_per_batch. Latents are multiplied by `scale`
+    (default: vae.scaling_factor, i.e. VAE_SCALE_FACTOR for sd-vae-ft-mse).
+    """
+    frames, (b, f) = _frames(video, "video")
+    step = _check_frames_per_batch(frames_per_batch)
+    scale = vae.scaling_factor if scale is None else scale
+    generator = np.random.default_rng(rng) if sample else None
+    chunks = []
+    for start in range(0, b * f, step):
+        mean, logvar = vae.encode(frames[start:start + step])
+        if sample:
+            noise = generator.standard_normal(tuple(mean.shape), dtype=np.float32)
+            mean = mean + ops.exp(0.5 * logvar) * ms.Tensor(noise)
+        chunks.append(mean * scale)
+    latents = ops.cat(chunks, axis=0)
+    return latents.reshape((b, f) + tuple(latents.shape[1:]))  # (B*F, L, h, w) -> (B, F, L, h, w)
+
+
+def decode_video(vae, latents, frames_per_batch=DEFAULT_FRAMES_PER_BATCH, scale=None):
+    """Decodes scaled latents (B, F, L, h, w) back to a clip (B, F, C, h*f, w*f) in about [-1, 1], fp32."""
+    frames, (b, f) = _frames(latents, "latents")
+    step = _check_frames_per_batch(frames_per_batch)
+    scale = vae.scaling_factor if scale is None else scale
+    chunks = [vae.decode(frames[start:start + step] / scale) for start in range(0, b * f, step)]
+    video = ops.cat(chunks, axis=0)
+    return video.reshape((b, f) + tuple(video.shape[1:]))  # (B*F, C, H, W) -> (B, F, C, H, W)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading a converted checkpoint
+# ---------------------------------------------------------------------------------------------------------
+
+def load_params_strict(net, params, what="checkpoint"):
+    """Loads name -> numpy array into `net`; raises unless every parameter is filled and every entry used.
+
+    Float arrays are widened to float32 first (our parameters are stored in fp32 whatever the compute dtype;
+    checkpoints may be converted with --dtype float16).
+    """
+    param_dict = {name: ms.Parameter(ms.Tensor(np.asarray(value, dtype=np.float32)), name=name)
+                  for name, value in params.items()}
+    not_loaded, unused = ms.load_param_into_net(net, param_dict, strict_load=True)
+    if not_loaded or unused:
+        raise ConversionError(f"{what} does not fit the network: parameters not loaded {sorted(not_loaded)[:8]} "
+                              f"({len(not_loaded)}), checkpoint entries unused {sorted(unused)[:8]} ({len(unused)}); "
+                              "convert the weights again with tools/vae_converter.py")
+
+
+def load_vae(ckpt_path, **overrides):
+    """Builds the AutoencoderKL recorded next to `ckpt_path` by tools/vae_converter.py and loads it strictly.
+
+    overrides: config fields or `dtype` that win over the record (e.g. dtype=ms.float16). Without a record
+    (no `<ckpt>.json`), the architecture is inferred from the weight shapes.
+    """
+    from latte.convert.vae_keys import infer_architecture
+
+    params, meta = read_ms_checkpoint(ckpt_path)
+    config = meta.get("config")
+    if config is None:
+        config = infer_architecture(params)
+        logger.warning("%s has no architecture record (.json sidecar): inferred %s from weight shapes",
+                       ckpt_path, config)
+    vae = AutoencoderKL(**{**config, **overrides})
+    load_params_strict(vae, params, what=ckpt_path)
+    vae.set_train(False)
+    return vae
