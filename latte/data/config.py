@@ -20,13 +20,15 @@ DEFAULT_SYNTHETIC_SHAPES = ("circle", "square", "triangle")
 class DataConfig:
     data_folder: str = field(
         default="",
-        metadata={"help": "Root folder of the training videos (unused for train_data_type 'synthetic')."},
+        metadata={"help": "Root folder of the training videos, or the cache folder for 'numpy'/'mindrecord' "
+                          "(unused for train_data_type 'synthetic')."},
     )
     train_data_type: str = field(
         default="video_file",
         metadata={"help": "How data_folder is laid out: 'video_file' (video files, any depth), 'frame_folder' "
                           "(one folder of numbered images per video, any depth: Sky Timelapse) or 'synthetic' "
-                          "(moving shapes generated on the fly; no files)."},
+                          "(moving shapes generated on the fly; no files), or a latent cache written by "
+                          "tools/embedding_cache.py: 'numpy' or 'mindrecord'."},
     )
     sample_stride: int = field(
         default=3,
