@@ -3,6 +3,7 @@ import dataclasses
 from typing import List, Optional
 
 from latte.config import ConfigError, field
+from latte.data.cache import CACHE_DATA_TYPES
 from latte.data.config import DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.models.latte import CONDITIONS
@@ -166,6 +167,11 @@ class TrainConfig(ContextOptions, ModelOptions):
     sample_at_checkpoint: bool = field(False, "write sample GIFs with the EMA weights at each checkpoint")
     sample_num_videos: int = field(2, "videos per checkpoint sample")
     sample_steps: int = field(25, "DDIM steps of checkpoint samples")
+
+    @property
+    def trains_on_cache(self):
+        """The data are cached latents (tools/embedding_cache.py): no VAE runs in the train step."""
+        return self.data_config.train_data_type in CACHE_DATA_TYPES
 
     def validate(self):
         self.validate_model()

@@ -45,14 +45,21 @@ class StepWithEMA(nn.Cell):
 
 def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     """The batched dataset with the step randomness appended; returns (dataset, info)."""
-    from latte.data import create_video_dataset
+    from latte.data import create_cache_dataset, create_video_dataset
 
-    dataset, info = create_video_dataset(
-        cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size, condition=cfg.condition,
-        shard_id=ctx.rank, num_shards=ctx.group_size, seed=cfg.seed, start_step=start_step)
+    common = dict(condition=cfg.condition, shard_id=ctx.rank, num_shards=ctx.group_size, seed=cfg.seed,
+                  start_step=start_step)
+    if cfg.trains_on_cache:  # "video" holds scaled latents (B, F, C, h, w)
+        dataset, info = create_cache_dataset(
+            cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size,
+            latent_shape=(cfg.latent_channels, cfg.latent_size, cfg.latent_size),
+            scale_factor=cfg.sd_scale_factor, **common)
+    else:
+        dataset, info = create_video_dataset(cfg.data_config, cfg.image_size, cfg.num_frames,
+                                             cfg.train_batch_size, **common)
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, latent_shape, num_timesteps,
-                      sample_latents=cfg.vae_sample and not cfg.pixel_space)
+                      sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)
     columns = ["video", *RANDOM_COLUMNS] + (["label"] if cfg.condition == "class" else [])
@@ -101,7 +108,7 @@ class Trainer:
         self.latte.set_train(True)
         amp_latte = apply_amp(self.latte, dtype)
         vae = None
-        if not cfg.pixel_space:
+        if not cfg.pixel_space and not cfg.trains_on_cache:
             from latte.models.vae import load_vae
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
