@@ -195,20 +195,21 @@ class NumpyLatentReader:
         self._array = None
 
 
-_PAGES = {}  # mindrecord path -> (pid, MindPage, lock): one open handle per file and process
+_PAGES = {}  # mindrecord path -> (pid, mtime, MindPage, lock): one open handle per file and process
 _PAGES_LOCK = threading.Lock()
 
 
 def _mind_page(path):
     from mindspore.mindrecord import MindPage
 
+    mtime = os.stat(path).st_mtime_ns
     with _PAGES_LOCK:
-        pid, page, lock = _PAGES.get(path, (None, None, None))
-        if pid != os.getpid():
+        pid, stamp, page, lock = _PAGES.get(path, (None, None, None, None))
+        if (pid, stamp) != (os.getpid(), mtime):  # a forked worker, or a file written again
             page = MindPage(path)
             page.category_field = ROW_VIDEO
             lock = threading.Lock()
-            _PAGES[path] = (os.getpid(), page, lock)
+            _PAGES[path] = (os.getpid(), mtime, page, lock)
         return page, lock
 
 
@@ -326,13 +327,14 @@ def describe_cache(header, index):
 
 
 def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, latent_shape=None, scale_factor=None,
-                         condition=None, shard_id=0, num_shards=1, seed=DEFAULT_SEED, drop_remainder=True,
-                         start_step=0):
+                         vae_checkpoint=None, condition=None, shard_id=0, num_shards=1, seed=DEFAULT_SEED,
+                         drop_remainder=True, start_step=0):
     """The training pipeline over a latent cache. Returns (dataset, DatasetInfo) like `create_video_dataset`.
 
     dataset columns: "video" float32 (B, F, C, h, w) -- scaled latents, the input of LatteTrainLoss without a
     VAE -- and "label" int32 (B,) when condition == "class". latent_shape (C, h, w) and scale_factor, when
-    given, must match the cache. Clips, shuffling, sharding and resume (start_step) follow the video pipeline's
+    given, must match the cache; a vae_checkpoint other than the cache's (which decodes samples) is a warning.
+    Clips, shuffling, sharding and resume (start_step) follow the video pipeline's
     contract (latte.data.dataset); videos shorter than a clip are skipped with a warning.
     """
     if data_config.train_data_type not in CACHE_DATA_TYPES:
@@ -340,6 +342,9 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
                         f"{CACHE_DATA_TYPES}: use create_video_dataset")
     index = read_cache_index(data_config.data_folder)
     check_cache_fits(index.header, data_config.data_folder, latent_shape, scale_factor, condition)
+    if vae_checkpoint and os.path.abspath(vae_checkpoint) != index.header["vae_checkpoint"]:
+        logger.warning("data: the cache was encoded with %s but vae_checkpoint is %s (used to decode samples): "
+                       "make sure they are the same VAE", index.header["vae_checkpoint"], vae_checkpoint)
     logger.info("data: %s", describe_cache(index.header, index))
     dataset, info = create_video_dataset(data_config, image_size, num_frames, batch_size, condition=condition,
                                          shard_id=shard_id, num_shards=num_shards, seed=seed,

@@ -52,8 +52,8 @@ class EmbeddingCacheConfig(TrainConfig):
     resume_cache_index: int = field(0, "skip videos before this index of the listing (the index a stopped run "
                                        "printed); cached videos are never rewritten anyway")
     max_videos: Optional[int] = field(None, "stop after this many videos were attempted in this run (null: all)")
-    rank: Optional[int] = field(None, "cache videos i with i % world_size == rank (null: 0, or the launcher's "
-                                      "rank with use_parallel)")
+    rank: Optional[int] = field(None, "this process caches the videos whose index modulo world_size is rank "
+                                      "(null: 0, or the launcher's rank with use_parallel)")
     world_size: Optional[int] = field(None, "number of processes sharing the videos (null: 1, or the launcher's "
                                             "with use_parallel)")
     segment_frames: int = field(16, "mindrecord: latent frames per row (one row must fit max_page_size)")

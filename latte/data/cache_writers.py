@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 
+from latte.config import ConfigError
 from latte.data.cache import (
     FAILED, HEADER, MINDRECORD_FILE, ROW_FRAMES, ROW_LABEL, ROW_LATENTS, ROW_SEGMENT, ROW_VIDEO, VIDEO,
     describe_differences, header_differences, manifest_path, mindrecord_part, numpy_file, read_manifest,
@@ -145,16 +146,16 @@ def mindrecord_schema(with_labels):
 
 
 def check_page_size(max_page_size_mib, segment_frames, latent_shape, dtype):
-    """Page size in bytes for --max_page_size (MiB); raises ValueError if one row of segment_frames does not fit."""
+    """Page size in bytes for --max_page_size (MiB); raises ConfigError if one row of segment_frames does not fit."""
     page = int(max_page_size_mib * MIB)
     if not MIN_PAGE_BYTES <= page <= MAX_PAGE_BYTES:
-        raise ValueError(f"max_page_size={max_page_size_mib} MiB: MindRecord pages are {MIN_PAGE_BYTES // 1024} KiB "
+        raise ConfigError(f"max_page_size={max_page_size_mib} MiB: MindRecord pages are {MIN_PAGE_BYTES // 1024} KiB "
                          f"to {MAX_PAGE_BYTES // MIB} MiB")
     frame_bytes = int(np.prod(latent_shape)) * np.dtype(dtype).itemsize
     row = segment_frames * frame_bytes + ROW_HEADROOM_BYTES
     if row > page:
         fits = (page - ROW_HEADROOM_BYTES) // frame_bytes
-        raise ValueError(f"a mindrecord row of segment_frames={segment_frames} latent frames {tuple(latent_shape)} "
+        raise ConfigError(f"a mindrecord row of segment_frames={segment_frames} latent frames {tuple(latent_shape)} "
                          f"{dtype} takes {row / MIB:.2f} MiB, more than max_page_size={max_page_size_mib} MiB: set "
                          f"segment_frames <= {fits} or raise max_page_size (at most {MAX_PAGE_BYTES // MIB})")
     return page

@@ -53,7 +53,7 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
         dataset, info = create_cache_dataset(
             cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size,
             latent_shape=(cfg.latent_channels, cfg.latent_size, cfg.latent_size),
-            scale_factor=cfg.sd_scale_factor, **common)
+            scale_factor=cfg.sd_scale_factor, vae_checkpoint=cfg.vae_checkpoint, **common)
     else:
         dataset, info = create_video_dataset(cfg.data_config, cfg.image_size, cfg.num_frames,
                                              cfg.train_batch_size, **common)
