@@ -269,7 +269,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, progress=True):
             label = None if index.labels is None else index.labels[current]
             writer.add(current, entry.name, np.concatenate(chunks).astype(store), label)
             report.saved = writer.saved
-            bar.set_postfix(saved=writer.saved, failed=len(writer.failed))
+            bar.set_postfix(saved=writer.saved, failed=len(writer.failed), refresh=False)
         current = None
         writer.close()
     except BaseException as exc:  # also KeyboardInterrupt: say where to continue
