@@ -15,7 +15,8 @@ from latte.data.errors import DataError
 from latte.data.index import VideoIndex, build_video_index
 from latte.data.sources import SOURCE_TYPES, SourceType
 from latte.data.synthetic import synthetic_video, write_synthetic_dataset
-from latte.data.cache import CACHE_DATA_TYPES, create_cache_dataset  # registers the cache types in SOURCE_TYPES
+from latte.data.cache import CACHE_DATA_TYPES
+from latte.data.cache_dataset import create_cache_dataset  # registers the cache types in SOURCE_TYPES
 
 __all__ = [
     "DataConfig", "DataError", "create_video_dataset", "iterate_batches", "DatasetInfo", "ClipSource",

@@ -20,7 +20,7 @@ from mindspore import nn, ops
 from latte.config import ConfigError, field
 from latte.data.cache import CACHE_DATA_TYPES, CACHE_FORMAT, CACHE_VERSION, HEADER, MINDRECORD, SAVE_DTYPES
 from latte.data.cache_writers import MindRecordCacheWriter, NumpyCacheWriter, check_page_size
-from latte.data.errors import DataError, VideoReadError
+from latte.data.errors import VideoReadError
 from latte.data.index import build_video_index
 from latte.data.readers import short_reason
 from latte.data.sources import get_source_type
