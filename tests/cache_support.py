@@ -79,7 +79,7 @@ def source_frames(data_folder, train_data_type, name):
 
 
 @functools.lru_cache(maxsize=2)
-def _load_vae(vae_path):
+def load_vae_once(vae_path):
     from latte.models.vae import load_vae
 
     return load_vae(vae_path)
@@ -89,7 +89,7 @@ def direct_latents(vae_path, frames, sample_rng=None):
     """latte.models.vae.encode_video of one video's frames (F, 3, H, W) -> (F, C, h, w), scaled."""
     from latte.models.vae import encode_video
 
-    vae = _load_vae(vae_path)
+    vae = load_vae_once(vae_path)
     latents = encode_video(vae, frames[None], frames_per_batch=5, sample=sample_rng is not None, rng=sample_rng,
                            scale=SCALE)
     return latents.asnumpy()[0]
