@@ -26,7 +26,10 @@ MIB = 2 ** 20
 # MindRecord page sizes it accepts (set_page_size); one row must fit in one page
 MIN_PAGE_BYTES, MAX_PAGE_BYTES = 32 * 1024, 256 * MIB
 ROW_HEADROOM_BYTES = 1024  # a blob row of exactly the page size fails; keep room for its length fields
-MINDRECORD_HEADER_BYTES = 1 * MIB  # page table etc.; ample for the pages of one chunk (default 16 MiB, sparse)
+# The header holds the page table: 4 MiB held 8000 pages (not 12000) in a test. A chunk is committed early
+# when its latents fill MAX_PAGES_PER_FILE pages, so files never outgrow their header.
+MINDRECORD_HEADER_BYTES = 4 * MIB
+MAX_PAGES_PER_FILE = 2000
 
 
 def tmp_folder(cache_folder, rank):
@@ -162,7 +165,8 @@ def check_page_size(max_page_size_mib, segment_frames, latent_shape, dtype):
 
 
 class MindRecordCacheWriter(CacheWriter):
-    """Chunks of videos_per_file videos, one mindrecord file each; a video is rows of <= segment_frames frames.
+    """Chunks of videos_per_file videos (fewer if they fill MAX_PAGES_PER_FILE pages), one mindrecord file each;
+    a video is rows of <= segment_frames frames.
 
     No video is too long for a page: rows are segments, and --max_page_size is checked against one segment.
     A chunk is written in .tmp-rank<r>/, committed, then its folder renamed to mindrecord/part-<first id>/
@@ -177,6 +181,7 @@ class MindRecordCacheWriter(CacheWriter):
         self.with_labels = header.get("condition") == "class"
         self._writer = None
         self._records = []  # manifest records of the open chunk
+        self._bytes = 0  # latent bytes in the open chunk
         self._part = None
 
     @property
@@ -209,7 +214,8 @@ class MindRecordCacheWriter(CacheWriter):
             rows.append(row)
         self._writer.write_raw_data(rows)
         self._records.append(self._record(video_id, name, latents, label, f"{self._part}/{MINDRECORD_FILE}"))
-        if len(self._records) >= self.videos_per_file:
+        self._bytes += latents.nbytes
+        if len(self._records) >= self.videos_per_file or self._bytes >= MAX_PAGES_PER_FILE * self.page_size:
             self.commit()
 
     def commit(self):
@@ -228,7 +234,7 @@ class MindRecordCacheWriter(CacheWriter):
         os.replace(source, target)
         self.manifest.append(self._records)
         self.saved += len(self._records)
-        self._records = []
+        self._records, self._bytes = [], 0
 
     def close(self):
         self.commit()
@@ -237,7 +243,7 @@ class MindRecordCacheWriter(CacheWriter):
     def abandon(self):
         """Drops the open chunk (after a failure inside MindRecord, whose state is then unknown)."""
         self._writer = None
-        self._records = []
+        self._records, self._bytes = [], 0
         super().close()
 
 
