@@ -21,3 +21,6 @@ def pytest_configure(config):
     # MindSpore's oneDNN convolutions are ~100x slow on AVX-512 CPUs unless the ISA is capped at AVX2 before
     # the first conv runs (see latte.env.reexec_for_fast_cpu_convs, which the entry scripts use).
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+    # matplotlib 3.9 calls pyparsing names that newer pyparsing deprecates; not ours to fix
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:matplotlib")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pyparsing.util")

@@ -18,8 +18,8 @@ from latte.convert.io import cli_main, meta_path
 from latte.convert.vae_keys import LAYOUT_DIFFUSERS, LAYOUT_DIFFUSERS_LEGACY, LAYOUT_LDM
 from latte.models import AutoencoderKL
 from latte.models.vae import load_vae
-from test_vae import (DECODE_TOL, MOMENTS_TOL, TINY, max_err, random_images, randomized_torch_vae, torch_reference,
-                      torch_state)
+from tests.test_vae import (DECODE_TOL, MOMENTS_TOL, TINY, max_err, random_images, randomized_torch_vae,
+                             torch_reference, torch_state)
 from tools.vae_converter import main as convert_main
 
 torch = pytest.importorskip("torch")
@@ -89,6 +89,11 @@ def make_source(kind, folder, torch_vae):
     if kind == "diffusers-folder-bin":
         torch_vae.save_pretrained(folder, safe_serialization=False)
         return ["--source", folder], LAYOUT_DIFFUSERS
+    if kind == "lone-safetensors-with-config":
+        path = os.path.join(folder, "vae.safetensors")
+        safetensors_torch.save_file(as_torch(state), path)
+        torch_vae.save_config(os.path.join(folder, "architecture"))
+        return ["--source", path, "--config", os.path.join(folder, "architecture", "config.json")], LAYOUT_DIFFUSERS
     if kind == "lone-safetensors":
         path = os.path.join(folder, "diffusion_pytorch_model.safetensors")
         safetensors_torch.save_file(as_torch(state), path)
@@ -114,8 +119,9 @@ def make_source(kind, folder, torch_vae):
     raise ValueError(kind)
 
 
-SOURCE_KINDS = ["diffusers-folder-safetensors", "diffusers-folder-bin", "lone-safetensors", "legacy-attention-bin",
-                "legacy-attention-folder", "ldm-ckpt", "ldm-inside-sd-checkpoint"]
+SOURCE_KINDS = ["diffusers-folder-safetensors", "diffusers-folder-bin", "lone-safetensors",
+                "lone-safetensors-with-config", "legacy-attention-bin", "legacy-attention-folder", "ldm-ckpt",
+                "ldm-inside-sd-checkpoint"]
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +256,7 @@ def bad_sources(folder, torch_vae):
         "missing-file": (["--source", join("nope.ckpt")], "no such file or folder"),
         "latte-checkpoint": (["--source", join("latte.pt")], "Latte transformer checkpoint"),
         "truncated-safetensors": (["--source", join("truncated-full.safetensors")] + groups, "not a readable .safetensors"),
-        # a zip cut in half has no central directory: io.py reports it as not a torch file (one line, exit 2)
-        "truncated-bin": (["--source", join("truncated-full.bin")] + groups, "truncated-full.bin: not a torch"),
+        "truncated-bin": (["--source", join("truncated-full.bin")] + groups, "damaged or truncated torch checkpoint"),
         "missing-tensor": (["--source", join("missing.bin")] + groups,
                            "parameters not filled: decoder.up_blocks.1.resnets.0.conv_shortcut.weight"),
         "unknown-tensor": (["--source", join("extra.bin")] + groups, "source keys not used: encoder.extra.weight"),

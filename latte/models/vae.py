@@ -17,6 +17,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from latte.convert.io import ConversionError, read_ms_checkpoint
+from latte.convert.vae_keys import infer_architecture
 from latte.models.vae_blocks import Decoder, Encoder, conv1x1
 from latte.models.vae_config import VAE_SCALE_FACTOR, VAEConfig
 
@@ -49,10 +50,10 @@ class AutoencoderKL(nn.Cell):
     def __init__(self, dtype=ms.float32, **config):
         super().__init__()
         self.config = VAEConfig.from_dict(config)
+        self.compute_dtype = resolve_dtype(dtype)
         cfg = self.config
         self.scaling_factor = cfg.scaling_factor
         self.downsample_factor = cfg.downsample_factor
-        self.latent_channels = cfg.latent_channels
         self.encoder = Encoder(cfg.in_channels, cfg.latent_channels, cfg.block_out_channels, cfg.layers_per_block,
                                cfg.norm_num_groups, cfg.mid_block_add_attention)
         self.decoder = Decoder(cfg.latent_channels, cfg.out_channels, cfg.block_out_channels, cfg.layers_per_block,
@@ -60,7 +61,6 @@ class AutoencoderKL(nn.Cell):
         moments = 2 * cfg.latent_channels  # mean and logvar, stacked on channels
         self.quant_conv = conv1x1(moments, moments) if cfg.use_quant_conv else None
         self.post_quant_conv = conv1x1(cfg.latent_channels, cfg.latent_channels) if cfg.use_post_quant_conv else None
-        self.compute_dtype = resolve_dtype(dtype)
         if self.compute_dtype != ms.float32:
             self._keep_norms_fp32(self.compute_dtype)
 
@@ -149,8 +149,8 @@ def decode_video(vae, latents, frames_per_batch=DEFAULT_FRAMES_PER_BATCH, scale=
 def load_params_strict(net, params, what="checkpoint"):
     """Loads name -> numpy array into `net`; raises unless every parameter is filled and every entry used.
 
-    Float arrays are widened to float32 first (our parameters are stored in fp32 whatever the compute dtype;
-    checkpoints may be converted with --dtype float16).
+    Arrays are widened to float32 first: every parameter is stored in fp32 whatever the compute dtype, and
+    checkpoints may have been converted with --dtype float16.
     """
     param_dict = {name: ms.Parameter(ms.Tensor(np.asarray(value, dtype=np.float32)), name=name)
                   for name, value in params.items()}
@@ -167,8 +167,6 @@ def load_vae(ckpt_path, **overrides):
     overrides: config fields or `dtype` that win over the record (e.g. dtype=ms.float16). Without a record
     (no `<ckpt>.json`), the architecture is inferred from the weight shapes.
     """
-    from latte.convert.vae_keys import infer_architecture
-
     params, meta = read_ms_checkpoint(ckpt_path)
     config = meta.get("config")
     if config is None:

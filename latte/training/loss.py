@@ -15,26 +15,33 @@ RANDOM_COLUMNS = ("t", "noise", "latent_noise", "drop_u")
 
 
 class StepNoise:
-    """Dataset map: appends the step's random inputs to each batch, seeded by (seed, rank, step).
+    """Dataset map: appends the random inputs of every sample to its batch.
 
-    Batches must reach it in order (one worker); start_step makes a resumed pipeline continue the sequence.
+    Sample k of this rank (counted from the start of training) draws from numpy's generator seeded
+    (seed, rank, k), so the draws do not depend on how samples are grouped into batches (gradient
+    accumulation sees exactly what a bigger batch sees) and a resumed pipeline (start_step batches already
+    consumed) continues the sequence. Batches must reach it in order (one worker).
     """
 
-    def __init__(self, seed, rank, start_step, latent_shape, num_timesteps, sample_latents=True):
-        self.seed, self.rank, self.step = seed, rank, start_step
+    def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True):
+        self.seed, self.rank = seed, rank
+        self.sample = start_step * batch_size
         self.latent_shape = tuple(latent_shape)  # (F, C, h, w) per sample
         self.num_timesteps = num_timesteps
         self.sample_latents = sample_latents
 
+    def draw(self, sample):
+        rng = np.random.default_rng([self.seed, self.rank, sample])
+        t = rng.integers(0, self.num_timesteps, dtype=np.int32)
+        noise = rng.standard_normal(self.latent_shape, dtype=np.float32)
+        latent_noise = (rng.standard_normal(self.latent_shape, dtype=np.float32) if self.sample_latents
+                        else np.zeros(self.latent_shape, np.float32))
+        return t, noise, latent_noise, rng.random(dtype=np.float32)
+
     def __call__(self, batch):
-        rng = np.random.default_rng([self.seed, self.rank, self.step])
-        self.step += 1
-        b = batch.shape[0]
-        t = rng.integers(0, self.num_timesteps, b).astype(np.int32)
-        noise = rng.standard_normal((b,) + self.latent_shape, dtype=np.float32)
-        latent_noise = (rng.standard_normal((b,) + self.latent_shape, dtype=np.float32) if self.sample_latents
-                        else np.zeros((b,) + self.latent_shape, np.float32))
-        drop_u = rng.random(b, dtype=np.float32)
+        draws = [self.draw(self.sample + i) for i in range(batch.shape[0])]
+        self.sample += batch.shape[0]
+        t, noise, latent_noise, drop_u = (np.stack(column) for column in zip(*draws))  # B draws -> 4 (B, ...) arrays
         return batch, t, noise, latent_noise, drop_u
 
 

