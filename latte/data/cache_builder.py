@@ -225,10 +225,10 @@ def make_writer(cfg, rank, header):
 
 def latent_shape_of(vae, image_size):
     height, width = as_size(image_size)
-    factor = vae.downsample_factor
+    factor = vae.config.downsample_factor
     if height % factor or width % factor:
         raise ConfigError(f"image_size {height}x{width} is not a multiple of the VAE's downsampling {factor}")
-    return vae.latent_channels, height // factor, width // factor
+    return vae.config.latent_channels, height // factor, width // factor
 
 
 def build_cache(cfg, vae, rank=0, world_size=1, progress=True):
