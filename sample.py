@@ -22,7 +22,7 @@ from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels,
 logger = logging.getLogger("sample")
 
 
-def video_name(index, label, class_names=None):
+def video_name(index, label):
     if label is None:
         return f"sample_{index:03d}"
     return f"sample_{index:03d}_class{int(label)}"

@@ -2,7 +2,6 @@
 import os
 
 import imageio.v3 as iio
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
