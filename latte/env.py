@@ -152,6 +152,19 @@ def reexec_for_fast_cpu_convs():
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
+# progress bars redraw at most this often (seconds) when stderr is a file or pipe (CI logs, msrun logs)
+PROGRESS_INTERVAL_NO_TTY = 30.0
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm that redraws rarely when stderr is not a terminal, so logs stay readable."""
+    from tqdm.auto import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", PROGRESS_INTERVAL_NO_TTY)
+    return tqdm(iterable, **kwargs)
+
+
 def setup_logging(log_file=None, rank=0):
     """INFO logs to stderr (all ranks prefix their rank when > 0) and optionally to a file."""
     fmt = "%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s"

@@ -100,6 +100,8 @@ class SampleConfig(ContextOptions, ModelOptions):
     save_trajectory: bool = field(False, "also write the denoising trajectory (x_0 estimates at every step)")
     trajectory_stride: int = field(10, "keep every n-th step in trajectory videos")
     save_grid: bool = field(True, "write a PNG grid of the first frames")
+    display_scale: int = field(1, "enlarge written videos and grids this many times (nearest neighbour), "
+                                  "for small models such as the 32x32 demo")
     vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
     vae_micro_batch: int = field(8, "frames decoded at once by the VAE (memory vs speed)")
 
@@ -107,7 +109,8 @@ class SampleConfig(ContextOptions, ModelOptions):
         self.validate_model()
         if not self.checkpoint:
             raise ConfigError("checkpoint is empty: set it to a .ckpt from tools/latte_converter.py or train.py")
-        for key in ("sampling_steps", "num_samples", "batch_size", "fps", "trajectory_stride", "vae_micro_batch"):
+        for key in ("sampling_steps", "num_samples", "batch_size", "fps", "trajectory_stride", "vae_micro_batch",
+                    "display_scale"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         if self.guidance_scale > 1 and self.condition != "class":
@@ -166,11 +169,13 @@ class TrainConfig(ContextOptions, ModelOptions):
     sample_at_checkpoint: bool = field(False, "write sample GIFs with the EMA weights at each checkpoint")
     sample_num_videos: int = field(2, "videos per checkpoint sample")
     sample_steps: int = field(25, "DDIM steps of checkpoint samples")
+    sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)")
 
     def validate(self):
         self.validate_model()
         for key in ("train_batch_size", "epochs", "gradient_accumulation_steps", "log_interval",
-                    "ckpt_save_interval", "ckpt_max_keep", "vae_micro_batch", "sample_num_videos", "sample_steps"):
+                    "ckpt_save_interval", "ckpt_max_keep", "vae_micro_batch", "sample_num_videos", "sample_steps",
+                    "sample_display_scale"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:

@@ -129,6 +129,13 @@ class FrameDecoder:
         return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.sd_scale_factor)
 
 
+def enlarge(frames, scale):
+    """(..., H, W, C) uint8 -> (..., H*scale, W*scale, C), nearest neighbour."""
+    if scale == 1:
+        return frames
+    return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
 def run_dir(output_path, stamp=None):
     """output_path/<YYYY-mm-dd_HH-MM-SS>, made unique if two runs start in the same second."""
     stamp = stamp or time.strftime("%Y-%m-%d_%H-%M-%S")
