@@ -90,6 +90,8 @@ class SampleConfig(ContextOptions, ModelOptions):
     ddim_sampling: bool = field(False, "DDIM instead of DDPM ancestral sampling")
     ddim_eta: float = field(0.0, "DDIM eta (0: deterministic)")
     guidance_scale: float = field(1.0, "classifier-free guidance scale; > 1 needs condition 'class'")
+    clip_denoised: Optional[bool] = field(None, "clamp each step's x_0 estimate to [-1, 1]; empty: off with a VAE "
+                                                "(as the official sample.py), on in pixel space (data in [-1, 1])")
     class_labels: List[int] = field(default_factory=list, help="labels to sample (class models), cycled over "
                                                                 "num_samples; empty: random labels")
     num_samples: int = field(1, "videos to generate")
@@ -104,6 +106,10 @@ class SampleConfig(ContextOptions, ModelOptions):
                                   "for small models such as the 32x32 demo")
     vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
     vae_micro_batch: int = field(8, "frames decoded at once by the VAE (memory vs speed)")
+
+    @property
+    def clip_x0(self):
+        return self.pixel_space if self.clip_denoised is None else self.clip_denoised
 
     def validate(self):
         self.validate_model()
