@@ -92,7 +92,8 @@ def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_par
     if jit_level not in JIT_LEVELS:
         raise ValueError(f"jit_level={jit_level!r} is not one of {JIT_LEVELS}")
     device = resolve_device_target(device_target)
-    ms.set_device(device)
+    if ms.get_context("device_target") != device:  # once kernels ran, MindSpore refuses even a same-device call
+        ms.set_device(device)
     ms.set_context(mode=ms.GRAPH_MODE if mode == 0 else ms.PYNATIVE_MODE, jit_config={"jit_level": jit_level})
     if max_device_memory and device != "CPU":
         ms.set_context(max_device_memory=max_device_memory)
@@ -151,11 +152,36 @@ def reexec_for_fast_cpu_convs():
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
+# progress bars redraw at most this often (seconds) when stderr is a file or pipe (CI logs, msrun logs)
+PROGRESS_INTERVAL_NO_TTY = 30.0
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm that redraws rarely when stderr is not a terminal, so logs stay readable."""
+    from tqdm.auto import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", PROGRESS_INTERVAL_NO_TTY)
+    return tqdm(iterable, **kwargs)
+
+
+_OWN_HANDLERS = []
+
+
 def setup_logging(log_file=None, rank=0):
-    """INFO logs to stderr (all ranks prefix their rank when > 0) and optionally to a file."""
+    """INFO logs to stderr (ranks > 0 prefixed) and optionally to a file; calling again replaces only the
+    handlers installed here, so handlers of the embedding program (e.g. pytest's) stay."""
     fmt = "%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s"
-    handlers = [logging.StreamHandler()]
+    root = logging.getLogger()
+    for handler in _OWN_HANDLERS:
+        root.removeHandler(handler)
+        handler.close()
+    _OWN_HANDLERS.clear()
+    _OWN_HANDLERS.append(logging.StreamHandler())
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S", handlers=handlers, force=True)
+        _OWN_HANDLERS.append(logging.FileHandler(log_file))
+    for handler in _OWN_HANDLERS:
+        handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)

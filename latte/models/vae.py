@@ -18,6 +18,8 @@ from mindspore import nn, ops
 
 from latte.convert.io import ConversionError, read_ms_checkpoint
 from latte.convert.vae_keys import infer_architecture
+from latte.env import resolve_dtype
+from latte.models.precision import FP32_CELLS
 from latte.models.vae_blocks import Decoder, Encoder, conv1x1
 from latte.models.vae_config import VAE_SCALE_FACTOR, VAEConfig
 
@@ -27,18 +29,12 @@ logger = logging.getLogger(__name__)
 
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0  # clamp of the posterior log-variance, as in diffusers
 DEFAULT_FRAMES_PER_BATCH = 4  # frames per encode/decode call in the video helpers (bounds activation memory)
-_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+_DTYPE_NAMES = {ms.float32: "fp32", ms.float16: "fp16", ms.bfloat16: "bf16"}
 
 
-def resolve_dtype(dtype):
-    """Maps ms.float32/float16/bfloat16 (or their names) to a MindSpore dtype usable on this device."""
-    resolved = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
-    if resolved not in _DTYPES.values():
-        raise ValueError(f"dtype={dtype!r} is not supported: use one of {sorted(_DTYPES)}")
-    if resolved == ms.bfloat16 and ms.get_context("device_target") == "CPU":
-        raise ValueError("dtype=bfloat16 has no CPU kernels in MindSpore 2.10: use float32 on CPU "
-                         "(float16 also runs, slower), or bfloat16 on Ascend/GPU")
-    return resolved
+def _to_ms_dtype(dtype):
+    """ms.float32/float16/bfloat16 or the project's names 'fp32'/'fp16'/'bf16' -> a dtype this device runs."""
+    return resolve_dtype(_DTYPE_NAMES.get(dtype, dtype), ms.get_context("device_target"))
 
 
 class AutoencoderKL(nn.Cell):
@@ -50,7 +46,7 @@ class AutoencoderKL(nn.Cell):
     def __init__(self, dtype=ms.float32, **config):
         super().__init__()
         self.config = VAEConfig.from_dict(config)
-        self.compute_dtype = resolve_dtype(dtype)
+        self.compute_dtype = _to_ms_dtype(dtype)
         cfg = self.config
         self.scaling_factor = cfg.scaling_factor
         self.downsample_factor = cfg.downsample_factor
@@ -65,10 +61,11 @@ class AutoencoderKL(nn.Cell):
             self._keep_norms_fp32(self.compute_dtype)
 
     def _keep_norms_fp32(self, dtype):
-        # what amp.custom_mixed_precision(black_list=[nn.GroupNorm]) does, without wrapping cells (names stay)
+        # the policy of latte.models.precision.apply_amp (custom_mixed_precision with a black list), done with
+        # cast flags instead of its wrapper cells, which would hide encode/decode behind the wrapper
         self.to_float(dtype)
         for _, cell in self.cells_and_names():
-            if isinstance(cell, nn.GroupNorm):
+            if isinstance(cell, tuple(FP32_CELLS)):
                 cell.to_float(ms.float32)
 
     def encode(self, x):

@@ -5,12 +5,11 @@ import time
 
 import mindspore as ms
 from mindspore import nn
-from tqdm.auto import tqdm
 
 from latte.config import save_config
 from latte.data import iterate_batches
 from latte.diffusion import create_diffusion
-from latte.env import resolve_dtype
+from latte.env import progress, resolve_dtype
 from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
@@ -187,7 +186,7 @@ class Trainer:
         micro, overflows = step * accum, 0
         sink_fn, per_call = self._sink_or_loop()
         batches = None if sink_fn else iterate_batches(self.dataset)  # epoch after epoch
-        bar = tqdm(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
+        bar = progress(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
         last_save = step
         while step < self.total_steps:
             start = time.perf_counter()
