@@ -86,7 +86,7 @@ def test_cache_must_fit_the_model(cache):
     with pytest.raises(DataError, match="random_flip cannot apply to cached latents"):
         create_cache_dataset(dataclasses.replace(cache, random_flip=True), **CLIP)
     other = "numpy" if cache.train_data_type == "mindrecord" else "mindrecord"
-    with pytest.raises(DataError, match=f"holds a '{cache.train_data_type}' cache but data.train_data_type is"):
+    with pytest.raises(DataError, match=f"holds a '{cache.train_data_type}' cache but data_config.train_data_type is"):
         create_cache_dataset(dataclasses.replace(cache, train_data_type=other), **CLIP)
     with pytest.raises(DataError, match="A clip of 4 frames at data.sample_stride=3 needs 10 frames"):
         create_cache_dataset(dataclasses.replace(cache, sample_stride=3), **dict(CLIP, num_frames=4))

@@ -17,7 +17,7 @@ from latte.config import ConfigError, load_config
 from latte.convert.io import ConversionError
 from latte.data.cache_builder import CacheInterrupted, EmbeddingCacheConfig, build_cache
 from latte.data.errors import DataError
-from latte.env import reexec_for_fast_cpu_convs, resolve_dtype, setup_context, setup_logging
+from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
 
 logger = logging.getLogger("embedding_cache")
 
@@ -33,7 +33,7 @@ def main(argv=None):
     # 2. The frozen VAE
     from latte.models.vae import load_vae
 
-    vae = load_vae(cfg.vae_checkpoint, dtype=resolve_dtype(cfg.vae_dtype, ctx.device_target))
+    vae = load_vae(cfg.vae_checkpoint, dtype=cfg.vae_dtype)
 
     # 3. Encode and write, video by video
     try:

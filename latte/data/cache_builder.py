@@ -25,7 +25,7 @@ from latte.data.index import build_video_index
 from latte.data.readers import short_reason
 from latte.data.sources import get_source_type
 from latte.data.transforms import as_size
-from latte.env import DTYPES
+from latte.env import DTYPES, progress
 from latte.options import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -231,10 +231,8 @@ def latent_shape_of(vae, image_size):
     return vae.config.latent_channels, height // factor, width // factor
 
 
-def build_cache(cfg, vae, rank=0, world_size=1, progress=True):
+def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True):
     """Caches this rank's videos of cfg into cfg.cache_folder. Returns a CacheReport; raises CacheInterrupted."""
-    from tqdm.auto import tqdm
-
     index = list_source_videos(cfg)
     source = get_source_type(cfg.data_config.train_data_type)
     latent_shape = latent_shape_of(vae, cfg.image_size)
@@ -252,7 +250,8 @@ def build_cache(cfg, vae, rank=0, world_size=1, progress=True):
     logger.info("cache: %d videos listed; rank %d/%d caches %d from index %d (%d already cached) into %s (%s, %s)",
                 len(index.entries), rank, world_size, len(todo), cfg.resume_cache_index, report.already_cached,
                 cfg.cache_folder, cfg.cache_file_type, cfg.save_data_type)
-    bar = tqdm(todo, desc=f"cache rank {rank}" if world_size > 1 else "cache", unit="video", disable=not progress)
+    bar = progress(todo, desc=f"cache rank {rank}" if world_size > 1 else "cache", unit="video",
+                   disable=not show_progress)
     current = None
     try:
         for current in bar:

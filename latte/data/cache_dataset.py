@@ -118,14 +118,14 @@ def list_cached_videos(data_config, image_size=None):
     header = read_cache_index(folder).header
     kind = data_config.train_data_type
     if header["file_type"] != kind:
-        raise DataError(f"data.data_folder={folder!r} holds a {header['file_type']!r} cache but "
-                        f"data.train_data_type is {kind!r}: set train_data_type: {header['file_type']}")
+        raise DataError(f"data_config.data_folder={folder!r} holds a {header['file_type']!r} cache but "
+                        f"data_config.train_data_type is {kind!r}: set train_data_type: {header['file_type']}")
     if image_size is not None and as_size(image_size) != tuple(header["image_size"]):
         raise DataError(f"the cache in {folder!r} holds {header['image_size'][0]}x{header['image_size'][1]} frames "
                         f"but training asks image_size {image_size}: set image_size: {header['image_size'][0]} or "
                         "cache the videos again at that size")
     if data_config.random_flip:
-        raise DataError("data.random_flip cannot apply to cached latents (frames are flipped before encoding): "
+        raise DataError("data_config.random_flip cannot apply to cached latents (frames are flipped before encoding): "
                         "set random_flip: false when training from a cache")
     classes = header.get("class_names") or []
     entries = []
@@ -204,7 +204,7 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
     contract (latte.data.dataset); videos shorter than a clip are skipped with a warning.
     """
     if data_config.train_data_type not in CACHE_DATA_TYPES:
-        raise DataError(f"data.train_data_type={data_config.train_data_type!r} is not a cache type "
+        raise DataError(f"data_config.train_data_type={data_config.train_data_type!r} is not a cache type "
                         f"{CACHE_DATA_TYPES}: use create_video_dataset")
     index = read_cache_index(data_config.data_folder)
     check_cache_fits(index.header, data_config.data_folder, latent_shape, scale_factor)
