@@ -151,7 +151,8 @@ class Trainer:
         global_batch = c.train_batch_size * c.gradient_accumulation_steps * ctx.group_size
         rows = [("model", f"{c.model_name} ({sum(p.size for p in self.latte.trainable_params()) / 1e6:.1f}M "
                           f"trainable), condition {c.condition}, {c.num_frames}x{c.image_size}x{c.image_size}"
-                          + (" pixel space" if c.pixel_space else f", VAE {c.vae_checkpoint}")),
+                          + (" pixel space" if c.pixel_space else " from cached latents" if c.trains_on_cache
+                             else f", VAE {c.vae_checkpoint}")),
                 ("data", f"{self.info.num_videos} videos ({c.data_config.train_data_type}), "
                          f"{self.steps_per_epoch} optimizer steps per epoch, shard {ctx.rank}/{ctx.group_size}"),
                 ("batch", f"{c.train_batch_size} per micro-batch x {c.gradient_accumulation_steps} accumulation x "
