@@ -73,7 +73,8 @@ class VideoSampler:
         self.cfg = cfg
         self.model = model
         # As the official sample.py: the respacing is built from the step count, for DDPM and DDIM alike.
-        self.diffusion = create_diffusion(str(cfg.sampling_steps), learn_sigma=cfg.learn_sigma)
+        self.diffusion = create_diffusion(str(cfg.sampling_steps), noise_schedule=cfg.noise_schedule,
+                                          learn_sigma=cfg.learn_sigma)
         self.method = "ddim" if cfg.ddim_sampling else "ddpm"
         self.use_cfg = guidance_enabled(cfg.guidance_scale)
 
@@ -99,7 +100,7 @@ class VideoSampler:
         if self.use_cfg:  # [z, z] with [labels, null]: the official recipe
             z, y = duplicate_for_cfg(z, labels, null_label=self.cfg.num_classes)
         out = sample_loop(self.diffusion, self.model, tuple(z.shape), method=self.method, noise=z, y=y,
-                          cfg_scale=self.cfg.guidance_scale if self.use_cfg else 1.0, clip_denoised=False,
+                          cfg_scale=self.cfg.guidance_scale if self.use_cfg else 1.0, clip_denoised=self.cfg.clip_x0,
                           eta=self.cfg.ddim_eta if self.method == "ddim" else 0.0, progress=True,
                           return_trajectory=trajectory, seed=seed + 1, step_times=step_times)
         latents, path = out if trajectory else (out, None)
@@ -127,6 +128,13 @@ class FrameDecoder:
         from latte.models.vae import decode_video
 
         return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.sd_scale_factor)
+
+
+def enlarge(frames, scale):
+    """(..., H, W, C) uint8 -> (..., H*scale, W*scale, C), nearest neighbour."""
+    if scale == 1:
+        return frames
+    return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
 
 
 def run_dir(output_path, stamp=None):
