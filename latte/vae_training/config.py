@@ -69,7 +69,7 @@ class VAETrainConfig(ContextOptions):
     autoencoder_lr: float = field(1.0e-4, "Adam learning rate of the autoencoder (constant)")
     disc_lr: Optional[float] = field(None, "learning rate of the discriminator (empty: autoencoder_lr)")
     betas: List[float] = field(default_factory=lambda: list(DEFAULT_BETAS), help="Adam beta1, beta2 (both nets)")
-    weight_decay: float = field(0.0, "AdamW weight decay (norms and biases exempt)")
+    weight_decay: float = field(0.0, "Adam weight decay (L2, as torch.optim.Adam; norms and biases exempt)")
     clip_grad: bool = field(False, "clip each network's gradients to max_grad_norm (global norm)")
     max_grad_norm: float = field(1.0, "global gradient norm limit when clip_grad")
 

@@ -7,9 +7,9 @@ import time
 import mindspore as ms
 import numpy as np
 from mindspore import nn
-from tqdm.auto import tqdm
 
 from latte.config import save_config
+from latte.env import progress
 from latte.io import save_image_grid
 from latte.models.vae import AutoencoderKL, load_params_strict
 from latte.models.vae_config import VAEConfig
@@ -61,20 +61,12 @@ def psnr_db(mse):
 
 
 def _adam(params, lr, betas, weight_decay):
+    """Adam with bias correction (nn.Adam; the reference trains with torch.optim.Adam). nn.AdamWeightDecay has
+    none, which makes its first hundreds of steps up to 1/sqrt(1 - beta2^t) times larger: too rough here."""
     decay, no_decay = split_decay_groups(params)
     groups = [g for g in ({"params": decay, "weight_decay": weight_decay},
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-    return nn.AdamWeightDecay(groups, learning_rate=lr, beta1=betas[0], beta2=betas[1], eps=ADAM_EPS)
-
-
-def set_posterior_logvar(vae, value):
-    """Starts the posterior log-variance at `value`: the logvar half of quant_conv's bias (its output is
-    (mean, logvar) stacked on channels)."""
-    if vae.quant_conv is None:
-        raise ValueError("posterior_logvar_init needs use_quant_conv (the VAE has no quant_conv bias to set)")
-    bias = vae.quant_conv.bias.asnumpy().copy()
-    bias[vae.config.latent_channels:] = value
-    vae.quant_conv.bias.set_data(ms.Tensor(bias))
+    return nn.Adam(groups, learning_rate=lr, beta1=betas[0], beta2=betas[1], eps=ADAM_EPS)
 
 
 class VAETrainer:
@@ -153,8 +145,8 @@ class VAETrainer:
                                        disc_adaptive=cfg.disc_adaptive, **common)
             d_opt = _adam(disc.trainable_params(), cfg.disc_lr or cfg.autoencoder_lr, betas, cfg.weight_decay)
             for p in d_opt.get_parameters():
-                if not p.name.startswith((DISC_PREFIX, "adam_")):
-                    p.name = DISC_PREFIX + p.name  # global_step, learning_rate: unique next to the autoencoder's
+                if DISC_PREFIX not in p.name:  # global_step, beta powers ...: unique next to the autoencoder's
+                    p.name = DISC_PREFIX + p.name
             self.d_step = DiscriminatorStep(disc, Updater(d_opt, cfg.autoencoder_acc_steps, cfg.clip_grad,
                                                           cfg.max_grad_norm, prefix="disc"))
             cells += [self.g_adv, self.d_step]
@@ -221,7 +213,7 @@ class VAETrainer:
         acc = cfg.autoencoder_acc_steps
         batches = self.frames.iterate(self.step * acc)
         nonfinite = 0
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train_vae", unit="step")
+        bar = progress(total=self.total_steps, initial=self.step, desc="train_vae", unit="step")
         if self.step == 0:
             self.write_samples(0)
         last_save = self.step
