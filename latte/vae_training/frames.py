@@ -118,11 +118,10 @@ def capture_video(source, entry, data_config, image_size, target, prob, seed):
     return len(indices)
 
 
-def capture_frames(cfg, progress=True):
+def capture_frames(cfg, show_progress=True):
     """Captures frames of every video of cfg.data_config into cfg.frame_folder. Returns a CaptureReport."""
-    from tqdm.auto import tqdm
-
     from latte.data.index import build_video_index
+    from latte.env import progress
 
     data_config, size = cfg.data_config, cfg.frame_size
     index = build_video_index(data_config, num_frames=1, image_size=size)  # honours the filter list
@@ -130,7 +129,7 @@ def capture_frames(cfg, progress=True):
     report = CaptureReport(cfg.frame_folder, videos=len(index.entries) + len(index.skipped),
                            skipped=list(index.skipped))
     os.makedirs(cfg.frame_folder, exist_ok=True)
-    bar = tqdm(index.entries, desc="capture", unit="video", disable=not progress)
+    bar = progress(index.entries, desc="capture", unit="video", disable=not show_progress)
     for entry in bar:
         target = video_frame_folder(cfg.frame_folder, entry)
         if os.path.isdir(target):
