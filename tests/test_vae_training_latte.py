@@ -12,19 +12,14 @@ import sample
 import train
 from latte.config import ConfigError
 from latte.options import SampleConfig, TrainConfig, vae_architecture
-from tests.vae_training_support import train_args, write_frames
-from tools import train_vae
+from tests.vae_training_support import train_tiny_vae
 
 LATTE = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", "--device_target", "CPU"]
 
 
 @pytest.fixture(scope="module")
 def trained_vae(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vae")
-    frames = write_frames(root / "frames")
-    result = train_vae.main(train_args(frames, root / "run", "", "--max_steps", 2, "--disc_start", 1,
-                                       "--autoencoder_img_save_steps", 100, "--perceptual_weight", 0))
-    return result["vae_checkpoint"]
+    return train_tiny_vae(tmp_path_factory.mktemp("vae"))
 
 
 def test_options_take_the_architecture_from_the_record(trained_vae, tmp_path):
@@ -64,3 +59,4 @@ def test_latte_trains_and_samples_through_the_trained_vae(trained_vae, tmp_path)
                                    "--output_path", str(tmp_path / "samples")])
     gif = Image.open(os.path.join(run_dir, "sample_000.gif"))
     assert gif.size == (16, 16) and gif.n_frames == 4
+

@@ -50,3 +50,14 @@ def read_metrics(out):
 
     with open(os.path.join(str(out), "metrics.csv"), newline="") as f:
         return list(csv.DictReader(f))
+
+
+def train_tiny_vae(root):
+    """Two steps of tools/train_vae.py on tiny frames (quality irrelevant): the path of its vae.ckpt."""
+    from tools import train_vae
+
+    frames = write_frames(os.path.join(str(root), "frames"))
+    result = train_vae.main(train_args(frames, os.path.join(str(root), "run"), "", "--max_steps", 2,
+                                       "--disc_start", 100, "--autoencoder_img_save_steps", 100,
+                                       "--perceptual_weight", 0))
+    return result["vae_checkpoint"]

@@ -27,6 +27,7 @@ from latte.data.sources import get_source_type
 from latte.data.transforms import as_size
 from latte.env import DTYPES, progress
 from latte.options import TrainConfig
+from latte.vae_training.frames import to_channels
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +170,12 @@ class LatentEncoder:
         self.cell.set_train(False)
         self.frames_per_batch = frames_per_batch
         self.latent_shape = tuple(latent_shape)
+        self.channels = vae.config.in_channels  # 1 for a grayscale VAE from tools/train_vae.py
 
     def __call__(self, pixels, noise_rng=None):
         """float32 (k, 3, H, W) -> float32 (k, C, h, w); noise_rng (a numpy Generator) draws posterior samples in
         frame order (as latte.models.vae.encode_video does), None takes the mean."""
+        pixels = to_channels(pixels, self.channels, axis=1)  # RGB -> luma for grayscale VAEs, as in training
         size, out = self.frames_per_batch, []
         for start in range(0, len(pixels), size):
             batch = pixels[start:start + size]
