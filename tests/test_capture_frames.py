@@ -118,3 +118,13 @@ def test_training_frames_luma_matches_pillow(tmp_path):
 def test_missing_frames_say_to_capture_first(tmp_path):
     with pytest.raises(ValueError, match="capture_frames.py"):
         list_frame_images(str(tmp_path / "nothing"))
+
+
+def test_videos_differing_only_by_extension_get_their_own_folders(tmp_path):
+    paths = write_synthetic_dataset(str(tmp_path / "src"), n_videos=1, n_frames=6, size=16, layout="mp4")
+    shutil.copy(paths[0], os.path.splitext(paths[0])[0] + ".avi")
+    report = capture_frames.main(["--data_config.data_folder", str(tmp_path / "src"), "--frame_folder",
+                                  str(tmp_path / "frames"), "--ae_frame_sample_prob", "1.0"])
+    assert report.captured == 2 and report.frames == 12
+    folders = sorted(os.listdir(tmp_path / "frames" / "circle"))
+    assert folders == ["v_circle_g0000_c01.avi", "v_circle_g0000_c01.mp4"]

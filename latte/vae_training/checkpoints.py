@@ -28,12 +28,14 @@ def _step_of(path):
     return int(match.group(1)) if match else -1
 
 
-def state_parameters(cells):
-    """name -> Parameter of everything the cells hold (shared parameters once), learning rates excepted."""
+def state_parameters(cells, exclude=()):
+    """name -> Parameter of everything the cells hold (shared parameters once), learning rates and `exclude`
+    (frozen networks loaded from their own files) excepted."""
+    skip = {id(p) for p in exclude}
     params = {}
     for cell in cells:
         for p in cell.get_parameters():
-            if p.name.endswith(NOT_SAVED_SUFFIX):
+            if p.name.endswith(NOT_SAVED_SUFFIX) or id(p) in skip:
                 continue
             if p.name in params and params[p.name] is not p:
                 raise ValueError(f"two different parameters are named {p.name!r}: the resume state needs "

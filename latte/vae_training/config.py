@@ -100,10 +100,6 @@ class VAETrainConfig(ContextOptions):
                     latent_channels=self.latent_channels, norm_num_groups=self.norm_num_groups,
                     mid_block_add_attention=self.mid_block_add_attention)
 
-    @property
-    def perceptual_on(self):
-        return self.perceptual_weight > 0 and bool(self.lpips_checkpoint)
-
     def validate(self):
         if not 0 < self.ae_frame_sample_prob <= 1:
             raise ConfigError(f"ae_frame_sample_prob={self.ae_frame_sample_prob} must be in (0, 1]")

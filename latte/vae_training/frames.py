@@ -4,7 +4,7 @@ as deterministic, resumable batches.
 Capture. Each video's kept frames are drawn from numpy's generator seeded (seed, crc32 of the video's name):
 frame i is kept when u_i < ae_frame_sample_prob, so the choice depends on neither the video order nor the
 filter list. Frames of `<data_folder>/<dir>/<video>.mp4` go to `<frame_folder>/<dir>/<video>/frame_XXXXXX.png`
-(original resolution, RGB), written to a temporary folder that is renamed when the video is done: an
+(frame index in the name; original resolution, RGB), written to a temporary folder that is renamed when the video is done: an
 interrupted capture is continued by running it again (finished videos are skipped).
 
 Batches. Training frames are the images under frame_folder minus `val_frames` held-out ones (chosen by the
@@ -82,10 +82,15 @@ def kept_frame_indices(name, num_frames, prob, seed):
     return np.flatnonzero(rng.random(num_frames) < prob)
 
 
-def video_frame_folder(frame_folder, entry):
-    """Where the frames of a video go: its name (path relative to data_folder) without a file extension."""
-    stem = os.path.splitext(entry.name)[0] if entry.path and os.path.isfile(entry.path) else entry.name
-    return os.path.join(frame_folder, *stem.split("/"))
+def video_frame_folders(frame_folder, entries):
+    """Where the frames of each video go: its name (path relative to data_folder) without the file extension,
+    or with it when two videos differ only by extension (a.mp4, a.avi)."""
+    stems = [os.path.splitext(e.name)[0] if e.path and os.path.isfile(e.path) else e.name for e in entries]
+    counts = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    names = [stem if counts[stem] == 1 else e.name for stem, e in zip(stems, entries)]
+    return [os.path.join(frame_folder, *name.split("/")) for name in names]
 
 
 def _write_png(frame, path):
@@ -129,9 +134,9 @@ def capture_frames(cfg, show_progress=True):
     report = CaptureReport(cfg.frame_folder, videos=len(index.entries) + len(index.skipped),
                            skipped=list(index.skipped))
     os.makedirs(cfg.frame_folder, exist_ok=True)
-    bar = progress(index.entries, desc="capture", unit="video", disable=not show_progress)
-    for entry in bar:
-        target = video_frame_folder(cfg.frame_folder, entry)
+    targets = video_frame_folders(cfg.frame_folder, index.entries)
+    bar = progress(list(zip(index.entries, targets)), desc="capture", unit="video", disable=not show_progress)
+    for entry, target in bar:
         if os.path.isdir(target):
             report.already += 1
             continue

@@ -107,6 +107,7 @@ class VAETrainer:
                                    latent_shape, cfg.seed, cfg.num_workers)
         self.val = load_frames(val_paths or train_paths[:cfg.sample_count], cfg.frame_size, cfg.frame_channels)
         self.num_val = len(val_paths)
+        self.eval_set = "held-out" if val_paths else "training-frame"  # val_frames: 0 evaluates training frames
         self.steps_per_epoch = max(self.frames.micro_batches_per_epoch() // cfg.autoencoder_acc_steps, 1)
         budget = cfg.autoencoder_epochs * self.steps_per_epoch
         self.total_steps = min(budget, cfg.max_steps) if cfg.max_steps else budget
@@ -151,7 +152,8 @@ class VAETrainer:
                                                           cfg.max_grad_norm, prefix="disc"))
             cells += [self.g_adv, self.d_step]
         self.reconstruct = Reconstruct(self.vae)
-        self.state = state_parameters(cells)
+        frozen = lpips.get_parameters() if lpips is not None else ()  # loaded from lpips_checkpoint, not saved
+        self.state = state_parameters(cells, exclude=frozen)
 
         if self.resume_path:
             self.step = load_state(self.resume_path, self.state)
@@ -282,7 +284,7 @@ class VAETrainer:
         count = min(self.cfg.sample_count, len(self.val))
         path = os.path.join(self.out, "samples", f"step-{step:07d}.png")
         save_image_grid(np.concatenate([self.val[:count], recs[:count]]), path, nrow=count)
-        logger.info("step %d: held-out PSNR %.2f dB; wrote %s", step, psnr, path)
+        logger.info("step %d: %s PSNR %.2f dB; wrote %s", step, self.eval_set, psnr, path)
         return psnr
 
     def weights_meta(self, psnr, latent_std):
@@ -297,7 +299,7 @@ class VAETrainer:
         psnr, _, latent_std = self.evaluate()
         self.last_eval = (psnr, latent_std)
         path = self.ckpt.save(self.step, self.vae, self.state, self.weights_meta(psnr, latent_std))
-        logger.info("saved %s (held-out PSNR %.2f dB) and the resume state", path, psnr)
+        logger.info("saved %s (%s PSNR %.2f dB) and the resume state", path, self.eval_set, psnr)
 
     def finish(self, nonfinite):
         from latte.convert.io import save_ms_checkpoint
@@ -309,8 +311,8 @@ class VAETrainer:
         meta = self.weights_meta(psnr, latent_std)
         final = os.path.join(self.out, "vae.ckpt")
         save_ms_checkpoint({n: p.asnumpy() for n, p in self.vae.parameters_and_names()}, final, meta)
-        logger.info("finished at optimizer step %d (%d non-finite micro-steps skipped): held-out PSNR %.2f dB on %d "
+        logger.info("finished at optimizer step %d (%d non-finite micro-steps skipped): %s PSNR %.2f dB on %d "
                     "frames. Wrote %s; use it in Latte configs as vae_checkpoint (latent std %.4f: "
-                    "sd_scale_factor %.5f gives unit-variance latents)", self.step, nonfinite, psnr,
+                    "sd_scale_factor %.5f gives unit-variance latents)", self.step, nonfinite, self.eval_set, psnr,
                     len(self.val), final, latent_std, meta["config"]["scaling_factor"])
         return {"step": self.step, "psnr_db": psnr, "vae_checkpoint": final, "latent_std": latent_std}
