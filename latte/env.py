@@ -124,7 +124,6 @@ def init_data_parallel():
     from latte.launch import abort_cluster, prepare_cluster
 
     plan = prepare_cluster(ms.get_context("device_target"))
-    logger.info("joining the cluster: %s", plan)
     try:
         init()
     except Exception as err:  # MindSpore raises RuntimeError with long logs; say what to check

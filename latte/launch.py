@@ -115,7 +115,8 @@ _scheduler = None
 
 
 def prepare_cluster(device_target, environ=None):
-    """Checks (and under mpirun sets) the environment init() reads; returns the ClusterPlan. Raises LaunchError."""
+    """Checks (and under mpirun sets) the environment init() reads, logs how this process joins and, for a
+    dynamic-cluster worker, waits until the scheduler listens. Returns the ClusterPlan; raises LaunchError."""
     global _scheduler
     environ = os.environ if environ is None else environ
     launcher = detect_launcher(environ)
@@ -123,8 +124,10 @@ def prepare_cluster(device_target, environ=None):
         raise LaunchError(NO_LAUNCHER)
     if launcher == "rank_table":
         table = environ.get(RANK_TABLE_VARS[0]) or environ.get(RANK_TABLE_VARS[1])
-        return ClusterPlan(launcher, f"rank table {table}, RANK_ID {environ.get('RANK_ID', '?')}, DEVICE_ID "
+        plan = ClusterPlan(launcher, f"rank table {table}, RANK_ID {environ.get('RANK_ID', '?')}, DEVICE_ID "
                                      f"{environ.get('DEVICE_ID', '?')}, RANK_SIZE {environ.get('RANK_SIZE', '?')}")
+        logger.info("joining the cluster: %s", plan)
+        return plan
     if launcher == "mpirun":
         _scheduler = _map_open_mpi(device_target, environ)
     role = "scheduler" if environ["MS_ROLE"] == "MS_SCHED" else "worker"
@@ -134,6 +137,7 @@ def prepare_cluster(device_target, environ=None):
                                  f"{environ.get('MS_SCHED_HOST', '?')}:{environ.get('MS_SCHED_PORT', '?')}, "
                                  + (f"gives up after {timeout} s" if timeout else "MindSpore's default timeout")
                                  + (f", scheduler log {_scheduler.log_path}" if _scheduler else ""))
+    logger.info("joining the cluster: %s", plan)
     if "MS_SCHED_HOST" not in environ or "MS_SCHED_PORT" not in environ:
         return plan  # MindSpore reports what is missing
     host, port = environ["MS_SCHED_HOST"], int(environ["MS_SCHED_PORT"])
