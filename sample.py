@@ -16,13 +16,13 @@ from latte.config import load_config, save_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
 from latte.io import save_image_grid, save_video, video_to_uint8
 from latte.options import SampleConfig
-from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels,
+from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels, enlarge,
                             load_latte_for_inference, run_dir)
 
 logger = logging.getLogger("sample")
 
 
-def video_name(index, label, class_names=None):
+def video_name(index, label):
     if label is None:
         return f"sample_{index:03d}"
     return f"sample_{index:03d}_class{int(label)}"
@@ -44,7 +44,8 @@ def trajectory_frames(decode, path, index, cfg):
     frames = []
     for k in steps:
         clip = decode(path[k, index:index + 1])
-        frames.append(mosaic(video_to_uint8(clip.asnumpy()[0])))  # (F, H, W, 3) -> one (rows*H, cols*W, 3) image
+        video = enlarge(video_to_uint8(clip.asnumpy()[0]), cfg.display_scale)  # (F, H, W, 3)
+        frames.append(mosaic(video))  # one (rows*H, cols*W, 3) image
     return np.stack(frames)
 
 
@@ -87,7 +88,7 @@ def main(argv=None):
             latents, path = sampler.sample(batch_labels, count, seed=cfg.seed + first,
                                            trajectory=cfg.save_trajectory, step_times=step_times)
         with timer.section("VAE decode"):
-            videos = video_to_uint8(decode(latents).asnumpy())
+            videos = enlarge(video_to_uint8(decode(latents).asnumpy()), cfg.display_scale)  # (B, F, H, W, 3)
         with timer.section("writing"):
             for i in range(count):
                 stem = os.path.join(out_dir, video_name(first + i, None if labels is None else batch_labels[i]))

@@ -160,11 +160,36 @@ def reexec_for_fast_cpu_convs():
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
+# progress bars redraw at most this often (seconds) when stderr is a file or pipe (CI logs, msrun logs)
+PROGRESS_INTERVAL_NO_TTY = 30.0
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm that redraws rarely when stderr is not a terminal, so logs stay readable."""
+    from tqdm.auto import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", PROGRESS_INTERVAL_NO_TTY)
+    return tqdm(iterable, **kwargs)
+
+
+_OWN_HANDLERS = []
+
+
 def setup_logging(log_file=None, rank=0):
-    """INFO logs to stderr (all ranks prefix their rank when > 0) and optionally to a file."""
+    """INFO logs to stderr (ranks > 0 prefixed) and optionally to a file; calling again replaces only the
+    handlers installed here, so handlers of the embedding program (e.g. pytest's) stay."""
     fmt = "%(asctime)s %(levelname)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s"
-    handlers = [logging.StreamHandler()]
+    root = logging.getLogger()
+    for handler in _OWN_HANDLERS:
+        root.removeHandler(handler)
+        handler.close()
+    _OWN_HANDLERS.clear()
+    _OWN_HANDLERS.append(logging.StreamHandler())
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S", handlers=handlers, force=True)
+        _OWN_HANDLERS.append(logging.FileHandler(log_file))
+    for handler in _OWN_HANDLERS:
+        handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)

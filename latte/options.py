@@ -3,6 +3,7 @@ import dataclasses
 from typing import List, Optional
 
 from latte.config import ConfigError, field
+from latte.data.cache import CACHE_DATA_TYPES
 from latte.data.config import DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.models.latte import CONDITIONS
@@ -90,6 +91,8 @@ class SampleConfig(ContextOptions, ModelOptions):
     ddim_sampling: bool = field(False, "DDIM instead of DDPM ancestral sampling")
     ddim_eta: float = field(0.0, "DDIM eta (0: deterministic)")
     guidance_scale: float = field(1.0, "classifier-free guidance scale; > 1 needs condition 'class'")
+    clip_denoised: Optional[bool] = field(None, "clamp each step's x_0 estimate to [-1, 1]; empty: off with a VAE "
+                                                "(as the official sample.py), on in pixel space (data in [-1, 1])")
     class_labels: List[int] = field(default_factory=list, help="labels to sample (class models), cycled over "
                                                                 "num_samples; empty: random labels")
     num_samples: int = field(1, "videos to generate")
@@ -100,14 +103,21 @@ class SampleConfig(ContextOptions, ModelOptions):
     save_trajectory: bool = field(False, "also write the denoising trajectory (x_0 estimates at every step)")
     trajectory_stride: int = field(10, "keep every n-th step in trajectory videos")
     save_grid: bool = field(True, "write a PNG grid of the first frames")
+    display_scale: int = field(1, "enlarge written videos and grids this many times (nearest neighbour), "
+                                  "for small models such as the 32x32 demo")
     vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
     vae_micro_batch: int = field(8, "frames decoded at once by the VAE (memory vs speed)")
+
+    @property
+    def clip_x0(self):
+        return self.pixel_space if self.clip_denoised is None else self.clip_denoised
 
     def validate(self):
         self.validate_model()
         if not self.checkpoint:
             raise ConfigError("checkpoint is empty: set it to a .ckpt from tools/latte_converter.py or train.py")
-        for key in ("sampling_steps", "num_samples", "batch_size", "fps", "trajectory_stride", "vae_micro_batch"):
+        for key in ("sampling_steps", "num_samples", "batch_size", "fps", "trajectory_stride", "vae_micro_batch",
+                    "display_scale"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         if self.guidance_scale > 1 and self.condition != "class":
@@ -166,11 +176,18 @@ class TrainConfig(ContextOptions, ModelOptions):
     sample_at_checkpoint: bool = field(False, "write sample GIFs with the EMA weights at each checkpoint")
     sample_num_videos: int = field(2, "videos per checkpoint sample")
     sample_steps: int = field(25, "DDIM steps of checkpoint samples")
+    sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)")
+
+    @property
+    def trains_on_cache(self):
+        """The data are cached latents (tools/embedding_cache.py): no VAE runs in the train step."""
+        return self.data_config.train_data_type in CACHE_DATA_TYPES
 
     def validate(self):
         self.validate_model()
         for key in ("train_batch_size", "epochs", "gradient_accumulation_steps", "log_interval",
-                    "ckpt_save_interval", "ckpt_max_keep", "vae_micro_batch", "sample_num_videos", "sample_steps"):
+                    "ckpt_save_interval", "ckpt_max_keep", "vae_micro_batch", "sample_num_videos", "sample_steps",
+                    "sample_display_scale"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:

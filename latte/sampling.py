@@ -99,7 +99,7 @@ class VideoSampler:
         if self.use_cfg:  # [z, z] with [labels, null]: the official recipe
             z, y = duplicate_for_cfg(z, labels, null_label=self.cfg.num_classes)
         out = sample_loop(self.diffusion, self.model, tuple(z.shape), method=self.method, noise=z, y=y,
-                          cfg_scale=self.cfg.guidance_scale if self.use_cfg else 1.0, clip_denoised=False,
+                          cfg_scale=self.cfg.guidance_scale if self.use_cfg else 1.0, clip_denoised=self.cfg.clip_x0,
                           eta=self.cfg.ddim_eta if self.method == "ddim" else 0.0, progress=True,
                           return_trajectory=trajectory, seed=seed + 1, step_times=step_times)
         latents, path = out if trajectory else (out, None)
@@ -127,6 +127,13 @@ class FrameDecoder:
         from latte.models.vae import decode_video
 
         return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.sd_scale_factor)
+
+
+def enlarge(frames, scale):
+    """(..., H, W, C) uint8 -> (..., H*scale, W*scale, C), nearest neighbour."""
+    if scale == 1:
+        return frames
+    return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
 
 
 def run_dir(output_path, stamp=None):

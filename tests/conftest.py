@@ -17,6 +17,17 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(params=["pynative", "graph"])
+def mode(request):
+    """Runs a test in MindSpore's PyNative and graph mode; yields the mode's name."""
+    import mindspore as ms
+
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE if request.param == "graph" else ms.PYNATIVE_MODE)
+    yield request.param
+    ms.set_context(mode=previous)
+
+
 def pytest_configure(config):
     # MindSpore's oneDNN convolutions are ~100x slow on AVX-512 CPUs unless the ISA is capped at AVX2 before
     # the first conv runs (see latte.env.reexec_for_fast_cpu_convs, which the entry scripts use).

@@ -20,12 +20,6 @@ EPS_ERROR = 0.3
 XSTART_ERROR = 0.003
 
 
-@pytest.fixture(params=[ms.PYNATIVE_MODE, ms.GRAPH_MODE], ids=["pynative", "graph"])
-def mode(request):
-    previous = ms.get_context("mode")
-    ms.set_context(mode=request.param)
-    yield request.param
-    ms.set_context(mode=previous)
 
 
 @pytest.fixture

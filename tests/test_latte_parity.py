@@ -13,7 +13,6 @@ from tools import latte_converter  # noqa: E402
 TINY = dict(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=4, num_heads=4, mlp_ratio=4.0,
             num_frames=4)
 TOL = 5e-5
-MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 
 def convert_random_model(tmp_path, condition, seed=0, **extra):
@@ -49,11 +48,6 @@ def inputs(batch=2, seed=1):
     return x, t, y
 
 
-@pytest.fixture(params=sorted(MODES))
-def mode(request):
-    ms.set_context(mode=MODES[request.param])
-    yield request.param
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 @pytest.mark.parametrize("condition", [None, "class"])

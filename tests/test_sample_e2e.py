@@ -2,7 +2,6 @@
 import os
 
 import imageio.v3 as iio
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -68,10 +67,10 @@ def test_videos_written_and_reproducible(tmp_path, models, condition, extra):
     assert os.path.exists(os.path.join(first, "config.yaml"))
 
 
-def test_gif_holds_every_frame(tmp_path, models):
-    out = run(models, tmp_path / "a", None, "--ddim_sampling", "True")
+def test_mp4_holds_every_frame_and_display_scale_enlarges(tmp_path, models):
+    out = run(models, tmp_path / "a", None, "--ddim_sampling", "True", "--display_scale", "2")
     mp4 = iio.imread(os.path.join(out, "sample_000.mp4"), index=None)
-    assert mp4.shape == (FRAMES, IMAGE, IMAGE, 3)
+    assert mp4.shape == (FRAMES, 2 * IMAGE, 2 * IMAGE, 3)
 
 
 @pytest.mark.parametrize("extra, needle", [

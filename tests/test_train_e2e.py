@@ -123,3 +123,12 @@ def test_refuses_to_overwrite_a_previous_run(tmp_path, frame_folder):
     run_train(tmp_path / "run", *common, "--max_steps", 1)
     with pytest.raises(ValueError, match="--resume"):
         run_train(tmp_path / "run", *common, "--max_steps", 1)
+
+
+def test_corrupt_video_is_skipped_and_named(tmp_path, mp4_folder, caplog):
+    folder = tmp_path / "videos"
+    shutil.copytree(mp4_folder, folder)
+    (folder / "broken.mp4").write_bytes(os.urandom(2048))
+    with caplog.at_level("WARNING"):
+        assert run_train(tmp_path / "run", "--data_config.data_folder", str(folder), "--max_steps", 1) == 1
+    assert "broken.mp4" in caplog.text

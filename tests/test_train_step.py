@@ -41,11 +41,6 @@ def weights(cell):
     return [p.asnumpy().copy() for p in cell.trainable_params()]
 
 
-@pytest.fixture(params=[ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
-def mode(request):
-    ms.set_context(mode=request.param)
-    yield
-    ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def test_accumulation_equals_bigger_batch(mode):

@@ -20,13 +20,15 @@ DEFAULT_SYNTHETIC_SHAPES = ("circle", "square", "triangle")
 class DataConfig:
     data_folder: str = field(
         default="",
-        metadata={"help": "Root folder of the training videos (unused for train_data_type 'synthetic')."},
+        metadata={"help": "Root folder of the training videos, or the cache folder for 'numpy'/'mindrecord' "
+                          "(unused for train_data_type 'synthetic')."},
     )
     train_data_type: str = field(
         default="video_file",
         metadata={"help": "How data_folder is laid out: 'video_file' (video files, any depth), 'frame_folder' "
                           "(one folder of numbered images per video, any depth: Sky Timelapse) or 'synthetic' "
-                          "(moving shapes generated on the fly; no files)."},
+                          "(moving shapes generated on the fly; no files), or a latent cache written by "
+                          "tools/embedding_cache.py: 'numpy' or 'mindrecord'."},
     )
     sample_stride: int = field(
         default=3,
@@ -100,16 +102,16 @@ class DataConfig:
         for name in ("sample_stride", "num_parallel_workers", "num_videos", "video_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"data.{name}={value!r}: expected an integer >= 1")
+                raise ValueError(f"data_config.{name}={value!r}: expected an integer >= 1")
         for shape in self.synthetic_shapes:
             _check_choice("synthetic_shapes", shape, SYNTHETIC_SHAPES)
         if not self.synthetic_shapes:
-            raise ValueError(f"data.synthetic_shapes is empty: name at least one of {SYNTHETIC_SHAPES}")
+            raise ValueError(f"data_config.synthetic_shapes is empty: name at least one of {SYNTHETIC_SHAPES}")
         for ext in self.video_extensions:
             if not ext.startswith("."):
-                raise ValueError(f"data.video_extensions has {ext!r}: write extensions with a dot, e.g. '.{ext}'")
+                raise ValueError(f"data_config.video_extensions has {ext!r}: write extensions with a dot, e.g. '.{ext}'")
 
 
 def _check_choice(key, value, choices):
     if value not in choices:
-        raise ValueError(f"data.{key}={value!r}: expected one of {list(choices)}")
+        raise ValueError(f"data_config.{key}={value!r}: expected one of {list(choices)}")

@@ -103,7 +103,7 @@ class ClipSource:
     def _record_failure(self, video_index, exc):
         self.failures[video_index] = str(exc)
         logger.warning("data: skipping video %s (%s); a deterministic substitute is used. Set "
-                       "data.scan_videos: true to drop such videos at start", self.entries[video_index].name, exc)
+                       "data_config.scan_videos: true to drop such videos at start", self.entries[video_index].name, exc)
 
     def __getitem__(self, key):
         epoch, global_position, video_index = self.video_at(key)
@@ -118,7 +118,7 @@ class ClipSource:
             video_index = int(substitutes.integers(len(self.entries)))
         else:
             raise DataError(f"{MAX_SUBSTITUTE_ATTEMPTS} videos in a row were unusable, e.g. "
-                            f"{self.entries[video_index].name}: check data.data_folder "
+                            f"{self.entries[video_index].name}: check data_config.data_folder "
                             f"{self.data_config.data_folder!r}")
         if self.labels is None:
             return (clip,)

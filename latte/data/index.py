@@ -78,7 +78,7 @@ def build_video_index(data_config, num_frames, image_size, with_labels=False):
     entries = sorted(source.list_videos(data_config, image_size), key=entry_order)
     num_found = len(entries)
     if not entries:
-        raise DataError(f"data.data_folder={data_config.data_folder!r} holds no videos for "
+        raise DataError(f"data_config.data_folder={data_config.data_folder!r} holds no videos for "
                         f"train_data_type={data_config.train_data_type!r} (see the README's data layouts)")
     if data_config.filter_list:
         names = read_filter_list(data_config.filter_list, data_config.data_folder)

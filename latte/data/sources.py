@@ -59,9 +59,9 @@ def _walk(root):
 
 def check_data_folder(data_folder, expected):
     if not data_folder:
-        raise DataError(f"data.data_folder is empty: set it to a folder holding {expected}")
+        raise DataError(f"data_config.data_folder is empty: set it to a folder holding {expected}")
     if not os.path.isdir(data_folder):
-        raise DataError(f"data.data_folder={data_folder!r} does not exist or is not a folder; expected {expected}")
+        raise DataError(f"data_config.data_folder={data_folder!r} does not exist or is not a folder; expected {expected}")
 
 
 def list_frame_folders(data_config, image_size=None):
@@ -80,7 +80,7 @@ def list_frame_folders(data_config, image_size=None):
 
 
 def list_video_files(data_config, image_size=None):
-    """Every file (any depth) whose extension is in data.video_extensions is one video."""
+    """Every file (any depth) whose extension is in data_config.video_extensions is one video."""
     root = data_config.data_folder
     extensions = tuple(e.lower() for e in data_config.video_extensions)
     check_data_folder(root, f"video files ({', '.join(extensions)})")
@@ -94,9 +94,9 @@ def list_video_files(data_config, image_size=None):
 
 
 def list_synthetic(data_config, image_size=None):
-    """data.num_videos generated videos of data.video_length frames; no files."""
+    """data_config.num_videos generated videos of data_config.video_length frames; no files."""
     if data_config.filter_list:
-        raise DataError("data.filter_list names files; train_data_type 'synthetic' has none: set it to null")
+        raise DataError("data_config.filter_list names files; train_data_type 'synthetic' has none: set it to null")
     return [VideoEntry(f"synthetic/{i:06d}", "", num_frames=data_config.video_length,
                        class_name=make_video_spec(i, data_config.synthetic_shapes).kind, index=i)
             for i in range(data_config.num_videos)]
@@ -121,7 +121,7 @@ def synthetic_classes(data_config):
 class SourceType(NamedTuple):
     list_videos: Callable  # (data_config, image_size) -> list[VideoEntry], no decoding
     open_video: Callable  # (entry, data_config, image_size) -> reader with num_frames, get_frames, close
-    scannable: bool  # whether data.scan_videos applies (frame counts unknown until a file is opened)
+    scannable: bool  # whether data_config.scan_videos applies (frame counts unknown until a file is opened)
     to_sample: Callable = preprocess_clip  # (frames, image_size, rng, random_flip) -> float32 (F, C, H, W)
     class_names: Optional[Callable] = None  # (data_config) -> fixed class list; None: classes found in files
 
@@ -135,7 +135,7 @@ SOURCE_TYPES = {
 
 def get_source_type(name):
     if name not in SOURCE_TYPES:
-        raise DataError(f"data.train_data_type={name!r}: expected one of {sorted(SOURCE_TYPES)}")
+        raise DataError(f"data_config.train_data_type={name!r}: expected one of {sorted(SOURCE_TYPES)}")
     return SOURCE_TYPES[name]
 
 
@@ -149,7 +149,7 @@ def read_filter_list(path, data_folder=""):
     candidates = [path] if os.path.isabs(path) else [path, os.path.join(data_folder, path)]
     found = next((p for p in candidates if os.path.isfile(p)), None)
     if found is None:
-        raise DataError(f"data.filter_list={path!r} not found (tried {candidates}): give a text file "
+        raise DataError(f"data_config.filter_list={path!r} not found (tried {candidates}): give a text file "
                         "with one video name per line")
     names = []
     with open(found, encoding="utf-8") as f:
@@ -158,7 +158,7 @@ def read_filter_list(path, data_folder=""):
             if line and not line.startswith(FILTER_COMMENT):
                 names.append(line.split()[0].replace("\\", "/"))
     if not names:
-        raise DataError(f"data.filter_list={found!r} names no videos")
+        raise DataError(f"data_config.filter_list={found!r} names no videos")
     return names
 
 
@@ -174,11 +174,11 @@ def apply_filter_list(entries, names, filter_path):
     matched = set().union(*(_match_keys(e) for e in kept)) if kept else set()
     unmatched = [n for n in names if n not in matched]
     if unmatched:
-        logger.warning("data.filter_list %s: %d of %d names match no video, e.g. %s", filter_path,
+        logger.warning("data_config.filter_list %s: %d of %d names match no video, e.g. %s", filter_path,
                        len(unmatched), len(names), ", ".join(unmatched[:EXAMPLES_SHOWN]))
     if not kept:
-        raise DataError(f"data.filter_list={filter_path!r} matches none of the {len(entries)} videos found; names "
-                        "must be paths relative to data.data_folder, file names or stems")
+        raise DataError(f"data_config.filter_list={filter_path!r} matches none of the {len(entries)} videos found; names "
+                        "must be paths relative to data_config.data_folder, file names or stems")
     return kept
 
 
@@ -196,7 +196,7 @@ def class_name_of(entry, class_from):
         stem = os.path.splitext(stem)[0]
     match = UCF_NAME.match(stem)
     if match is None:
-        raise DataError(f"data.class_from='filename' but {entry.name!r} is not named v_<Class>_gXX_cYY; "
+        raise DataError(f"data_config.class_from='filename' but {entry.name!r} is not named v_<Class>_gXX_cYY; "
                         "use class_from: folder for class folders")
     return match.group("cls")
 

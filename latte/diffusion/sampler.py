@@ -11,9 +11,9 @@ import time
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
-from tqdm.auto import tqdm
 
 from latte.diffusion.guidance import CFGDenoiser, guidance_enabled
+from latte.env import progress as progress_bar
 
 SAMPLE_METHODS = ("ddpm", "ddim")
 
@@ -96,7 +96,7 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
     draws_noise = method == "ddpm" or eta != 0.0
     zeros = ops.zeros(shape, ms.float32)
     trajectory = [x] if return_trajectory else None
-    for i in tqdm(range(diffusion.num_timesteps - 1, -1, -1), total=diffusion.num_timesteps,
+    for i in progress_bar(range(diffusion.num_timesteps - 1, -1, -1), total=diffusion.num_timesteps,
                   disable=not progress, desc=f"{method} sampling"):
         t = Tensor(np.full((shape[0],), i, dtype=np.int32))
         step_noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if draws_noise else zeros

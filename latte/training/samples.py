@@ -12,7 +12,7 @@ from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
 from latte.env import resolve_dtype
-from latte.sampling import FrameDecoder, VideoSampler, choose_labels
+from latte.sampling import FrameDecoder, VideoSampler, choose_labels, enlarge
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ class CheckpointSamples:
     def __init__(self, cfg, ctx):
 
         self.cfg = sample_config_from(cfg, "unused.ckpt", sampling_steps=cfg.sample_steps, ddim_sampling=True,
-                                      num_samples=cfg.sample_num_videos, batch_size=cfg.sample_num_videos)
+                                      num_samples=cfg.sample_num_videos, batch_size=cfg.sample_num_videos,
+                                      display_scale=cfg.sample_display_scale)
         with no_init_parameters():
             self.net = create_latte(cfg.model_name, **self.cfg.latte_kwargs())
         self.net.set_train(False)
@@ -43,7 +44,7 @@ class CheckpointSamples:
     def write(self, step, weights, folder):
         load_latte_checkpoint(self.net, weights, "checkpoint sample model")
         latents, _ = self.sampler.sample(self.labels, self.cfg.num_samples, seed=self.cfg.seed)
-        videos = video_to_uint8(self.decode(latents).asnumpy())
+        videos = enlarge(video_to_uint8(self.decode(latents).asnumpy()), self.cfg.display_scale)
         target = os.path.join(folder, f"step-{step:07d}")
         os.makedirs(target, exist_ok=True)
         for i, video in enumerate(videos):

@@ -5,12 +5,11 @@ import time
 
 import mindspore as ms
 from mindspore import nn
-from tqdm.auto import tqdm
 
 from latte.config import save_config
 from latte.data import iterate_batches
 from latte.diffusion import create_diffusion
-from latte.env import resolve_dtype
+from latte.env import progress, resolve_dtype
 from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
@@ -45,14 +44,22 @@ class StepWithEMA(nn.Cell):
 
 def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     """The batched dataset with the step randomness appended; returns (dataset, info)."""
-    from latte.data import create_video_dataset
+    from latte.data import create_cache_dataset, create_video_dataset
 
-    dataset, info = create_video_dataset(
-        cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size, condition=cfg.condition,
-        shard_id=ctx.rank, num_shards=ctx.group_size, seed=cfg.seed, start_step=start_step)
+    common = dict(condition=cfg.condition, shard_id=ctx.rank, num_shards=ctx.group_size, seed=cfg.seed,
+                  start_step=start_step)
+    if cfg.trains_on_cache:  # "video" holds scaled latents (B, F, C, h, w)
+        dataset, info = create_cache_dataset(
+            cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size,
+            latent_shape=(cfg.latent_channels, cfg.latent_size, cfg.latent_size),
+            scale_factor=cfg.sd_scale_factor, vae_checkpoint=cfg.vae_checkpoint, **common)
+    else:
+        dataset, info = create_video_dataset(cfg.data_config, cfg.image_size, cfg.num_frames,
+                                             cfg.train_batch_size, **common)
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
-                      sample_latents=cfg.vae_sample and not cfg.pixel_space, num_ranks=ctx.group_size)
+                      sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache,
+                      num_ranks=ctx.group_size)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)
     columns = ["video", *RANDOM_COLUMNS] + (["label"] if cfg.condition == "class" else [])
@@ -101,7 +108,7 @@ class Trainer:
         self.latte.set_train(True)
         amp_latte = apply_amp(self.latte, dtype)
         vae = None
-        if not cfg.pixel_space:
+        if not cfg.pixel_space and not cfg.trains_on_cache:
             from latte.models.vae import load_vae
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
@@ -145,7 +152,8 @@ class Trainer:
         global_batch = c.train_batch_size * c.gradient_accumulation_steps * ctx.group_size
         rows = [("model", f"{c.model_name} ({sum(p.size for p in self.latte.trainable_params()) / 1e6:.1f}M "
                           f"trainable), condition {c.condition}, {c.num_frames}x{c.image_size}x{c.image_size}"
-                          + (" pixel space" if c.pixel_space else f", VAE {c.vae_checkpoint}")),
+                          + (" pixel space" if c.pixel_space else " from cached latents" if c.trains_on_cache
+                             else f", VAE {c.vae_checkpoint}")),
                 ("data", f"{self.info.num_videos} videos ({c.data_config.train_data_type}), "
                          f"{self.steps_per_epoch} optimizer steps per epoch, shard {ctx.rank}/{ctx.group_size}"),
                 ("batch", f"{c.train_batch_size} per micro-batch x {c.gradient_accumulation_steps} accumulation x "
@@ -180,7 +188,7 @@ class Trainer:
         micro, overflows = step * accum, 0
         sink_fn, per_call = self._sink_or_loop()
         batches = None if sink_fn else iterate_batches(self.dataset)  # epoch after epoch
-        bar = tqdm(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
+        bar = progress(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
         last_save = step
         while step < self.total_steps:
             start = time.perf_counter()

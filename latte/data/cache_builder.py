@@ -1,0 +1,297 @@
+"""Building a latent cache: every frame of every video -> VAE latents, written by a crash-safe cache writer.
+
+Videos are listed and transformed exactly as training reads them (same data config, centre crop and resize to
+image_size, [-1, 1]) but whole, at stride 1 and never flipped, so training can later take clips of any length
+and stride. Video i of the listing (its id) is cached by rank i % world_size. A video that cannot be decoded
+is skipped and recorded; any other failure stops the run with the index to continue from.
+"""
+import dataclasses
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from latte.config import ConfigError, field
+from latte.data.cache import CACHE_DATA_TYPES, CACHE_FORMAT, CACHE_VERSION, HEADER, MINDRECORD, SAVE_DTYPES
+from latte.data.cache_writers import MindRecordCacheWriter, NumpyCacheWriter, check_page_size
+from latte.data.errors import VideoReadError
+from latte.data.index import build_video_index
+from latte.data.readers import short_reason
+from latte.data.sources import get_source_type
+from latte.data.transforms import as_size
+from latte.env import DTYPES, progress
+from latte.options import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+DECODE_CHUNK_FRAMES = 128  # frames decoded at once: bounds memory for long videos (sequential decoders re-seek)
+NOISE_STREAM = 3  # random stream of posterior samples, after the data pipeline's streams 0-2
+LISTING_CHUNK = 1  # build_video_index with 1-frame clips: every video with a frame is listed
+
+
+@dataclass
+class EmbeddingCacheConfig(TrainConfig):
+    """A training config (its model, VAE and data keys say what to cache) plus the cache tool's own keys."""
+    cache_folder: str = field("", "folder of the cache (created; an existing cache of the same settings is "
+                                  "continued, one of other settings is an error)")
+    cache_file_type: str = field("numpy", "numpy (one memory-mappable .npy per video) or mindrecord (chunks of "
+                                          "videos, one row per segment of frames)", choices=CACHE_DATA_TYPES)
+    save_data_type: str = field("float32", "stored dtype of the latents (float16 halves the cache)",
+                                choices=SAVE_DTYPES)
+    sample_latents: bool = field(False, "store a posterior sample (mean + std * noise, noise seeded by (seed, video)) "
+                                        "instead of the posterior mean")
+    frames_per_batch: int = field(8, "frames the VAE encodes per call (memory vs speed); the last batch of a "
+                                     "video is padded so one graph serves all")
+    vae_dtype: str = field("fp32", "VAE compute dtype (GroupNorm stays fp32)", choices=DTYPES)
+    resume_cache_index: int = field(0, "skip videos before this index of the listing (the index a stopped run "
+                                       "printed); cached videos are never rewritten anyway")
+    max_videos: Optional[int] = field(None, "stop after this many videos were attempted in this run (null: all)")
+    rank: Optional[int] = field(None, "this process caches the videos whose index modulo world_size is rank "
+                                      "(null: 0, or the launcher's rank with use_parallel)")
+    world_size: Optional[int] = field(None, "number of processes sharing the videos (null: 1, or the launcher's "
+                                            "with use_parallel)")
+    segment_frames: int = field(16, "mindrecord: latent frames per row (one row must fit max_page_size)")
+    videos_per_file: int = field(64, "mindrecord: videos per file; each file is committed whole (a stopped run "
+                                     "loses at most the open one)")
+    max_page_size: int = field(32, "mindrecord: page size in MiB (1..256); checked against the row size")
+
+    def validate(self):
+        super().validate()
+        if not self.cache_folder:
+            raise ConfigError("cache_folder is empty: give the folder to write the cache to")
+        if self.pixel_space:
+            raise ConfigError("vae_checkpoint is empty: the cache stores VAE latents; set vae_checkpoint to a "
+                              ".ckpt from tools/vae_converter.py")
+        if self.data_config.train_data_type in CACHE_DATA_TYPES:
+            raise ConfigError(f"data_config.train_data_type={self.data_config.train_data_type!r} is already a "
+                              "cache: give the data config of the videos (video_file, frame_folder or synthetic)")
+        for key in ("frames_per_batch", "segment_frames", "videos_per_file", "max_page_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        if self.resume_cache_index < 0:
+            raise ConfigError(f"resume_cache_index={self.resume_cache_index} must be >= 0")
+        if self.max_videos is not None and self.max_videos < 1:
+            raise ConfigError(f"max_videos={self.max_videos} must be >= 1 (or null for all)")
+        if (self.rank is None) != (self.world_size is None):
+            raise ConfigError("give both rank and world_size, or neither")
+        if self.world_size is not None and not 0 <= self.rank < self.world_size:
+            raise ConfigError(f"rank={self.rank} with world_size={self.world_size}: expected 0 <= rank < world_size")
+        if self.world_size is not None and self.use_parallel:
+            raise ConfigError("use_parallel takes rank and world_size from the launcher: do not also set them")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What is cached: the listing, and the header describing the cache
+# ---------------------------------------------------------------------------------------------------------
+
+def list_source_videos(cfg):
+    """Every video of the data config (after the filter list), in the training order; no video is opened."""
+    data_config = dataclasses.replace(cfg.data_config, scan_videos=False)
+    return build_video_index(data_config, LISTING_CHUNK, cfg.image_size, with_labels=cfg.condition == "class")
+
+
+def _source_description(data_config, index):
+    names = "\n".join(e.name for e in index.entries).encode("utf-8")
+    folder = data_config.data_folder
+    return {"data_folder": os.path.abspath(folder) if folder else "", "train_data_type": data_config.train_data_type,
+            "filter_list": data_config.filter_list, "class_from": data_config.class_from,
+            "synthetic": [data_config.num_videos, data_config.video_length, list(data_config.synthetic_shapes)]
+            if data_config.train_data_type == "synthetic" else None,
+            "num_videos": len(index.entries), "names_sha1": hashlib.sha1(names).hexdigest()}
+
+
+def cache_header(cfg, index, vae, latent_shape):
+    """The first manifest line: everything that decides the cached values (resuming runs must match it)."""
+    return {"record": HEADER, "format": CACHE_FORMAT, "version": CACHE_VERSION, "file_type": cfg.cache_file_type,
+            "dtype": cfg.save_data_type, "latents": "sample" if cfg.sample_latents else "mean",
+            "noise_seed": cfg.seed if cfg.sample_latents else None, "scale_factor": cfg.sd_scale_factor,
+            "image_size": list(as_size(cfg.image_size)), "latent_shape": list(latent_shape),
+            "vae_checkpoint": os.path.abspath(cfg.vae_checkpoint), "vae_config": vae.config.to_dict(),
+            "vae_dtype": cfg.vae_dtype, "source": _source_description(cfg.data_config, index),
+            "condition": cfg.condition, "class_names": list(index.class_names),
+            "segment_frames": cfg.segment_frames if cfg.cache_file_type == MINDRECORD else None}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding and encoding
+# ---------------------------------------------------------------------------------------------------------
+
+def read_video_chunks(source, entry, data_config, image_size, chunk=DECODE_CHUNK_FRAMES):
+    """Yields all frames of a video, transformed like training without flip: float32 (k, 3, H, W) in [-1, 1].
+
+    Raises VideoReadError when the video cannot be opened or decoded (whatever the decoder raised).
+    """
+    try:
+        reader = source.open_video(entry, data_config, image_size)
+    except VideoReadError:
+        raise
+    except Exception as exc:  # decoders raise many types; all mean "this video is unusable"
+        raise VideoReadError(short_reason(exc)) from exc
+    try:
+        total = int(reader.num_frames)
+        if total < 1:
+            raise VideoReadError("the video has no frames")
+        for start in range(0, total, chunk):
+            frames = reader.get_frames(range(start, min(total, start + chunk)))  # uint8 (k, H0, W0, C)
+            yield source.to_sample(frames, image_size, None, False)  # -> float32 (k, 3, H, W)
+    except VideoReadError:
+        raise
+    except Exception as exc:
+        raise VideoReadError(short_reason(exc)) from exc
+    finally:
+        reader.close()
+
+
+class ScaledPosterior(nn.Cell):
+    """(frames (N, 3, H, W), noise (N, C, h, w)) -> (mean + std * noise) * scale; zero noise gives the mean."""
+
+    def __init__(self, vae, scale):
+        super().__init__(auto_prefix=False)
+        self.vae = vae
+        self.scale = scale
+
+    def construct(self, frames, noise):
+        mean, logvar = self.vae.encode(frames)
+        return (mean + ops.exp(0.5 * logvar) * noise) * self.scale
+
+
+class LatentEncoder:
+    """Encodes frames in micro-batches of frames_per_batch with one compiled graph (the tail batch is padded)."""
+
+    def __init__(self, vae, scale, frames_per_batch, latent_shape):
+        self.cell = ScaledPosterior(vae, scale)
+        self.cell.set_train(False)
+        self.frames_per_batch = frames_per_batch
+        self.latent_shape = tuple(latent_shape)
+
+    def __call__(self, pixels, noise_rng=None):
+        """float32 (k, 3, H, W) -> float32 (k, C, h, w); noise_rng (a numpy Generator) draws posterior samples in
+        frame order (as latte.models.vae.encode_video does), None takes the mean."""
+        size, out = self.frames_per_batch, []
+        for start in range(0, len(pixels), size):
+            batch = pixels[start:start + size]
+            n = len(batch)
+            noise = (noise_rng.standard_normal((n,) + self.latent_shape, dtype=np.float32) if noise_rng is not None
+                     else np.zeros((n,) + self.latent_shape, np.float32))
+            if n < size:  # pad with copies of the last frame: frames are encoded independently
+                batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
+                noise = np.concatenate([noise, np.zeros((size - n,) + self.latent_shape, np.float32)])
+            latents = self.cell(ms.Tensor(batch), ms.Tensor(noise)).asnumpy()
+            out.append(latents[:n])
+        return np.concatenate(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class CacheReport:
+    start_index: int  # --resume_cache_index of this run
+    assigned: int  # videos of this rank from start_index on
+    already_cached: int  # of those, cached by an earlier run (not touched)
+    saved: int  # cached by this run
+    failed: List[Tuple[int, str, str]]  # (id, name, reason) skipped by this run
+    next_index: Optional[int]  # where to continue when this run stopped early (max_videos), else None
+
+    def summary(self):
+        text = (f"started at index {self.start_index}: saved {self.saved} videos, failed {len(self.failed)}"
+                f" ({self.already_cached} of this rank's {self.assigned} were cached already)")
+        if self.next_index is not None:
+            text += f"; continue with --resume_cache_index {self.next_index}"
+        return text
+
+
+class CacheInterrupted(RuntimeError):
+    """The run stopped on an error that is not one video's: says what was saved and where to continue."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+def make_writer(cfg, rank, header):
+    if cfg.cache_file_type == MINDRECORD:
+        page = check_page_size(cfg.max_page_size, cfg.segment_frames, header["latent_shape"], cfg.save_data_type)
+        return MindRecordCacheWriter(cfg.cache_folder, rank, header, cfg.videos_per_file, page)
+    return NumpyCacheWriter(cfg.cache_folder, rank, header)
+
+
+def latent_shape_of(vae, image_size):
+    height, width = as_size(image_size)
+    factor = vae.config.downsample_factor
+    if height % factor or width % factor:
+        raise ConfigError(f"image_size {height}x{width} is not a multiple of the VAE's downsampling {factor}")
+    return vae.config.latent_channels, height // factor, width // factor
+
+
+def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True):
+    """Caches this rank's videos of cfg into cfg.cache_folder. Returns a CacheReport; raises CacheInterrupted."""
+    index = list_source_videos(cfg)
+    source = get_source_type(cfg.data_config.train_data_type)
+    latent_shape = latent_shape_of(vae, cfg.image_size)
+    header = cache_header(cfg, index, vae, latent_shape)
+    writer = make_writer(cfg, rank, header)
+    encoder = LatentEncoder(vae, cfg.sd_scale_factor, cfg.frames_per_batch, latent_shape)
+    store = np.dtype(cfg.save_data_type)
+
+    mine = [i for i in range(cfg.resume_cache_index, len(index.entries)) if i % world_size == rank]
+    todo = [i for i in mine if i not in writer.done]
+    report = CacheReport(cfg.resume_cache_index, len(mine), len(mine) - len(todo), 0, writer.failed, None)
+    if cfg.max_videos is not None and len(todo) > cfg.max_videos:
+        report.next_index = todo[cfg.max_videos]
+        todo = todo[:cfg.max_videos]
+    logger.info("cache: %d videos listed; rank %d/%d caches %d from index %d (%d already cached) into %s (%s, %s)",
+                len(index.entries), rank, world_size, len(todo), cfg.resume_cache_index, report.already_cached,
+                cfg.cache_folder, cfg.cache_file_type, cfg.save_data_type)
+    bar = progress(todo, desc=f"cache rank {rank}" if world_size > 1 else "cache", unit="video",
+                   disable=not show_progress)
+    current = None
+    try:
+        for current in bar:
+            entry = index.entries[current]
+            noise_rng = np.random.default_rng([cfg.seed, NOISE_STREAM, current]) if cfg.sample_latents else None
+            chunks = []
+            try:
+                for pixels in read_video_chunks(source, entry, cfg.data_config, cfg.image_size):
+                    chunks.append(encoder(pixels, noise_rng))
+            except VideoReadError as exc:
+                logger.warning("cache: skipping video %d %s (%s)", current, entry.name, exc)
+                writer.add_failure(current, entry.name, str(exc))
+                continue
+            label = None if index.labels is None else index.labels[current]
+            writer.add(current, entry.name, np.concatenate(chunks).astype(store), label)
+            report.saved = writer.saved
+            bar.set_postfix(saved=writer.saved, failed=len(writer.failed), refresh=False)
+        current = None
+        writer.close()
+    except BaseException as exc:  # also KeyboardInterrupt: say where to continue
+        resume_at = _stop(writer, current)
+        report.saved = writer.saved
+        report.next_index = resume_at
+        raise CacheInterrupted(f"embedding cache stopped ({short_reason(exc)}); " + report.summary(), report) from exc
+    finally:
+        bar.close()
+    report.saved = writer.saved
+    return report
+
+
+def _stop(writer, current):
+    """Commits what can be committed after a failure; returns the first video index that is not saved."""
+    try:
+        writer.close()
+        unsaved = [] if current is None else [current]
+    except Exception as exc:  # the writer itself failed: its open chunk is lost
+        logger.warning("cache: could not commit the open file (%s); its videos will be cached again",
+                       short_reason(exc))
+        unsaved = writer.pending + ([] if current is None else [current])
+        abandon = getattr(writer, "abandon", None)
+        if abandon is not None:
+            abandon()
+    return min(unsaved) if unsaved else None

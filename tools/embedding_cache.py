@@ -1,0 +1,61 @@
+"""Cache the VAE latents of every frame of every training video, to train without decoding or encoding.
+
+    python tools/embedding_cache.py --config configs/training/sky_video.yaml --cache_folder DIR \
+        --cache_file_type numpy|mindrecord [--save_data_type float16] [--resume_cache_index K]
+    python train.py -c configs/training/sky_numpy_video.yaml --data_config.data_folder DIR
+
+--config is a training config: its data, image_size, condition, vae_checkpoint and sd_scale_factor say what
+is cached (its other keys are accepted and unused). Frames are read and transformed as training reads them,
+whole videos at stride 1 without flips, so training may take any num_frames and sample_stride later.
+Rerunning continues a cache (cached videos are never rewritten); a stopped run prints where to continue.
+Parallel: --rank R --world_size N in N processes, or --use_parallel True under msrun.
+"""
+import logging
+import sys
+
+from latte.config import ConfigError, load_config
+from latte.convert.io import ConversionError
+from latte.data.cache_builder import CacheInterrupted, EmbeddingCacheConfig, build_cache
+from latte.data.errors import DataError
+from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+
+logger = logging.getLogger("embedding_cache")
+
+
+def main(argv=None):
+    # 1. Config, device, rank
+    cfg = load_config(EmbeddingCacheConfig, argv, __doc__)
+    setup_logging()
+    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed, use_parallel=cfg.use_parallel,
+                        max_device_memory=cfg.max_device_memory)
+    rank, world_size = (ctx.rank, ctx.group_size) if cfg.use_parallel else (cfg.rank or 0, cfg.world_size or 1)
+
+    # 2. The frozen VAE
+    from latte.models.vae import load_vae
+
+    vae = load_vae(cfg.vae_checkpoint, dtype=cfg.vae_dtype)
+
+    # 3. Encode and write, video by video
+    try:
+        report = build_cache(cfg, vae, rank, world_size)
+    except CacheInterrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"cache {cfg.cache_folder} (rank {rank}/{world_size}): {report.summary()}")
+    for video_id, name, reason in report.failed:
+        print(f"  not cached: video {video_id} {name}: {reason}")
+    return 0
+
+
+def cli(argv=None):
+    """main() with user errors (config, data, VAE checkpoint) as one line on stderr and exit code 2."""
+    try:
+        return main(argv)
+    except (ConfigError, DataError, ConversionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    reexec_for_fast_cpu_convs()
+    sys.exit(cli())
