@@ -2,8 +2,9 @@
 
 msrun trains 3 steps (batch 2 x 2 ranks) and mpirun resumes that run to step 5; both ranks must end with
 bit-identical weights and EMA (digests in every rank's log), equal to those of one process with batch 4 (fp32
-tolerance), with disjoint data shards. Then the launchers' checks: no launcher, port in use, mpirun variable
-mapping, and the two launch scripts (the Ascend one with a stand-in for python).
+tolerance), with disjoint data shards. The embedding cache under msrun equals a one-process cache. Then the
+launchers' checks: no launcher, port in use, mpirun variable mapping, and the two launch scripts (the Ascend
+one with a stand-in for python).
 """
 import os
 import re
@@ -21,12 +22,15 @@ import mindspore as ms
 
 import train
 from latte.config import load_config
-from latte.data import iterate_batches
+from latte.data import iterate_batches, write_synthetic_dataset
+from latte.data.cache import read_cache_index
 from latte.env import RunContext
 from latte.launch import LaunchError, prepare_cluster
 from latte.options import TrainConfig
 from latte.training.checkpoints import weights_digest
 from latte.training.trainer import create_training_dataset
+from tests.cache_support import cache_args, load_cached, run_tool, write_tiny_vae
+from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", "--device_target", "CPU",
@@ -137,7 +141,7 @@ def test_mpirun_resumes_the_msrun_run_on_both_ranks(msrun_run, single_run, tmp_p
             "--output_path", out], tmp_path / "mpirun.out")
     logs = assert_ranks_agree_and_match(out, 5, single_run)
     for log in logs:
-        assert "at optimizer step 3" in log  # "resumed from ...train_state-0000003.ckpt at optimizer step 3"
+        assert "train_state-0000003.ckpt at optimizer step 3" in log  # "resumed from <path> at optimizer step 3"
     assert (out / "metrics.csv").read_text().count("\n") == 6  # header + 5 steps
 
 
@@ -157,6 +161,23 @@ def test_shards_are_disjoint_and_together_make_the_one_process_batch():
                 np.testing.assert_array_equal(part, full[rank::2], err_msg=f"batch {k}, rank {rank}, column {column}")
     seen = [{shard[k][0][i].tobytes() for k in range(3) for i in range(2)} for shard in shards]
     assert len(seen[0]) == len(seen[1]) == 6 and not seen[0] & seen[1]
+
+
+def test_embedding_cache_under_msrun_equals_one_process(tmp_path):
+    """tools/embedding_cache.py --use_parallel via scripts/msrun_train.sh: ranks split the videos, one cache."""
+    vae = write_tiny_vae(tmp_path / "tiny_vae.ckpt")
+    videos = tmp_path / "frames"
+    write_synthetic_dataset(str(videos), n_videos=5, n_frames=9, size=32, layout="frame_folder")
+    assert run_tool(*cache_args(videos, tmp_path / "single", vae, "frame_folder")) == 0
+    launch(["bash", "scripts/msrun_train.sh", "--workers", 2, "--master_port", free_port(), "--log_dir",
+            tmp_path / "msrun_logs", "--timeout", 120, "--script", "tools/embedding_cache.py", "--",
+            *cache_args(videos, tmp_path / "parallel", vae, "frame_folder")], tmp_path / "msrun.out")
+    assert {p.name for p in (tmp_path / "parallel").glob("manifest.rank*.jsonl")} == {"manifest.rank0.jsonl",
+                                                                                     "manifest.rank1.jsonl"}
+    single, parallel = (read_cache_index(str(tmp_path / name)).videos for name in ("single", "parallel"))
+    assert [(v["id"], v["name"]) for v in parallel] == [(v["id"], v["name"]) for v in single]
+    for a, b in zip(parallel, single):
+        np.testing.assert_array_equal(load_cached(tmp_path / "parallel", a), load_cached(tmp_path / "single", b))
 
 
 # ---- launcher checks (no training) ----------------------------------------------------------------------------
