@@ -4,7 +4,7 @@
 #   bash scripts/msrun_train.sh [options] -- TRAIN_ARGS...
 #
 #   one node, 8 devices:  bash scripts/msrun_train.sh --workers 8 -- -c configs/training/sky_video.yaml
-#   CPU, 2 processes:     bash scripts/msrun_train.sh --workers 2 -- -c configs/training/sky_video.yaml --device_target CPU
+#   CPU, 2 processes:     bash scripts/msrun_train.sh --workers 2 -- -c CONFIG --device_target CPU
 #   2 nodes x 8 devices:  on each node (node_rank 0 on the node whose address is --master_addr):
 #     bash scripts/msrun_train.sh --workers 8 --nodes 2 --node_rank 0 --master_addr 10.0.0.1 -- -c CONFIG
 #     bash scripts/msrun_train.sh --workers 8 --nodes 2 --node_rank 1 --master_addr 10.0.0.1 -- -c CONFIG
@@ -73,7 +73,8 @@ fi
 # The scheduler runs on node 0: refuse a port that something already listens on there, instead of letting
 # every process wait --timeout seconds for a cluster that cannot form.
 if (( node_rank == 0 )) && (exec 3<>"/dev/tcp/$master_addr/$master_port") 2>/dev/null; then
-    fail "port $master_port on $master_addr is in use by another program (or an earlier run): choose another --master_port"
+    fail "port $master_port on $master_addr is in use by another program (or an earlier run):" \
+         "choose another --master_port"
 fi
 
 echo "msrun: $((workers * nodes)) processes ($workers on this node, node $node_rank of $nodes), scheduler" \

@@ -32,7 +32,7 @@ python_bin="${PYTHON:-python}"
 [[ "$start_device" =~ ^[0-9]+$ && "$num" =~ ^[0-9]+$ ]] && (( num >= 1 )) \
     || fail "START_DEVICE and NUM_PROCESSES must be integers (got '$start_device' '$num')"
 [[ -f "$rank_table" ]] || fail "rank table $rank_table not found"
-[[ -f "$config" ]] || fail "config $config not found (set CONFIG=...; sky_numpy_video.yaml trains on the embedding cache)"
+[[ -f "$config" ]] || fail "config $config not found (run from the repository root, or set CONFIG=...)"
 rank_table="$(cd "$(dirname "$rank_table")" && pwd)/$(basename "$rank_table")"
 
 # "<device_id> <rank_id>" per process, after checking the table lists exactly these devices
@@ -45,7 +45,8 @@ try:
     devices = [d for server in table["server_list"] for d in server["device"]]
     rank_of = {int(d["device_id"]): int(d["rank_id"]) for d in devices}
 except (OSError, ValueError, KeyError, TypeError) as err:
-    sys.exit(f"{path} is not an HCCL rank table (version 1.0: server_list[].device[] with device_id and rank_id): {err}")
+    sys.exit(f"{path} is not an HCCL rank table (version 1.0: server_list[].device[] with device_id and "
+             f"rank_id): {err}")
 wanted = list(range(start, start + num))
 if len(table["server_list"]) != 1 or sorted(rank_of) != wanted or len(devices) != num:
     sys.exit(f"{path} lists devices {sorted(rank_of)} on {len(table['server_list'])} server(s); this script runs "
