@@ -37,6 +37,9 @@ class ModelOptions:
     num_classes: int = field(1000, "number of classes when condition is 'class' (UCF101: 101)")
     class_dropout_prob: float = field(0.1, "label dropout for classifier-free guidance (> 0 adds the null class)")
     learn_sigma: bool = field(True, "the model also predicts the variance (official: True)")
+    noise_schedule: str = field("linear", "beta schedule of the 1000 diffusion steps: 'linear' (official Latte) or "
+                                          "'squaredcos_cap_v2' (cosine; better for small pixel-space models)",
+                                choices=("linear", "squaredcos_cap_v2"))
     patch_embedder: str = field("conv", "'conv' (official) or 'linear' (same weights reshaped; bf16 on Ascend)",
                                 choices=("conv", "linear"))
     enable_flash_attention: bool = field(False, "flash attention on Ascend when shapes allow (logged)")

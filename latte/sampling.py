@@ -73,7 +73,8 @@ class VideoSampler:
         self.cfg = cfg
         self.model = model
         # As the official sample.py: the respacing is built from the step count, for DDPM and DDIM alike.
-        self.diffusion = create_diffusion(str(cfg.sampling_steps), learn_sigma=cfg.learn_sigma)
+        self.diffusion = create_diffusion(str(cfg.sampling_steps), noise_schedule=cfg.noise_schedule,
+                                          learn_sigma=cfg.learn_sigma)
         self.method = "ddim" if cfg.ddim_sampling else "ddpm"
         self.use_cfg = guidance_enabled(cfg.guidance_scale)
 

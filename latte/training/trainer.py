@@ -72,7 +72,8 @@ class Trainer:
         self.out = cfg.output_path
         self.ckpt = CheckpointManager(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep, meta=self._weights_meta())
         self.resume_path = self._resume_path()
-        self.diffusion = create_diffusion(TRAINING_RESPACING, learn_sigma=cfg.learn_sigma)
+        self.diffusion = create_diffusion(TRAINING_RESPACING, noise_schedule=cfg.noise_schedule,
+                                          learn_sigma=cfg.learn_sigma)
         self._samples = None
 
     # ---- setup -------------------------------------------------------------------------------------------
