@@ -126,14 +126,29 @@ def _resolve_includes(cls, data, where):
         path = data.get(name)
         if not target or not path:
             continue
-        if not os.path.isfile(path) and where and os.path.isfile(os.path.join(os.path.dirname(where), path)):
-            path = os.path.join(os.path.dirname(where), path)
+        path = _find_include(path, where)
         included = _read_yaml(path, what=name)
         if set(included) - {target}:
             raise ConfigError(f"{path}: expected only a top-level {target!r} mapping, found "
                               f"{sorted(set(included) - {target})}")
         data[target] = _merge(included.get(target) or {}, data.get(target) or {})
     return data
+
+
+def _find_include(path, where):
+    """`path` as given (relative to the working directory), else relative to the including file's folder or
+    one of its parents (so `configs/training/data/x.yaml` resolves from any working directory)."""
+    if os.path.isfile(path) or os.path.isabs(path) or not where or not os.path.isfile(where):
+        return path
+    folder = os.path.dirname(os.path.abspath(where))
+    while True:
+        candidate = os.path.join(folder, path)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return path
+        folder = parent
 
 
 def from_dict(cls, data, where="config"):

@@ -112,17 +112,25 @@ def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_par
 
 
 def init_data_parallel():
-    """Initializes collective communication and data-parallel gradient averaging; returns (rank, size)."""
+    """Initializes collective communication and data-parallel gradient averaging; returns (rank, size).
+
+    The process must come from a launcher (msrun, mpirun, an Ascend rank table: see latte.launch). A failure to
+    form the cluster (a port in use, fewer processes than announced) ends in a RuntimeError that says what to
+    check, after the launcher's timeout (msrun --cluster_time_out, MS_TOPO_TIMEOUT), never in a hang.
+    """
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
 
+    from latte.launch import abort_cluster, prepare_cluster
+
+    plan = prepare_cluster(ms.get_context("device_target"))
     try:
         init()
-    except Exception as err:  # MindSpore raises RuntimeError with long logs; say what to do
-        raise RuntimeError(
-            "use_parallel=True but communication could not be initialised: start the script with a launcher, "
-            "e.g. 'msrun --worker_num=2 --local_worker_num=2 python train.py -c CONFIG --use_parallel True' "
-            f"(see README, Distributed training). Cause: {err}") from err
+    except Exception as err:  # MindSpore raises RuntimeError with long logs; say what to check
+        abort_cluster()
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(f"use_parallel=True: this process could not join the cluster ({plan}). {plan.hint()} "
+                           f"MindSpore: {cause}") from err
     rank, size = get_rank(), get_group_size()
     ms.reset_auto_parallel_context()
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True, device_num=size)

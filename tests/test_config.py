@@ -105,3 +105,19 @@ def test_sample_config_validation(values, needle):
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "inference", "*.yaml"))))
 def test_shipped_inference_configs_parse(path):
     load_config(SampleConfig, ["-c", path])
+
+
+def test_include_found_from_another_working_directory(tmp_path, monkeypatch):
+    cfg_file = os.path.join(REPO, "configs", "training", "sky_video.yaml")
+    monkeypatch.chdir(tmp_path)
+    from latte.options import TrainConfig
+
+    cfg = load_config(TrainConfig, ["-c", cfg_file])
+    assert cfg.data_config.train_data_type == "frame_folder" and cfg.data_config.sample_stride == 3
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "training", "*.yaml"))))
+def test_shipped_training_configs_parse(path):
+    from latte.options import TrainConfig
+
+    load_config(TrainConfig, ["-c", path])

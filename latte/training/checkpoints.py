@@ -9,6 +9,7 @@ Every file is written to a temporary name and renamed, so a kill during a save n
 under a final name; the newest `ckpt_max_keep` of each kind are kept.
 """
 import glob
+import hashlib
 import logging
 import os
 import re
@@ -37,6 +38,27 @@ def _listing(folder, pattern):
     return sorted(glob.glob(os.path.join(folder, pattern)), key=_step_of)
 
 
+def latte_weights(latte, ema=None):
+    """({name: ndarray} raw, {name: ndarray} EMA or None) of the Latte cell, named as in the weight files."""
+    # names relative to the Latte cell (its parameters' global names carry the loss network's prefix)
+    named = list(latte.parameters_and_names())
+    raw = {name: p.asnumpy() for name, p in named}
+    if ema is None:
+        return raw, None
+    shadow = ema.averaged()
+    return raw, {name: shadow[id(p)].asnumpy() if id(p) in shadow else raw[name] for name, p in named}
+
+
+def weights_digest(arrays):
+    """A short sha256 of {name: ndarray} (names, dtypes, shapes, bytes): equal digests mean bit-equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
 class CheckpointManager:
     def __init__(self, folder, max_keep=3, meta=None):
         self.folder = folder
@@ -46,14 +68,10 @@ class CheckpointManager:
 
     def save(self, step, latte, train_step, ema=None, epoch=0, seed=0):
         """Writes the weights (raw, EMA) and the resume state for `step`; prunes old files."""
-        # names relative to the Latte cell (its parameters' global names carry the loss network's prefix)
-        named = list(latte.parameters_and_names())
-        raw = {name: p.asnumpy() for name, p in named}
+        raw, averaged = latte_weights(latte, ema)
         meta = dict(self.meta, step=step, weights="raw")
         save_ms_checkpoint(raw, self.weights_path(step), meta)
         if ema is not None:
-            shadow = ema.averaged()
-            averaged = {name: shadow[id(p)].asnumpy() if id(p) in shadow else raw[name] for name, p in named}
             save_ms_checkpoint(averaged, self.weights_path(step, ema=True), dict(meta, weights="ema"))
         self._save_state(step, train_step, ema, epoch, seed)
         self._prune()

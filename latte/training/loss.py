@@ -1,8 +1,8 @@
 """The loss network: (frames or cached latents) -> latents -> diffusion loss (MSE + vb).
 
 All randomness (timesteps, diffusion noise, VAE posterior noise, label dropout) arrives as inputs drawn on the
-host from (seed, rank, step) -- see `StepNoise` -- so a resumed run draws exactly what an uninterrupted run
-would have drawn, in graph mode as in pynative.
+host from (seed, global sample index) -- see `StepNoise` -- so a resumed run draws exactly what an uninterrupted
+run would have drawn, in graph mode as in pynative, with any number of data-parallel ranks.
 """
 import numpy as np
 
@@ -12,26 +12,32 @@ from mindspore import nn, ops
 from latte.diffusion import DiffusionLoss
 
 RANDOM_COLUMNS = ("t", "noise", "latent_noise", "drop_u")
+NOISE_STREAM = 0  # the generator of global sample g is seeded (seed, NOISE_STREAM, g)
 
 
 class StepNoise:
     """Dataset map: appends the random inputs of every sample to its batch.
 
-    Sample k of this rank (counted from the start of training) draws from numpy's generator seeded
-    (seed, rank, k), so the draws do not depend on how samples are grouped into batches (gradient
-    accumulation sees exactly what a bigger batch sees) and a resumed pipeline (start_step batches already
-    consumed) continues the sequence. Batches must reach it in order (one worker).
+    Sample k of rank r (counted from the start of training) is global sample g = k * num_ranks + r, the
+    numbering the data shards use (epoch position p goes to rank p % num_ranks), and draws from numpy's
+    generator seeded (seed, NOISE_STREAM, g). So the draws depend neither on how samples are grouped into
+    batches (gradient accumulation sees exactly what a bigger batch sees) nor on how many ranks share them
+    (N ranks with batch B see what one process with batch N * B sees), and a resumed pipeline (start_step
+    batches already consumed) continues the sequence. Batches must reach it in order (one worker).
     """
 
-    def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True):
-        self.seed, self.rank = seed, rank
-        self.sample = start_step * batch_size
+    def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True,
+                 num_ranks=1):
+        if not 0 <= rank < num_ranks:
+            raise ValueError(f"rank={rank} with num_ranks={num_ranks}: expected 0 <= rank < num_ranks")
+        self.seed, self.rank, self.num_ranks = seed, rank, num_ranks
+        self.sample = start_step * batch_size  # samples of this rank already drawn
         self.latent_shape = tuple(latent_shape)  # (F, C, h, w) per sample
         self.num_timesteps = num_timesteps
         self.sample_latents = sample_latents
 
     def draw(self, sample):
-        rng = np.random.default_rng([self.seed, self.rank, sample])
+        rng = np.random.default_rng([self.seed, NOISE_STREAM, sample * self.num_ranks + self.rank])
         t = rng.integers(0, self.num_timesteps, dtype=np.int32)
         noise = rng.standard_normal(self.latent_shape, dtype=np.float32)
         latent_noise = (rng.standard_normal(self.latent_shape, dtype=np.float32) if self.sample_latents

@@ -15,7 +15,7 @@ from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
 from latte.options import RGB_CHANNELS
-from latte.training.checkpoints import CheckpointManager, load_resume_state
+from latte.training.checkpoints import CheckpointManager, latte_weights, load_resume_state, weights_digest
 from latte.training.ema import EMA
 from latte.training.loss import RANDOM_COLUMNS, LatteTrainLoss, StepNoise
 from latte.training.metrics import MetricsLog, plot_loss_curve
@@ -65,7 +65,8 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
                                   num_parallel_workers=1, python_multiprocessing=False)
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
-                      sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache)
+                      sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache,
+                      num_ranks=ctx.group_size)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)
     columns = ["video", *RANDOM_COLUMNS] + (["label"] if cfg.condition == "class" else [])
@@ -223,7 +224,15 @@ class Trainer:
         if last_save != step:
             self.save(step)
         logger.info("finished at optimizer step %d (%d overflowed micro-steps skipped)", step, overflows)
+        self.log_weights_digest(step)
         return step
+
+    def log_weights_digest(self, step):
+        """Every rank logs a digest of its weights: data-parallel ranks must hold bit-identical weights (and EMA),
+        and rank 0's equal those of its checkpoint of this step (checkpoints.weights_digest of the file)."""
+        raw, averaged = latte_weights(self.latte, self.ema)
+        logger.info("weights digest at step %d, rank %d/%d: raw %s%s", step, self.ctx.rank, self.ctx.group_size,
+                    weights_digest(raw), f", EMA {weights_digest(averaged)}" if averaged is not None else "")
 
     def _should_save(self, step):
         cfg = self.cfg
