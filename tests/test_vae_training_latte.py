@@ -43,7 +43,8 @@ def test_latte_trains_and_samples_through_the_trained_vae(trained_vae, tmp_path)
     out = tmp_path / "latte"
     scale = json.loads(open(trained_vae + ".json").read())["config"]["scaling_factor"]
     steps = train.main(LATTE + ["--vae_checkpoint", trained_vae, "--sd_scale_factor", str(scale),
-                                "--output_path", str(out), "--train_batch_size", "2", "--max_steps", "2", "--step_mode", "True",
+                                "--output_path", str(out), "--train_batch_size", "2", "--max_steps", "2",
+                                "--step_mode", "True",
                                 "--data_config.train_data_type", "synthetic", "--data_config.num_videos", "4",
                                 "--data_config.video_length", "8", "--data_config.synthetic_shapes", "digit",
                                 "--data_config.num_parallel_workers", "1", "--data_config.sample_stride", "1"])

@@ -4,8 +4,8 @@ as deterministic, resumable batches.
 Capture. Each video's kept frames are drawn from numpy's generator seeded (seed, crc32 of the video's name):
 frame i is kept when u_i < ae_frame_sample_prob, so the choice depends on neither the video order nor the
 filter list. Frames of `<data_folder>/<dir>/<video>.mp4` go to `<frame_folder>/<dir>/<video>/frame_XXXXXX.png`
-(frame index in the name; original resolution, RGB), written to a temporary folder that is renamed when the video is done: an
-interrupted capture is continued by running it again (finished videos are skipped).
+(frame index in the name; source resolution, RGB), written to a temporary folder that is renamed when the
+video is done: an interrupted capture is continued by running it again (finished videos are skipped).
 
 Batches. Training frames are the images under frame_folder minus `val_frames` held-out ones (chosen by the
 seed). Micro-batch k holds global samples k*B .. k*B + B - 1; sample g is position g % N of the permutation
