@@ -8,7 +8,6 @@ from latte.data import write_synthetic_dataset
 from tests.cache_support import IMAGE_SIZE, cache_args, run_tool, write_tiny_vae
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 
-pytest.importorskip("latte.diffusion", reason="train.py needs the diffusion package (issue 4)")
 
 
 @pytest.fixture(scope="module")
