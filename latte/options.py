@@ -69,6 +69,10 @@ class ContextOptions:
     max_device_memory: Optional[str] = field(None, "cap on device memory, e.g. '59GB' (Ascend/GPU only)")
 
 
+# ModelOptions keys that define the diffusion a model was trained with (recorded next to trained checkpoints)
+DIFFUSION_KEYS = ("noise_schedule", "predict_xstart", "learn_sigma")
+
+
 @dataclasses.dataclass
 class ModelOptions:
     model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or Latte-T/{1,2,4,8} (tiny)")
@@ -82,6 +86,8 @@ class ModelOptions:
     noise_schedule: str = field("linear", "beta schedule of the 1000 diffusion steps: 'linear' (official Latte) or "
                                           "'squaredcos_cap_v2' (cosine; better for small pixel-space models)",
                                 choices=("linear", "squaredcos_cap_v2"))
+    predict_xstart: bool = field(False, "the model predicts the clean video x_0 instead of the noise (official "
+                                        "create_diffusion's flag; official Latte: False)")
     patch_embedder: str = field("conv", "'conv' (official) or 'linear' (same weights reshaped; bf16 on Ascend)",
                                 choices=("conv", "linear"))
     enable_flash_attention: bool = field(False, "flash attention on Ascend when shapes allow (logged)")
@@ -93,6 +99,13 @@ class ModelOptions:
                                                              "frame channels come from its .json record); empty: no "
                                                              "VAE, diffusion on pixels (demo)")
     sd_scale_factor: float = field(SD_SCALE_FACTOR, "latent scale factor of the Stable Diffusion VAE")
+
+    def create_diffusion(self, timestep_respacing):
+        """The Gaussian diffusion these options describe, respaced ("" keeps all 1000 steps: training)."""
+        from latte.diffusion import create_diffusion
+
+        return create_diffusion(timestep_respacing, noise_schedule=self.noise_schedule, learn_sigma=self.learn_sigma,
+                                predict_xstart=self.predict_xstart)
 
     @property
     def pixel_space(self):

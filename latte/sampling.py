@@ -9,11 +9,12 @@ import numpy as np
 import mindspore as ms
 from mindspore.nn.utils import no_init_parameters
 
-from latte.diffusion import create_diffusion, duplicate_for_cfg, guidance_enabled, sample_loop
+from latte.diffusion import duplicate_for_cfg, guidance_enabled, sample_loop
 from latte.env import resolve_dtype
 from latte.models import create_latte
-from latte.models.checkpoint import load_latte_checkpoint
+from latte.models.checkpoint import check_diffusion_record, load_latte_checkpoint
 from latte.models.precision import apply_amp
+from latte.options import DIFFUSION_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def load_latte_for_inference(cfg, device_target):
     """Latte for `cfg`'s options with the checkpoint loaded strictly, in eval mode and cfg.dtype."""
     describe = (f"{cfg.model_name} (image_size {cfg.image_size}, num_frames {cfg.num_frames}, "
                 f"condition {cfg.condition})")
+    check_diffusion_record(cfg, cfg.checkpoint, DIFFUSION_KEYS)
     with no_init_parameters():
         net = create_latte(cfg.model_name, **cfg.latte_kwargs())
     load_latte_checkpoint(net, cfg.checkpoint, describe)
@@ -73,8 +75,7 @@ class VideoSampler:
         self.cfg = cfg
         self.model = model
         # As the official sample.py: the respacing is built from the step count, for DDPM and DDIM alike.
-        self.diffusion = create_diffusion(str(cfg.sampling_steps), noise_schedule=cfg.noise_schedule,
-                                          learn_sigma=cfg.learn_sigma)
+        self.diffusion = cfg.create_diffusion(str(cfg.sampling_steps))
         self.method = "ddim" if cfg.ddim_sampling else "ddpm"
         self.use_cfg = guidance_enabled(cfg.guidance_scale)
 

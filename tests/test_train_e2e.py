@@ -65,6 +65,20 @@ def test_train_on_frame_folders(tmp_path, frame_folder):
     assert os.path.exists(out / "ckpt" / "latte-0000002.ckpt")
 
 
+def test_diffusion_settings_are_recorded_and_checked_by_sample(tmp_path, frame_folder):
+    out = tmp_path / "run"
+    diffusion = ["--noise_schedule", "squaredcos_cap_v2", "--predict_xstart", "True"]
+    assert run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
+                     "--max_steps", 1, *diffusion) == 1
+    ckpt = str(out / "ckpt" / "latte-0000001-ema.ckpt")
+    base = ["--checkpoint", ckpt, "--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4",
+            "--vae_checkpoint", "", "--device_target", "CPU", "--sampling_steps", "2", "--ddim_sampling", "True"]
+    with pytest.raises(ValueError, match=r"noise_schedule: 'squaredcos_cap_v2' \(config: 'linear'\).*"
+                                         r"predict_xstart: True \(config: False\)"):
+        sample.main(base + ["--output_path", str(tmp_path / "wrong")])
+    assert os.listdir(sample.main(base + diffusion + ["--output_path", str(tmp_path / "right")]))
+
+
 def test_resume_is_exact(tmp_path, frame_folder):
     common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--ckpt_save_interval", 2, "--ckpt_max_keep", 5]

@@ -1,4 +1,5 @@
 """Loading latte-ms checkpoints into cells: every parameter filled, every key used, or a clear error."""
+import json
 import os
 
 import mindspore as ms
@@ -60,3 +61,22 @@ def load_strict(net, weights, path, what="checkpoint", describe=""):
 
 def load_latte_checkpoint(net, path, describe=""):
     load_strict(net, read_weights(path), path, "checkpoint", describe)
+
+
+def read_record(path):
+    """The `<ckpt>.json` record written next to a checkpoint ({} when there is none)."""
+    sidecar = path + ".json"
+    if not os.path.isfile(sidecar):
+        return {}
+    with open(sidecar, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def check_diffusion_record(cfg, path, keys):
+    """Raises when the diffusion recorded with checkpoint `path` (by train.py) differs from `cfg`'s `keys`."""
+    recorded = read_record(path).get("diffusion", {})
+    wrong = [f"{k}: {recorded[k]!r} (config: {getattr(cfg, k)!r})" for k in keys
+             if k in recorded and recorded[k] != getattr(cfg, k)]
+    if wrong:
+        raise ValueError(f"checkpoint {path} was trained with a different diffusion: {'; '.join(wrong)}. "
+                         "Set these keys in the config (or on the command line) to the trained values")

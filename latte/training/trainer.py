@@ -9,12 +9,11 @@ from mindspore import nn
 
 from latte.config import save_config
 from latte.data import iterate_batches
-from latte.diffusion import create_diffusion
 from latte.env import progress, resolve_dtype
 from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
-from latte.options import RGB_CHANNELS
+from latte.options import DIFFUSION_KEYS, RGB_CHANNELS
 from latte.training.checkpoints import CheckpointManager, latte_weights, load_resume_state, weights_digest
 from latte.training.ema import EMA
 from latte.training.loss import RANDOM_COLUMNS, LatteTrainLoss, StepNoise
@@ -79,8 +78,7 @@ class Trainer:
         self.out = cfg.output_path
         self.ckpt = CheckpointManager(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep, meta=self._weights_meta())
         self.resume_path = self._resume_path()
-        self.diffusion = create_diffusion(TRAINING_RESPACING, noise_schedule=cfg.noise_schedule,
-                                          learn_sigma=cfg.learn_sigma)
+        self.diffusion = cfg.create_diffusion(TRAINING_RESPACING)
         self._samples = None
 
     # ---- setup -------------------------------------------------------------------------------------------
@@ -88,7 +86,8 @@ class Trainer:
         c = self.cfg
         return {"kind": "latte", "model_name": c.model_name,
                 "config": dict(c.latte_kwargs(), **{k: v for k, v in _spec(c.model_name).items()}),
-                "image_size": c.image_size, "pixel_space": c.pixel_space, "vae_checkpoint": c.vae_checkpoint}
+                "image_size": c.image_size, "pixel_space": c.pixel_space, "vae_checkpoint": c.vae_checkpoint,
+                "diffusion": {k: getattr(c, k) for k in DIFFUSION_KEYS}}
 
     def _resume_path(self):
         resume = self.cfg.resume
