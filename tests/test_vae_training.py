@@ -9,8 +9,9 @@ from mindspore import nn, ops
 
 from latte.config import ConfigError
 from latte.models.vae import AutoencoderKL, load_vae
+from latte.training.updater import Updater
 from latte.vae_training.discriminator import PatchGAN, patchgan_output_size
-from latte.vae_training.step import AutoencoderForward, GeneratorStep, Updater
+from latte.vae_training.step import AutoencoderForward, GeneratorStep
 from tests.vae_training_support import read_metrics, train_args, write_frames, write_tiny_lpips
 from tools import train_vae
 

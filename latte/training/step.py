@@ -5,7 +5,8 @@ this cell, so saving the cell saves everything an exact resume needs.
 """
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
-from mindspore.amp import all_finite
+
+from latte.training.updater import Updater
 
 LOSS_SCALERS = ("dynamic", "static", "none")
 
@@ -22,9 +23,8 @@ class TrainStep(nn.Cell):
         super().__init__(auto_prefix=False)
         if loss_scaler not in LOSS_SCALERS:
             raise ValueError(f"loss_scaler={loss_scaler!r} is not one of {LOSS_SCALERS}")
-        if grad_accum_steps < 1:
-            raise ValueError(f"gradient_accumulation_steps={grad_accum_steps} must be >= 1")
         self.loss_net = loss_net
+        self.updater = Updater(optimizer, grad_accum_steps, clip_grad, max_grad_norm, prefix="train")
         self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.grad_fn = ops.value_and_grad(self._scaled_loss, None, self.weights)
@@ -34,12 +34,6 @@ class TrainStep(nn.Cell):
         self.good_steps = Parameter(Tensor(0, ms.int32), name="train.good_steps", requires_grad=False)
         self.scale_factor = scale_factor
         self.scale_window = scale_window
-        self.accum_steps = grad_accum_steps
-        self.micro_step = Parameter(Tensor(0, ms.int32), name="train.micro_step", requires_grad=False)
-        if grad_accum_steps > 1:
-            self.accum = self.weights.clone(prefix="train.accum", init="zeros")
-        self.clip_grad = clip_grad
-        self.max_grad_norm = max_grad_norm
         self.grad_reducer = grad_reducer
         self.hyper_map = ops.HyperMap()
 
@@ -59,11 +53,6 @@ class TrainStep(nn.Cell):
             ops.assign(self.good_steps, Tensor(0, ms.int32))
         return finite
 
-    def _apply(self, grads):
-        if self.clip_grad:
-            grads = ops.clip_by_global_norm(grads, self.max_grad_norm)
-        return self.optimizer(grads)
-
     def construct(self, *inputs):
         scale = self.loss_scale.value()
         scaled_loss, grads = self.grad_fn(*inputs)
@@ -71,32 +60,10 @@ class TrainStep(nn.Cell):
         grads = self.hyper_map(ops.partial(_unscale, scale), grads)
         if self.grad_reducer is not None:
             grads = self.grad_reducer(grads)
-        finite = all_finite(grads)
+        finite, updated = self.updater(grads)
         self._adjust_scale(finite)
-        updated = Tensor(False)
-        if self.accum_steps == 1:
-            if finite:
-                self._apply(grads)
-                updated = Tensor(True)
-        else:
-            if finite:
-                self.hyper_map(ops.partial(_accumulate, 1.0 / self.accum_steps), self.accum, grads)
-                ops.assign_add(self.micro_step, Tensor(1, ms.int32))
-                if self.micro_step >= self.accum_steps:
-                    self._apply(self.accum)
-                    self.hyper_map(_zero, self.accum)
-                    ops.assign(self.micro_step, Tensor(0, ms.int32))
-                    updated = Tensor(True)
         return loss, finite, scale, updated
 
 
 def _unscale(scale, grad):
     return grad / scale.astype(grad.dtype)
-
-
-def _accumulate(weight, acc, grad):
-    return ops.assign_add(acc, grad.astype(acc.dtype) * weight)
-
-
-def _zero(acc):
-    return ops.assign(acc, ops.zeros_like(acc))

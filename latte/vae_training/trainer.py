@@ -14,13 +14,14 @@ from latte.io import save_image_grid
 from latte.models.vae import AutoencoderKL, load_params_strict
 from latte.models.vae_config import VAEConfig
 from latte.training.optim import split_decay_groups
+from latte.training.updater import Updater
 from latte.vae_training.checkpoints import VAECheckpoints, load_state, state_parameters
 from latte.vae_training.discriminator import PatchGAN
 from latte.vae_training.frames import FrameBatches, list_frame_images, load_frames, split_frames
-from latte.vae_training.step import (AutoencoderForward, DiscriminatorStep, GeneratorStep, Reconstruct,
-                                     Updater)
+from latte.vae_training.step import AutoencoderForward, DiscriminatorStep, GeneratorStep, Reconstruct
 
 logger = logging.getLogger(__name__)
+ACCUM_KEY = "autoencoder_acc_steps"  # the config key named when the accumulation count is invalid
 
 RESUME_LATEST = ("true", "latest")
 ADAM_EPS = 1e-8
@@ -134,7 +135,8 @@ class VAETrainer:
         # Compiled steps: the generator before and after disc_start, the discriminator; eval
         betas = tuple(cfg.betas)
         g_updater = Updater(_adam(self.vae.trainable_params(), cfg.autoencoder_lr, betas, cfg.weight_decay),
-                            cfg.autoencoder_acc_steps, cfg.clip_grad, cfg.max_grad_norm, prefix="ae")
+                            cfg.autoencoder_acc_steps, cfg.clip_grad, cfg.max_grad_norm, prefix="ae",
+                            accum_key=ACCUM_KEY)
         forward = AutoencoderForward(self.vae)
         common = dict(reconstruction_loss=cfg.reconstruction_loss, kl_weight=cfg.kl_weight, lpips=lpips,
                       perceptual_weight=cfg.perceptual_weight)
@@ -149,7 +151,7 @@ class VAETrainer:
                 if DISC_PREFIX not in p.name:  # global_step, beta powers ...: unique next to the autoencoder's
                     p.name = DISC_PREFIX + p.name
             self.d_step = DiscriminatorStep(disc, Updater(d_opt, cfg.autoencoder_acc_steps, cfg.clip_grad,
-                                                          cfg.max_grad_norm, prefix="disc"))
+                                                          cfg.max_grad_norm, prefix="disc", accum_key=ACCUM_KEY))
             cells += [self.g_adv, self.d_step]
         self.reconstruct = Reconstruct(self.vae)
         frozen = lpips.get_parameters() if lpips is not None else ()  # loaded from lpips_checkpoint, not saved
