@@ -28,6 +28,14 @@ def mode(request):
     ms.set_context(mode=previous)
 
 
+@pytest.fixture(scope="session")
+def vae_path(tmp_path_factory):
+    """A random tiny AutoencoderKL checkpoint with its architecture record (as tools/vae_converter.py writes)."""
+    from tests.cache_support import write_tiny_vae
+
+    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt")
+
+
 def pytest_configure(config):
     # MindSpore's oneDNN convolutions are ~100x slow on AVX-512 CPUs unless the ISA is capped at AVX2 before
     # the first conv runs (see latte.env.reexec_for_fast_cpu_convs, which the entry scripts use).

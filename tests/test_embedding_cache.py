@@ -19,11 +19,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def vae_path(tmp_path_factory):
-    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt")
-
-
-@pytest.fixture(scope="module")
 def mp4s(tmp_path_factory):
     return write_mp4_folder(tmp_path_factory.mktemp("mp4s"))
 

@@ -7,17 +7,12 @@ import pytest
 
 from latte.data import DataConfig, DataError, create_cache_dataset, create_video_dataset, write_synthetic_dataset
 from latte.data.cache import read_cache_index
-from tests.cache_support import IMAGE_SIZE, SCALE, cache_args, load_vae_once, run_tool, write_tiny_vae
+from tests.cache_support import IMAGE_SIZE, SCALE, cache_args, load_vae_once, run_tool
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 
 LATENT_SHAPE = (4, 4, 4)
 CLIP = dict(image_size=IMAGE_SIZE, num_frames=3, batch_size=2, condition="class", seed=3)
 STRIDE = 2  # a clip spans 5 frames; video 0 keeps only 4 and is skipped by both pipelines
-
-
-@pytest.fixture(scope="module")
-def vae_path(tmp_path_factory):
-    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt")
 
 
 @pytest.fixture(scope="module")

