@@ -98,7 +98,9 @@ class ModelOptions:
                                                              "tools/train_vae.py (latent channels, downsampling and "
                                                              "frame channels come from its .json record); empty: no "
                                                              "VAE, diffusion on pixels (demo)")
-    sd_scale_factor: float = field(SD_SCALE_FACTOR, "latent scale factor of the Stable Diffusion VAE")
+    sd_scale_factor: Optional[float] = field(None, "latents are multiplied by this before the diffusion; empty: "
+                                                   "the VAE record's scaling_factor (tools/train_vae.py measures "
+                                                   "it), else sd-vae-ft-mse's 0.18215")
 
     def create_diffusion(self, timestep_respacing):
         """The Gaussian diffusion these options describe, respaced ("" keeps all 1000 steps: training)."""
@@ -131,6 +133,14 @@ class ModelOptions:
             return RGB_CHANNELS
         record = self.vae_config
         return LATENT_CHANNELS if record is None else record.latent_channels
+
+    @property
+    def latent_scale(self):
+        """sd_scale_factor, or the VAE record's scaling_factor when it is not set (0.18215 without a record)."""
+        if self.sd_scale_factor is not None:
+            return self.sd_scale_factor
+        record = self.vae_config
+        return SD_SCALE_FACTOR if record is None else record.scaling_factor
 
     @property
     def frame_channels(self):

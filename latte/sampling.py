@@ -128,7 +128,7 @@ class FrameDecoder:
             return latents
         from latte.models.vae import decode_video
 
-        return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.sd_scale_factor)
+        return decode_video(self.vae, latents, self.cfg.vae_micro_batch, scale=self.cfg.latent_scale)
 
 
 def enlarge(frames, scale):

@@ -124,3 +124,21 @@ def test_shipped_training_configs_parse(path):
     # vae_*.yaml are tools/capture_frames.py + tools/train_vae.py configs
     cls = VAETrainConfig if os.path.basename(path).startswith("vae_") else TrainConfig
     load_config(cls, ["-c", path])
+
+
+def test_latent_scale_comes_from_the_vae_record_unless_set(tmp_path):
+    import json
+    import shutil
+
+    from tests.cache_support import write_tiny_vae
+
+    plain = write_tiny_vae(tmp_path / "plain.ckpt")  # converter-style record: sd-vae-ft-mse's scaling factor
+    trained = str(tmp_path / "trained.ckpt")
+    shutil.copy(plain, trained)
+    record = json.load(open(plain + ".json"))
+    record["config"]["scaling_factor"] = 0.751  # as tools/train_vae.py measures it
+    json.dump(record, open(trained + ".json", "w"))
+    assert SampleConfig(vae_checkpoint=plain, image_size=32).latent_scale == pytest.approx(0.18215)
+    assert SampleConfig(vae_checkpoint=trained, image_size=32).latent_scale == pytest.approx(0.751)
+    assert SampleConfig(vae_checkpoint=trained, image_size=32, sd_scale_factor=0.5).latent_scale == 0.5
+    assert SampleConfig(vae_checkpoint=str(tmp_path / "missing.ckpt")).latent_scale == pytest.approx(0.18215)

@@ -111,7 +111,7 @@ def cache_header(cfg, index, vae, latent_shape):
     """The first manifest line: everything that decides the cached values (resuming runs must match it)."""
     return {"record": HEADER, "format": CACHE_FORMAT, "version": CACHE_VERSION, "file_type": cfg.cache_file_type,
             "dtype": cfg.save_data_type, "latents": "sample" if cfg.sample_latents else "mean",
-            "noise_seed": cfg.seed if cfg.sample_latents else None, "scale_factor": cfg.sd_scale_factor,
+            "noise_seed": cfg.seed if cfg.sample_latents else None, "scale_factor": cfg.latent_scale,
             "image_size": list(as_size(cfg.image_size)), "latent_shape": list(latent_shape),
             "vae_checkpoint": os.path.abspath(cfg.vae_checkpoint), "vae_config": vae.config.to_dict(),
             "vae_dtype": cfg.vae_dtype, "source": _source_description(cfg.data_config, index),
@@ -241,7 +241,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True):
     latent_shape = latent_shape_of(vae, cfg.image_size)
     header = cache_header(cfg, index, vae, latent_shape)
     writer = make_writer(cfg, rank, header)
-    encoder = LatentEncoder(vae, cfg.sd_scale_factor, cfg.frames_per_batch, latent_shape)
+    encoder = LatentEncoder(vae, cfg.latent_scale, cfg.frames_per_batch, latent_shape)
     store = np.dtype(cfg.save_data_type)
 
     mine = [i for i in range(cfg.resume_cache_index, len(index.entries)) if i % world_size == rank]

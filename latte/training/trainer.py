@@ -54,7 +54,7 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
         dataset, info = create_cache_dataset(
             cfg.data_config, cfg.image_size, cfg.num_frames, cfg.train_batch_size,
             latent_shape=(cfg.latent_channels, cfg.latent_size, cfg.latent_size),
-            scale_factor=cfg.sd_scale_factor, vae_checkpoint=cfg.vae_checkpoint, **common)
+            scale_factor=cfg.latent_scale, vae_checkpoint=cfg.vae_checkpoint, **common)
     else:
         dataset, info = create_video_dataset(cfg.data_config, cfg.image_size, cfg.num_frames,
                                              cfg.train_batch_size, **common)
@@ -120,7 +120,7 @@ class Trainer:
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
             vae.set_train(False)
-        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, 1.0 if cfg.pixel_space else cfg.sd_scale_factor,
+        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, 1.0 if cfg.pixel_space else cfg.latent_scale,
                                   cfg.vae_micro_batch, cfg.condition, cfg.num_classes, cfg.class_dropout_prob)
 
         # Step, optimizer, EMA, and the resume state
