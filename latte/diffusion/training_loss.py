@@ -17,16 +17,18 @@ class DiffusionLoss(nn.Cell):
 
     t (B,) int32 is drawn uniformly from [0, num_timesteps) and noise ~ N(0, I) like x_start when not given.
     seed=None draws nondeterministic streams; give each data-parallel rank its own seed.
+    draw_inputs=False: the caller always passes t and noise (train.py draws them on the host), and no random
+    operator is built (MindSpore 2.10 deprecates UniformInt and warns when one is created).
     mse / vb are zero where the loss type has no such term (see GaussianDiffusion.training_losses).
     """
 
-    def __init__(self, model, diffusion, seed=None):
+    def __init__(self, model, diffusion, seed=None, draw_inputs=True):
         super().__init__()
         self.model = model
         self.diffusion = diffusion
         seed, t_stream, noise_stream = (0, 0, 0) if seed is None else (int(seed), TIMESTEP_STREAM, NOISE_STREAM)
-        self.draw_timesteps = ops.UniformInt(seed=seed, seed2=t_stream)
-        self.draw_noise = ops.StandardNormal(seed=seed, seed2=noise_stream)
+        self.draw_timesteps = ops.UniformInt(seed=seed, seed2=t_stream) if draw_inputs else None
+        self.draw_noise = ops.StandardNormal(seed=seed, seed2=noise_stream) if draw_inputs else None
         self.t_low = Tensor(0, ms.int32)
         self.t_high = Tensor(diffusion.num_timesteps, ms.int32)
 

@@ -62,7 +62,7 @@ class LatteTrainLoss(nn.Cell):
     def __init__(self, latte, diffusion, vae=None, scale_factor=1.0, vae_micro_batch=8, condition=None,
                  num_classes=0, class_dropout_prob=0.0):
         super().__init__()
-        self.diffusion_loss = DiffusionLoss(latte, diffusion)
+        self.diffusion_loss = DiffusionLoss(latte, diffusion, draw_inputs=False)  # t, noise: StepNoise
         self.vae = vae
         if vae is not None:
             for p in vae.get_parameters():
