@@ -27,6 +27,8 @@ _STEP = re.compile(r"-(\d+)(?:-ema)?\.ckpt$")
 STATE_META_KEYS = ("step", "epoch", "seed")
 # rebuilt from the config on resume (a longer max_steps changes its length), so not part of the state
 NOT_SAVED = ("learning_rate",)
+RESUME_LATEST = ("true", "latest")  # --resume values meaning "the newest state in output_path"
+NO_RESUME = ("false", "no", "0")
 
 
 def _step_of(path):
@@ -128,3 +130,23 @@ def load_resume_state(path, train_step, ema=None):
         if not_loaded:
             raise ValueError(f"resume state {path}: could not restore {not_loaded[:5]}")
     return meta
+
+
+def resolve_resume(resume, manager, output_path, refuse_existing=True):
+    """The resume-state path `--resume` asks for, or None for a fresh run.
+
+    Empty/false: a fresh run, refused (refuse_existing) when output_path already holds one; true/latest: the
+    newest state `manager` (latte's or the VAE's CheckpointManager) finds; anything else: that path.
+    """
+    if resume is None or str(resume).lower() in NO_RESUME:
+        latest = manager.latest_state()
+        if latest and refuse_existing:
+            raise ValueError(f"output_path {output_path} already holds a training run ({latest}): continue it "
+                             "with --resume, or choose a new output_path")
+        return None
+    if str(resume).lower() in RESUME_LATEST:
+        latest = manager.latest_state()
+        if latest is None:
+            raise ValueError(f"--resume: no train_state-*.ckpt under {manager.folder} to continue from")
+        return latest
+    return resume

@@ -14,7 +14,8 @@ from latte.models import create_latte
 from latte.models.checkpoint import load_latte_checkpoint
 from latte.models.precision import apply_amp
 from latte.options import DIFFUSION_KEYS, RGB_CHANNELS
-from latte.training.checkpoints import CheckpointManager, latte_weights, load_resume_state, weights_digest
+from latte.training.checkpoints import (CheckpointManager, latte_weights, load_resume_state, resolve_resume,
+                                       weights_digest)
 from latte.training.ema import EMA
 from latte.training.loss import RANDOM_COLUMNS, LatteTrainLoss, StepNoise
 from latte.training.metrics import MetricsLog, plot_loss_curve
@@ -26,7 +27,6 @@ from latte.vae_training.frames import to_channels
 logger = logging.getLogger(__name__)
 
 TRAINING_RESPACING = ""  # training uses every one of the 1000 diffusion steps (official create_diffusion(""))
-RESUME_LATEST = ("true", "latest")
 
 
 class StepWithEMA(nn.Cell):
@@ -77,7 +77,7 @@ class Trainer:
         self.cfg, self.ctx = cfg, ctx
         self.out = cfg.output_path
         self.ckpt = CheckpointManager(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep, meta=self._weights_meta())
-        self.resume_path = self._resume_path()
+        self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out, refuse_existing=ctx.is_main)
         self.diffusion = cfg.create_diffusion(TRAINING_RESPACING)
         self._samples = None
 
@@ -88,21 +88,6 @@ class Trainer:
                 "config": dict(c.latte_kwargs(), **{k: v for k, v in _spec(c.model_name).items()}),
                 "image_size": c.image_size, "pixel_space": c.pixel_space, "vae_checkpoint": c.vae_checkpoint,
                 "diffusion": {k: getattr(c, k) for k in DIFFUSION_KEYS}}
-
-    def _resume_path(self):
-        resume = self.cfg.resume
-        if resume is None or str(resume).lower() in ("false", "no", "0"):
-            latest = self.ckpt.latest_state()
-            if latest and self.ctx.is_main:
-                raise ValueError(f"output_path {self.out} already holds a training run ({latest}): continue it "
-                                 "with --resume, or choose a new output_path")
-            return None
-        if str(resume).lower() in RESUME_LATEST:
-            latest = self.ckpt.latest_state()
-            if latest is None:
-                raise ValueError(f"--resume: no train_state-*.ckpt under {self.ckpt.folder} to continue from")
-            return latest
-        return resume
 
     def build(self):
         cfg, ctx = self.cfg, self.ctx

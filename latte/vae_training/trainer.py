@@ -13,6 +13,7 @@ from latte.env import progress
 from latte.io import save_image_grid
 from latte.models.vae import AutoencoderKL, load_params_strict
 from latte.models.vae_config import VAEConfig
+from latte.training.checkpoints import resolve_resume
 from latte.training.optim import split_decay_groups
 from latte.training.updater import Updater
 from latte.vae_training.checkpoints import VAECheckpoints, load_state, state_parameters
@@ -23,7 +24,6 @@ from latte.vae_training.step import AutoencoderForward, DiscriminatorStep, Gener
 logger = logging.getLogger(__name__)
 ACCUM_KEY = "autoencoder_acc_steps"  # the config key named when the accumulation count is invalid
 
-RESUME_LATEST = ("true", "latest")
 ADAM_EPS = 1e-8
 DISC_PREFIX = "discriminator."
 EVAL_NOISE_SEED = 1234  # posterior noise of the latent-scale estimate (independent of training)
@@ -75,23 +75,8 @@ class VAETrainer:
         self.cfg, self.ctx = cfg, ctx
         self.out = cfg.output_path
         self.ckpt = VAECheckpoints(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep)
-        self.resume_path = self._resume_path()
+        self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out)
         self.step = 0
-
-    def _resume_path(self):
-        resume = self.cfg.resume
-        if resume is None or str(resume).lower() in ("false", "no", "0"):
-            latest = self.ckpt.latest_state()
-            if latest:
-                raise ValueError(f"output_path {self.out} already holds a training run ({latest}): continue it with "
-                                 "--resume, or choose a new output_path")
-            return None
-        if str(resume).lower() in RESUME_LATEST:
-            latest = self.ckpt.latest_state()
-            if latest is None:
-                raise ValueError(f"--resume: no train_state-*.ckpt under {self.ckpt.folder} to continue from")
-            return latest
-        return resume
 
     # ---- setup -------------------------------------------------------------------------------------------
     def build(self):
