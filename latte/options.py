@@ -263,7 +263,9 @@ class TrainConfig(ContextOptions, ModelOptions):
     ckpt_max_keep: int = field(3, "newest checkpoints kept of each kind")
     sample_at_checkpoint: bool = field(False, "write sample GIFs with the EMA weights at each checkpoint")
     sample_num_videos: int = field(2, "videos per checkpoint sample")
-    sample_steps: int = field(25, "DDIM steps of checkpoint samples")
+    sample_steps: int = field(25, "denoising steps of checkpoint samples")
+    sample_ddim: bool = field(True, "checkpoint samples use DDIM (False: DDPM ancestral sampling, the official "
+                                    "sample.py's method)")
     sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)")
 
     @property

@@ -30,10 +30,9 @@ class CheckpointSamples:
     """Holds one inference Latte (compiled once) and reloads it with each checkpoint's weights."""
 
     def __init__(self, cfg, ctx):
-
-        self.cfg = sample_config_from(cfg, "unused.ckpt", sampling_steps=cfg.sample_steps, ddim_sampling=True,
-                                      num_samples=cfg.sample_num_videos, batch_size=cfg.sample_num_videos,
-                                      display_scale=cfg.sample_display_scale)
+        self.cfg = sample_config_from(cfg, "unused.ckpt", sampling_steps=cfg.sample_steps,
+                                      ddim_sampling=cfg.sample_ddim, num_samples=cfg.sample_num_videos,
+                                      batch_size=cfg.sample_num_videos, display_scale=cfg.sample_display_scale)
         with no_init_parameters():
             self.net = create_latte(cfg.model_name, **self.cfg.latte_kwargs())
         self.net.set_train(False)
