@@ -6,6 +6,7 @@ tolerance), with disjoint data shards. The embedding cache under msrun equals a 
 launchers' checks: no launcher, port in use, mpirun variable mapping, and the two launch scripts (the Ascend
 one with a stand-in for python).
 """
+import csv
 import os
 import re
 import shutil
@@ -81,6 +82,11 @@ def ckpt_arrays(path):
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if hasattr(v, "asnumpy")}
 
 
+def metric_losses(out):
+    with open(out / "metrics.csv") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
 def assert_ranks_agree_and_match(out, step, single_out):
     """Both ranks logged the digests of rank 0's checkpoint; the weights equal one process's to fp32 precision."""
     logs = rank_logs(out)
@@ -125,6 +131,8 @@ def test_msrun_two_workers_agree_and_equal_one_process_with_the_global_batch(msr
     # only rank 0 writes checkpoints, metrics and the loss curve; every rank writes its log
     assert "saved" in logs[0] and "saved" not in logs[1]
     assert (msrun_run / "metrics.csv").read_text().count("\n") == 4  # header + 3 steps
+    # the logged loss is the mean over both ranks: what one process with the global batch logs
+    np.testing.assert_allclose(metric_losses(msrun_run), metric_losses(single_run)[:3], rtol=1e-5, atol=2e-6)
     assert (msrun_run / "loss_curve.png").stat().st_size > 0
     assert sorted(p.name for p in msrun_run.iterdir() if p.name.startswith("train")) == ["train.log",
                                                                                         "train_rank1.log"]

@@ -14,12 +14,14 @@ LOSS_SCALERS = ("dynamic", "static", "none")
 class TrainStep(nn.Cell):
     """One micro-step per call; the optimizer runs every `grad_accum_steps` calls on the averaged gradients.
 
-    Returns (loss, finite, loss_scale, updated): the unscaled loss, whether the gradients were finite (an
-    overflowed micro-step is dropped and the scale lowered), the scale used, and whether weights changed.
+    Returns (loss, finite, loss_scale, updated): the unscaled loss (the mean over ranks when num_ranks > 1),
+    whether the gradients were finite (an overflowed micro-step is dropped and the scale lowered), the scale
+    used, and whether weights changed.
     """
 
     def __init__(self, loss_net, optimizer, loss_scaler="dynamic", init_loss_scale=65536.0, scale_factor=2.0,
-                 scale_window=1000, grad_accum_steps=1, clip_grad=False, max_grad_norm=1.0, grad_reducer=None):
+                 scale_window=1000, grad_accum_steps=1, clip_grad=False, max_grad_norm=1.0, grad_reducer=None,
+                 num_ranks=1):
         super().__init__(auto_prefix=False)
         if loss_scaler not in LOSS_SCALERS:
             raise ValueError(f"loss_scaler={loss_scaler!r} is not one of {LOSS_SCALERS}")
@@ -35,6 +37,9 @@ class TrainStep(nn.Cell):
         self.scale_factor = scale_factor
         self.scale_window = scale_window
         self.grad_reducer = grad_reducer
+        # data parallel: the returned loss is the mean over ranks (what one process with the global batch reports)
+        self.num_ranks = num_ranks
+        self.loss_sum = ops.AllReduce() if num_ranks > 1 else None
         self.hyper_map = ops.HyperMap()
 
     def _scaled_loss(self, *inputs):
@@ -60,6 +65,8 @@ class TrainStep(nn.Cell):
         grads = self.hyper_map(ops.partial(_unscale, scale), grads)
         if self.grad_reducer is not None:
             grads = self.grad_reducer(grads)
+        if self.loss_sum is not None:
+            loss = self.loss_sum(loss) / self.num_ranks
         finite, updated = self.updater(grads)
         self._adjust_scale(finite)
         return loss, finite, scale, updated

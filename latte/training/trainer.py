@@ -121,7 +121,7 @@ class Trainer:
                    if ctx.group_size > 1 else None)
         self.train_step = TrainStep(loss_net, optimizer, cfg.loss_scaler_type, cfg.init_loss_scale,
                                     cfg.loss_scale_factor, cfg.scale_window, cfg.gradient_accumulation_steps,
-                                    cfg.clip_grad, cfg.max_grad_norm, reducer)
+                                    cfg.clip_grad, cfg.max_grad_norm, reducer, num_ranks=ctx.group_size)
         self.step_cell = StepWithEMA(self.train_step, self.ema)
         self.lrs = lrs
         if self.resume_path:
