@@ -5,6 +5,7 @@ image_size, [-1, 1]) but whole, at stride 1 and never flipped, so training can l
 and stride. Video i of the listing (its id) is cached by rank i % world_size. A video that cannot be decoded
 is skipped and recorded; any other failure stops the run with the index to continue from.
 """
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -22,7 +23,7 @@ from latte.data.cache import CACHE_DATA_TYPES, CACHE_FORMAT, CACHE_VERSION, HEAD
 from latte.data.cache_writers import MindRecordCacheWriter, NumpyCacheWriter, check_page_size
 from latte.data.errors import VideoReadError
 from latte.data.index import build_video_index
-from latte.data.readers import short_reason
+from latte.data.readers import short_reason, video_read_errors
 from latte.data.sources import get_source_type
 from latte.data.transforms import as_size
 from latte.env import DTYPES, progress
@@ -128,25 +129,15 @@ def read_video_chunks(source, entry, data_config, image_size, chunk=DECODE_CHUNK
 
     Raises VideoReadError when the video cannot be opened or decoded (whatever the decoder raised).
     """
-    try:
+    with video_read_errors():
         reader = source.open_video(entry, data_config, image_size)
-    except VideoReadError:
-        raise
-    except Exception as exc:  # decoders raise many types; all mean "this video is unusable"
-        raise VideoReadError(short_reason(exc)) from exc
-    try:
+    with video_read_errors(), contextlib.closing(reader):
         total = int(reader.num_frames)
         if total < 1:
             raise VideoReadError("the video has no frames")
         for start in range(0, total, chunk):
             frames = reader.get_frames(range(start, min(total, start + chunk)))  # uint8 (k, H0, W0, C)
             yield source.to_sample(frames, image_size, None, False)  # -> float32 (k, 3, H, W)
-    except VideoReadError:
-        raise
-    except Exception as exc:
-        raise VideoReadError(short_reason(exc)) from exc
-    finally:
-        reader.close()
 
 
 class ScaledPosterior(nn.Cell):

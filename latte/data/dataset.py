@@ -17,6 +17,7 @@ mid-epoch resume a mindspore epoch straddles two data epochs: count steps, not m
 is s // steps_per_epoch.
 (mindspore's `dataset.skip(n)` instead decodes and drops n rows at the start of EVERY epoch: not a resume.)
 """
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import List, Tuple
@@ -25,7 +26,7 @@ import numpy as np
 
 from latte.data.errors import DataError, VideoReadError
 from latte.data.index import build_video_index
-from latte.data.readers import short_reason
+from latte.data.readers import video_read_errors
 from latte.data.sources import get_source_type
 from latte.data.transforms import as_size, sample_clip_indices
 
@@ -89,15 +90,9 @@ class ClipSource:
         entry = self.entries[video_index]
         rng = np.random.default_rng([self.seed, CLIP_STREAM, epoch, video_index])
         reader = self.source.open_video(entry, self.data_config, self.image_size)
-        try:
+        with video_read_errors(), contextlib.closing(reader):
             indices = sample_clip_indices(reader.num_frames, self.num_frames, self.data_config.sample_stride, rng)
             frames = reader.get_frames(indices)
-        except VideoReadError:
-            raise
-        except Exception as exc:  # decoders raise many types; all mean "this video is unusable"
-            raise VideoReadError(short_reason(exc)) from exc
-        finally:
-            reader.close()
         return self.source.to_sample(frames, self.image_size, rng, self.data_config.random_flip)
 
     def _record_failure(self, video_index, exc):

@@ -4,6 +4,7 @@ Every reader has `num_frames`, `get_frames(indices) -> uint8 (F, H, W, C)` and `
 except that imageio may return 1 or 4 channels for GIFs: `transforms.to_rgb` normalises them.
 Decoder modules are imported when a file is opened, so a missing decord falls back to the next backend.
 """
+import contextlib
 import importlib
 import os
 
@@ -21,6 +22,18 @@ def short_reason(exc):
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first[:MAX_REASON_CHARS]}"
+
+
+@contextlib.contextmanager
+def video_read_errors():
+    """Turns whatever a decoder raises inside the block into VideoReadError(short reason): every such error means
+    "this video is unusable" (a VideoReadError passes through unchanged)."""
+    try:
+        yield
+    except VideoReadError:
+        raise
+    except Exception as exc:  # decoders raise many types
+        raise VideoReadError(short_reason(exc)) from exc
 
 
 def _optional_import(name):

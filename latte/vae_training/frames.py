@@ -11,6 +11,7 @@ Batches. Training frames are the images under frame_folder minus `val_frames` he
 seed). Micro-batch k holds global samples k*B .. k*B + B - 1; sample g is position g % N of the permutation
 seeded (seed, g // N): a resumed run continues the exact sequence, whatever the number of decoding threads.
 """
+import contextlib
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ from typing import List, Tuple
 import numpy as np
 
 from latte.data.errors import DataError, VideoReadError
-from latte.data.readers import short_reason
+from latte.data.readers import short_reason, video_read_errors
 from latte.data.sources import IMAGE_EXTENSIONS, get_source_type, natural_key
 from latte.data.transforms import center_crop_resize, to_model_range, to_rgb
 
@@ -103,7 +104,7 @@ def capture_video(source, entry, data_config, image_size, target, prob, seed):
     """Writes the kept frames of one video into `target`; returns how many. Raises VideoReadError."""
     reader = source.open_video(entry, data_config, image_size)
     partial = target + PARTIAL_SUFFIX
-    try:
+    with video_read_errors(), contextlib.closing(reader):
         indices = kept_frame_indices(entry.name, int(reader.num_frames), prob, seed)
         if os.path.isdir(partial):
             shutil.rmtree(partial)  # left by an interrupted run
@@ -113,12 +114,6 @@ def capture_video(source, entry, data_config, image_size, target, prob, seed):
             frames = to_rgb(np.asarray(reader.get_frames(chunk)))  # uint8 (k, H, W, 3)
             for index, frame in zip(chunk, frames):
                 _write_png(frame, os.path.join(partial, FRAME_PATTERN.format(int(index))))
-    except VideoReadError:
-        raise
-    except Exception as exc:  # decoders raise many types; each means "this video is unusable"
-        raise VideoReadError(short_reason(exc)) from exc
-    finally:
-        reader.close()
     os.replace(partial, target)
     return len(indices)
 
