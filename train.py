@@ -12,7 +12,7 @@ import logging
 import os
 
 from latte.config import load_config
-from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.options import TrainConfig
 from latte.training.trainer import Trainer
 
@@ -23,8 +23,7 @@ def main(argv=None):
     # 1. Config, device, logging
     cfg = load_config(TrainConfig, argv, __doc__)
     setup_logging()
-    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed, use_parallel=cfg.use_parallel,
-                        max_device_memory=cfg.max_device_memory)
+    ctx = setup_context_from(cfg)
     log_name = "train.log" if ctx.is_main else f"train_rank{ctx.rank}.log"
     setup_logging(os.path.join(cfg.output_path, log_name), rank=ctx.rank)
 

@@ -111,6 +111,13 @@ def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_par
     return RunContext(device, mode, rank, group_size)
 
 
+def setup_context_from(cfg):
+    """setup_context with every ContextOptions key of a script config (device, mode, jit level, seed, data
+    parallel, device memory)."""
+    return setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed, use_parallel=cfg.use_parallel,
+                         max_device_memory=cfg.max_device_memory)
+
+
 def init_data_parallel():
     """Initializes collective communication and data-parallel gradient averaging; returns (rank, size).
 

@@ -17,7 +17,7 @@ from latte.config import ConfigError, load_config
 from latte.convert.io import ConversionError
 from latte.data.cache_builder import CacheInterrupted, EmbeddingCacheConfig, build_cache
 from latte.data.errors import DataError
-from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 
 logger = logging.getLogger("embedding_cache")
 
@@ -26,8 +26,7 @@ def main(argv=None):
     # 1. Config, device, rank
     cfg = load_config(EmbeddingCacheConfig, argv, __doc__)
     setup_logging()
-    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed, use_parallel=cfg.use_parallel,
-                        max_device_memory=cfg.max_device_memory)
+    ctx = setup_context_from(cfg)
     rank, world_size = (ctx.rank, ctx.group_size) if cfg.use_parallel else (cfg.rank or 0, cfg.world_size or 1)
 
     # 2. The frozen VAE
