@@ -6,6 +6,7 @@ import os
 from typing import List, Optional
 
 from latte.config import ConfigError, field
+from latte.convert.io import meta_path
 from latte.data.cache import CACHE_DATA_TYPES
 from latte.data.config import DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
@@ -27,7 +28,7 @@ def vae_architecture(ckpt_path):
     without one, inferred from the weight shapes as load_vae does); it tells the Latte side the latent
     channels, the downsampling and the frame channels. Cached per file version.
     """
-    sidecar = ckpt_path + ".json"
+    sidecar = meta_path(ckpt_path)
     path = sidecar if os.path.isfile(sidecar) else ckpt_path
     if not ckpt_path or not os.path.isfile(path):
         return None

@@ -272,11 +272,15 @@ def read_ms_checkpoint(path):
     except Exception as err:  # MindSpore raises ValueError/RuntimeError for damaged files
         raise ConversionError(f"{path}: not a readable MindSpore checkpoint ({err})") from err
     params = OrderedDict((k, v.asnumpy()) for k, v in loaded.items() if hasattr(v, "asnumpy"))
-    meta = {}
-    if os.path.isfile(meta_path(path)):
-        with open(meta_path(path)) as f:
-            meta = json.load(f)
-    return params, meta
+    return params, read_meta(path)
+
+
+def read_meta(path):
+    """The sidecar record `<path>.json` of a checkpoint ({} when there is none); the weights are not read."""
+    if not os.path.isfile(meta_path(path)):
+        return {}
+    with open(meta_path(path)) as f:
+        return json.load(f)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Loading latte-ms checkpoints into cells: every parameter filled, every key used, or a clear error."""
-import json
 import os
 
 import mindspore as ms
+
+from latte.convert.io import read_meta
 
 # parameter -> the config key that usually explains a shape mismatch on it
 _SHAPE_HINTS = {
@@ -63,18 +64,9 @@ def load_latte_checkpoint(net, path, describe=""):
     load_strict(net, read_weights(path), path, "checkpoint", describe)
 
 
-def read_record(path):
-    """The `<ckpt>.json` record written next to a checkpoint ({} when there is none)."""
-    sidecar = path + ".json"
-    if not os.path.isfile(sidecar):
-        return {}
-    with open(sidecar, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def check_diffusion_record(cfg, path, keys):
     """Raises when the diffusion recorded with checkpoint `path` (by train.py) differs from `cfg`'s `keys`."""
-    recorded = read_record(path).get("diffusion", {})
+    recorded = read_meta(path).get("diffusion", {})
     wrong = [f"{k}: {recorded[k]!r} (config: {getattr(cfg, k)!r})" for k in keys
              if k in recorded and recorded[k] != getattr(cfg, k)]
     if wrong:

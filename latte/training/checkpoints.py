@@ -18,7 +18,7 @@ import numpy as np
 
 import mindspore as ms
 
-from latte.convert.io import save_ms_checkpoint
+from latte.convert.io import meta_path, save_ms_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class CheckpointManager:
     def _prune(self):
         for pattern in ("latte-*[0-9].ckpt", "latte-*-ema.ckpt", f"{STATE_PREFIX}*.ckpt"):
             for old in _listing(self.folder, pattern)[: -self.max_keep]:
-                for path in (old, old + ".json"):
+                for path in (old, meta_path(old)):
                     if os.path.exists(path):
                         os.remove(path)
 

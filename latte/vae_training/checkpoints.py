@@ -14,7 +14,7 @@ import re
 import mindspore as ms
 import numpy as np
 
-from latte.convert.io import save_ms_checkpoint
+from latte.convert.io import meta_path, save_ms_checkpoint
 
 STATE_PREFIX = "train_state-"
 WEIGHTS_PREFIX = "vae-"
@@ -79,7 +79,7 @@ class VAECheckpoints:
     def _prune(self):
         for prefix in (WEIGHTS_PREFIX, STATE_PREFIX):
             for old in self._listing(prefix)[: -self.max_keep]:
-                for path in (old, old + ".json"):
+                for path in (old, meta_path(old)):
                     if os.path.exists(path):
                         os.remove(path)
 
