@@ -27,7 +27,6 @@ class TrainStep(nn.Cell):
             raise ValueError(f"loss_scaler={loss_scaler!r} is not one of {LOSS_SCALERS}")
         self.loss_net = loss_net
         self.updater = Updater(optimizer, grad_accum_steps, clip_grad, max_grad_norm, prefix="train")
-        self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.grad_fn = ops.value_and_grad(self._scaled_loss, None, self.weights)
         self.dynamic = loss_scaler == "dynamic"
