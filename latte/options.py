@@ -137,7 +137,10 @@ class ModelOptions:
 
     @property
     def latent_scale(self):
-        """sd_scale_factor, or the VAE record's scaling_factor when it is not set (0.18215 without a record)."""
+        """Latent multiplier: 1 in pixel space, else sd_scale_factor, or the VAE record's scaling_factor when it is
+        not set (0.18215 without a record)."""
+        if self.pixel_space:
+            return 1.0
         if self.sd_scale_factor is not None:
             return self.sd_scale_factor
         record = self.vae_config

@@ -142,3 +142,4 @@ def test_latent_scale_comes_from_the_vae_record_unless_set(tmp_path):
     assert SampleConfig(vae_checkpoint=trained, image_size=32).latent_scale == pytest.approx(0.751)
     assert SampleConfig(vae_checkpoint=trained, image_size=32, sd_scale_factor=0.5).latent_scale == 0.5
     assert SampleConfig(vae_checkpoint=str(tmp_path / "missing.ckpt")).latent_scale == pytest.approx(0.18215)
+    assert SampleConfig(vae_checkpoint="", sd_scale_factor=0.5).latent_scale == 1.0  # pixel space: no scaling

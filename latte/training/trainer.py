@@ -105,7 +105,7 @@ class Trainer:
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
             vae.set_train(False)
-        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, 1.0 if cfg.pixel_space else cfg.latent_scale,
+        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale,
                                   cfg.vae_micro_batch, cfg.condition, cfg.num_classes, cfg.class_dropout_prob)
 
         # Step, optimizer, EMA, and the resume state
