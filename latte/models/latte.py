@@ -11,6 +11,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, Zero, initializer
 
+from latte.kernels import kernel_backend
 from latte.models.attention import Attention, choose_attention_backend
 from latte.models.layers import (PATCH_EMBEDDERS, LabelEmbedder, LayerNorm, Mlp, TimestepEmbedder,
                                  modulate)
@@ -30,12 +31,12 @@ ADALN_CHUNKS = 6  # shift/scale/gate for attention and for the MLP
 class TransformerBlock(nn.Cell):
     """A block with adaLN-Zero conditioning: gated attention and gated MLP, both on modulated norms."""
 
-    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math"):
+    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math", kernels=None):
         super().__init__()
-        self.norm1 = LayerNorm(hidden_size)
+        self.norm1 = LayerNorm(hidden_size, kernels=kernels)
         self.attn = Attention(hidden_size, num_heads, backend=attention_backend)
-        self.norm2 = LayerNorm(hidden_size)
-        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
+        self.norm2 = LayerNorm(hidden_size, kernels=kernels)
+        self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), kernels=kernels)
         self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, ADALN_CHUNKS * hidden_size))
 
     def construct(self, x, c):
@@ -49,9 +50,9 @@ class TransformerBlock(nn.Cell):
 class FinalLayer(nn.Cell):
     """adaLN-modulated norm, then Linear(D, p*p*out_channels) per token, ordered (p_h, p_w, c)."""
 
-    def __init__(self, hidden_size, patch_size, out_channels):
+    def __init__(self, hidden_size, patch_size, out_channels, kernels=None):
         super().__init__()
-        self.norm_final = LayerNorm(hidden_size)
+        self.norm_final = LayerNorm(hidden_size, kernels=kernels)
         self.linear = nn.Dense(hidden_size, patch_size * patch_size * out_channels)
         self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, 2 * hidden_size))
 
@@ -69,11 +70,13 @@ class Latte(nn.Cell):
 
     condition: None (unconditional), "class" (labels; a null row for CFG when class_dropout_prob > 0) or
     "text" (a (B, 77, 768) embedding projected to D). patch_embedder: "conv" (official) or "linear".
+    kernels: the GELU / LayerNorm formulation (latte.kernels.KERNEL_BACKENDS); None picks this device's.
     """
 
     def __init__(self, input_size=32, patch_size=2, in_channels=4, hidden_size=1152, depth=28, num_heads=16,
                  mlp_ratio=4.0, num_frames=16, class_dropout_prob=0.1, num_classes=1000, learn_sigma=True,
-                 condition=None, patch_embedder="conv", enable_flash_attention=False, use_recompute=False):
+                 condition=None, patch_embedder="conv", enable_flash_attention=False, use_recompute=False,
+                 kernels=None):
         super().__init__()
         _check_arguments(input_size, patch_size, depth, condition, patch_embedder)
         self.in_channels = in_channels
@@ -102,12 +105,13 @@ class Latte(nn.Cell):
 
         backend, _ = choose_attention_backend(enable_flash_attention, hidden_size // num_heads)
         self.attention_backend = backend
-        self.blocks = nn.CellList(
-            [TransformerBlock(hidden_size, num_heads, mlp_ratio, attention_backend=backend) for _ in range(depth)])
+        self.kernels = kernels or kernel_backend()[0]  # GELU / LayerNorm formulation (None: this device's)
+        self.blocks = nn.CellList([TransformerBlock(hidden_size, num_heads, mlp_ratio, attention_backend=backend,
+                                                    kernels=self.kernels) for _ in range(depth)])
         if use_recompute:
             for block in self.blocks:
                 block.recompute()
-        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, kernels=self.kernels)
         self.initialize_weights()
 
     def initialize_weights(self):

@@ -9,6 +9,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from latte.kernels import NoAffineLayerNorm, TanhGELU
+
 LAYER_NORM_EPS = 1e-6
 TIMESTEP_FREQ_DIM = 256
 TIMESTEP_MAX_PERIOD = 10000
@@ -19,30 +21,21 @@ def modulate(x, shift, scale):
     return x * (1 + scale.expand_dims(1)) + shift.expand_dims(1)
 
 
-class LayerNorm(nn.Cell):
-    """LayerNorm over the last axis with no affine parameters (official: elementwise_affine=False, eps 1e-6).
+class LayerNorm(NoAffineLayerNorm):
+    """LayerNorm over the last axis with no affine parameters (official: elementwise_affine=False, eps 1e-6),
+    normalized in float32 in the kernel formulation of `kernels` (latte.kernels: None = this device's)."""
 
-    Always normalizes in float32 and returns the input dtype, so it stays exact under fp16/bf16 AMP.
-    """
-
-    def __init__(self, hidden_size, eps=LAYER_NORM_EPS):
-        super().__init__()
-        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
-        self.ones = Tensor(np.ones(hidden_size, np.float32))
-        self.zeros = Tensor(np.zeros(hidden_size, np.float32))
-
-    def construct(self, x):
-        y, _, _ = self.norm(x.astype(ms.float32), self.ones, self.zeros)
-        return y.astype(x.dtype)
+    def __init__(self, hidden_size, eps=LAYER_NORM_EPS, kernels=None):
+        super().__init__(hidden_size, eps, backend=kernels)
 
 
 class Mlp(nn.Cell):
     """fc1 (D -> hidden), GELU with tanh approximation, fc2 (hidden -> D)."""
 
-    def __init__(self, in_features, hidden_features):
+    def __init__(self, in_features, hidden_features, kernels=None):
         super().__init__()
         self.fc1 = nn.Dense(in_features, hidden_features)
-        self.act = nn.GELU(approximate=True)
+        self.act = TanhGELU(backend=kernels)
         self.fc2 = nn.Dense(hidden_features, in_features)
 
     def construct(self, x):

@@ -1,0 +1,108 @@
+"""tanh-GELU and affine-free LayerNorm cells in the formulation of a kernel backend (see backend.py).
+
+Every formulation computes the official math (timm Mlp's GELU(approximate='tanh'), nn.LayerNorm without affine)
+in float32; the native ones carry their own backward, which keeps only the input for the gradient.
+"""
+import numpy as np
+
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from latte.kernels.backend import check_backend, kernel_backend
+from latte.kernels.native import native_library
+
+GELU_A = 0.044715
+GELU_K = 1.5957691216057308  # 2 * sqrt(2 / pi): 0.5 * (1 + tanh(z)) == sigmoid(2 z)
+
+
+def _resolve(backend):
+    return check_backend(backend) if backend else kernel_backend()[0]
+
+
+def _custom(function, out_shape, out_dtype):
+    library, why_not = native_library()
+    if library is None:
+        raise RuntimeError(f"the native kernels are unavailable: {why_not}")
+    return ops.Custom(f"{library}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
+
+
+def _same(*args):
+    return args[0]
+
+
+class _NativeGELU(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.forward_op = _custom("LatteGeluForward", _same, _same)
+        self.backward_op = _custom("LatteGeluBackward", _same, _same)
+
+    def construct(self, x):
+        return self.forward_op(x.astype(ms.float32)).astype(x.dtype)
+
+    def bprop(self, x, out, dout):
+        return (self.backward_op(x.astype(ms.float32), dout.astype(ms.float32)).astype(x.dtype),)
+
+
+class TanhGELU(nn.Cell):
+    """GELU with the tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    def __init__(self, backend=None):
+        super().__init__()
+        self.backend = _resolve(backend)
+        self.native = _NativeGELU() if self.backend == "native" else None
+        self.builtin = nn.GELU(approximate=True) if self.backend == "builtin" else None
+
+    def construct(self, x):
+        if self.native is not None:
+            return self.native(x)
+        if self.builtin is not None:
+            return self.builtin(x)
+        return x * ops.sigmoid(GELU_K * (x + GELU_A * x * x * x))  # the same function, ~4x MindSpore's CPU GeLU
+
+
+class _NativeLayerNorm(nn.Cell):
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = Tensor(np.array([eps], np.float32))
+        self.forward_op = _custom("LatteLayerNormForward", _same, _same)
+        self.backward_op = _custom("LatteLayerNormBackward", _backward_shape, _backward_dtype)
+
+    def construct(self, x):
+        return self.forward_op(x, self.eps)
+
+    def bprop(self, x, out, dout):
+        return (self.backward_op(dout, x, self.eps),)
+
+
+def _backward_shape(dy, x, eps):
+    return x
+
+
+def _backward_dtype(dy, x, eps):
+    return x
+
+
+class NoAffineLayerNorm(nn.Cell):
+    """LayerNorm over the last axis without scale or offset (official: elementwise_affine=False).
+
+    Always normalizes in float32 and returns the input dtype, so it stays exact under fp16/bf16 AMP.
+    """
+
+    def __init__(self, hidden_size, eps, backend=None):
+        super().__init__()
+        self.backend = _resolve(backend)
+        if self.backend == "native":
+            self.native = _NativeLayerNorm(eps)
+        else:
+            self.native = None
+            self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+            self.ones = Tensor(np.ones(hidden_size, np.float32))
+            self.zeros = Tensor(np.zeros(hidden_size, np.float32))
+
+    def construct(self, x):
+        x32 = x.astype(ms.float32)
+        if self.native is not None:
+            y = self.native(x32)
+        else:
+            y, _, _ = self.norm(x32, self.ones, self.zeros)
+        return y.astype(x.dtype)

@@ -1,0 +1,259 @@
+// Fused float32 CPU kernels for latte-ms, called through mindspore.ops.Custom(func_type="aot").
+//
+// MindSpore 2.10's CPU kernels for tanh-GELU, LayerNorm and long chains of elementwise ops (the AdamW update)
+// are several times slower than torch's fused ones (see README, Performance). Each function here computes the
+// same float32 math in one pass over memory. Built by latte/kernels/native.py with
+//   g++ -O3 -march=native -ffp-contract=off -fno-math-errno -fno-trapping-math -shared -fPIC
+// -ffp-contract=off keeps every multiply and add rounded separately, as the unfused reference computes them;
+// the other two flags change no result (errno and FP-exception semantics only) but let loops vectorize.
+//
+// Every entry point has MindSpore's AOT signature:
+//   int f(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra)
+// params holds the inputs then the outputs; a non-zero return makes MindSpore raise.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int64_t numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= shape[i];
+  return n;
+}
+
+int num_threads() {
+  static const int n = std::max(1u, std::thread::hardware_concurrency());
+  return n;
+}
+
+// Runs body(begin, end) over [0, n) split into contiguous ranges, one per thread. Plain threads, not OpenMP:
+// OpenMP workers spin after a parallel region and would steal the cores MindSpore's own thread pool needs for
+// the next kernel.
+template <typename Body>
+void parallel_for(int64_t n, int64_t min_chunk, Body body) {
+  int threads = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / min_chunk)));
+  if (threads <= 1) {
+    body(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t step = (n + threads - 1) / threads;
+  for (int t = 1; t < threads; ++t) {
+    int64_t begin = t * step, end = std::min(n, begin + step);
+    if (begin < end) pool.emplace_back(body, begin, end);
+  }
+  body(0, std::min(n, step));
+  for (auto &th : pool) th.join();
+}
+
+// expf in a form GCC vectorizes (no libm call): exp(x) = 2^k * exp(r), |r| <= ln2/2, degree-6 polynomial on r
+// (Cephes coefficients, max relative error ~1.2e-7, under one float ulp of libm's expf in this range).
+inline float exp_approx(float x) {
+  x = x < -87.3365447504019f ? -87.3365447504019f : x;
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+  // round to nearest by the 1.5 * 2^23 trick (|x log2 e| < 2^22), which vectorizes where nearbyint does not
+  float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+constexpr float kGeluA = 0.044715f;
+constexpr float kGeluK = 1.5957691216057308f;  // 2 * sqrt(2 / pi): 0.5 * (1 + tanh(z)) = sigmoid(2 z)
+constexpr int64_t kElementChunk = 1 << 15;
+
+}  // namespace
+
+// tanh-GELU: y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)).
+extern "C" int LatteGeluForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                void *stream, void *extra) {
+  if (nparam != 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float v = x[i];
+      float u = kGeluK * (v + kGeluA * v * v * v);
+      y[i] = v / (1.0f + exp_approx(-u));
+    }
+  });
+  return 0;
+}
+
+// d/dx [x s(u)] = s + x s (1 - s) u',  u' = K (1 + 3 a x^2).  Inputs x, dy; output dx.
+extern "C" int LatteGeluBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                 void *stream, void *extra) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *dy = static_cast<const float *>(params[1]);
+  float *dx = static_cast<float *>(params[2]);
+  parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float v = x[i];
+      float u = kGeluK * (v + kGeluA * v * v * v);
+      float s = 1.0f / (1.0f + exp_approx(-u));
+      float du = kGeluK * (1.0f + 3.0f * kGeluA * v * v);
+      dx[i] = dy[i] * (s + v * s * (1.0f - s) * du);
+    }
+  });
+  return 0;
+}
+
+// LayerNorm over the last axis, no affine: y = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) (biased var).
+namespace {
+// Sums in kLanes independent partial sums (a fixed order, so results are deterministic) that the compiler
+// turns into vector adds; a single running sum would not vectorize without reassociating float adds.
+constexpr int kLanes = 16;
+
+inline float lane_sum(const float *lanes) {
+  float total = 0.0f;
+  for (int j = 0; j < kLanes; ++j) total += lanes[j];
+  return total;
+}
+
+inline float row_sum(const float *xr, int64_t d) {
+  float lanes[kLanes] = {0.0f};
+  int64_t i = 0;
+  for (; i + kLanes <= d; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] += xr[i + j];
+  for (; i < d; ++i) lanes[0] += xr[i];
+  return lane_sum(lanes);
+}
+
+inline float row_centered_sq(const float *xr, int64_t d, float m) {
+  float lanes[kLanes] = {0.0f};
+  int64_t i = 0;
+  for (; i + kLanes <= d; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      float c = xr[i + j] - m;
+      lanes[j] += c * c;
+    }
+  for (; i < d; ++i) {
+    float c = xr[i] - m;
+    lanes[0] += c * c;
+  }
+  return lane_sum(lanes);
+}
+
+inline void row_moments(const float *xr, int64_t d, float eps, float *mean, float *rstd) {
+  const float m = row_sum(xr, d) / static_cast<float>(d);
+  *mean = m;
+  *rstd = 1.0f / std::sqrt(row_centered_sq(xr, d, m) / static_cast<float>(d) + eps);
+}
+}  // namespace
+
+// Inputs x (..., D), eps (1,); output y (..., D).
+extern "C" int LatteLayerNormForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                     void *stream, void *extra) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float eps = *static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t d = shapes[0][ndims[0] - 1];
+  const int64_t rows = numel(ndims[0], shapes[0]) / d;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *xr = x + r * d;
+      float *yr = y + r * d;
+      float mean, rstd;
+      row_moments(xr, d, eps, &mean, &rstd);
+      for (int64_t i = 0; i < d; ++i) yr[i] = (xr[i] - mean) * rstd;
+    }
+  });
+  return 0;
+}
+
+// dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean) * rstd; the row moments are recomputed
+// from x (a row is a few KiB, still in cache), so the forward keeps nothing but x for the backward.
+// Inputs dy, x, eps (1,); output dx.
+extern "C" int LatteLayerNormBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                      void *stream, void *extra) {
+  if (nparam != 4) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float eps = *static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  const int64_t d = shapes[0][ndims[0] - 1];
+  const int64_t rows = numel(ndims[0], shapes[0]) / d;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *dyr = dy + r * d;
+      const float *xr = x + r * d;
+      float *dxr = dx + r * d;
+      float m, s;
+      row_moments(xr, d, eps, &m, &s);
+      float lanes_dy[kLanes] = {0.0f}, lanes_dy_xhat[kLanes] = {0.0f};
+      int64_t i = 0;
+      for (; i + kLanes <= d; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) {
+          lanes_dy[j] += dyr[i + j];
+          lanes_dy_xhat[j] += dyr[i + j] * ((xr[i + j] - m) * s);
+        }
+      for (; i < d; ++i) {
+        lanes_dy[0] += dyr[i];
+        lanes_dy_xhat[0] += dyr[i] * ((xr[i] - m) * s);
+      }
+      const float a = lane_sum(lanes_dy) / static_cast<float>(d);
+      const float b = lane_sum(lanes_dy_xhat) / static_cast<float>(d);
+      for (int64_t i = 0; i < d; ++i) dxr[i] = s * (dyr[i] - a - ((xr[i] - m) * s) * b);
+    }
+  });
+  return 0;
+}
+
+// One parameter's torch.optim.AdamW step (single-tensor path), all float32, in torch's order of operations:
+//   p *= 1 - lr * wd;  m += (g - m) * (1 - beta1);  v = v * beta2 + g * g * (1 - beta2)
+//   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
+// Inputs p, m, v, g, hyper (7,) = [lr, weight_decay, beta1, beta2, eps, step_size, bias_correction2_sqrt];
+// outputs p', m', v'.
+namespace {
+void adamw_range(const float *__restrict p, const float *__restrict m, const float *__restrict v,
+                 const float *__restrict g, float *__restrict p_out, float *__restrict m_out, float *__restrict v_out,
+                 int64_t begin, int64_t end, float decay, float one_minus_beta1, float beta2, float one_minus_beta2,
+                 float eps, float step_size, float bc2) {
+  for (int64_t i = begin; i < end; ++i) {
+    float pi = p[i] * decay;  // decay is exactly 1 where the weight decay is 0
+    float gi = g[i];
+    float mi = m[i] + (gi - m[i]) * one_minus_beta1;
+    float vi = v[i] * beta2 + gi * gi * one_minus_beta2;
+    float denom = std::sqrt(vi) / bc2 + eps;
+    p_out[i] = pi - step_size * (mi / denom);
+    m_out[i] = mi;
+    v_out[i] = vi;
+  }
+}
+}  // namespace
+
+extern "C" int LatteAdamW(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                          void *stream, void *extra) {
+  if (nparam != 8) return 1;
+  const float *p = static_cast<const float *>(params[0]);
+  const float *m = static_cast<const float *>(params[1]);
+  const float *v = static_cast<const float *>(params[2]);
+  const float *g = static_cast<const float *>(params[3]);
+  const float *h = static_cast<const float *>(params[4]);
+  float *p_out = static_cast<float *>(params[5]);
+  float *m_out = static_cast<float *>(params[6]);
+  float *v_out = static_cast<float *>(params[7]);
+  const float lr = h[0], wd = h[1], beta1 = h[2], beta2 = h[3], eps = h[4], step_size = h[5], bc2 = h[6];
+  const float decay = 1.0f - lr * wd, one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+  parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
+    adamw_range(p, m, v, g, p_out, m_out, v_out, begin, end, decay, one_minus_beta1, beta2, one_minus_beta2, eps,
+                step_size, bc2);
+  });
+  return 0;
+}

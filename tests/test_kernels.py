@@ -1,0 +1,83 @@
+"""The kernel formulations (latte.kernels) against torch's GELU(tanh) and LayerNorm, forward and backward."""
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mindspore as ms  # noqa: E402
+from mindspore import nn, ops  # noqa: E402
+
+from latte.kernels import NoAffineLayerNorm, TanhGELU, kernel_backend, native_library  # noqa: E402
+
+CPU_BACKENDS = ["composite", "native"]
+
+
+class InputGrad(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.grad = ops.GradOperation(sens_param=True)
+
+    def construct(self, x, sens):
+        return self.grad(self.net)(x, sens)
+
+
+def check(cell, torch_fn, shape, scale=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * scale).astype(np.float32)
+    sens = rng.standard_normal(shape).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    want = torch_fn(xt)
+    want.backward(torch.from_numpy(sens))
+    got = cell(ms.Tensor(x)).asnumpy()
+    grad = InputGrad(cell)(ms.Tensor(x), ms.Tensor(sens)).asnumpy()
+    want, want_grad = want.detach().numpy(), xt.grad.numpy()
+    assert np.abs(got - want).max() <= 2e-6 * max(1.0, np.abs(want).max())
+    assert np.abs(grad - want_grad).max() <= 5e-6 * np.abs(want_grad).max()
+    assert np.abs(want_grad).max() > 0.1  # the gradient comparison is not vacuous
+
+
+def test_native_kernels_build_where_a_compiler_exists():
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ on this machine: the composite formulation is used")
+    library, why_not = native_library()
+    assert library is not None, why_not
+    assert kernel_backend("CPU")[0] == "native"
+    assert kernel_backend("Ascend")[0] == "builtin"
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(4, 33, 96), (2, 5, 37), (7,)])
+def test_tanh_gelu_matches_torch(mode, backend, shape):
+    check(TanhGELU(backend), lambda x: torch.nn.functional.gelu(x, approximate="tanh"), shape)
+
+
+def test_tanh_gelu_saturates_cleanly(mode):
+    """Large |x| (exp under- and overflow inside the sigmoid) gives x or 0, never NaN."""
+    x = np.array([-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4], np.float32)
+    for backend in CPU_BACKENDS:
+        got = TanhGELU(backend)(ms.Tensor(x)).asnumpy()
+        want = torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(4, 33, 96), (2, 5, 37), (3, 384)])
+def test_layer_norm_matches_torch(mode, backend, shape):
+    d = shape[-1]
+    check(NoAffineLayerNorm(d, 1e-6, backend), lambda x: torch.nn.functional.layer_norm(x, (d,), eps=1e-6), shape)
+
+
+def test_layer_norm_keeps_the_input_dtype(mode):
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 16)).astype(np.float16))
+    for backend in CPU_BACKENDS:
+        y = NoAffineLayerNorm(16, 1e-6, backend)(x)
+        assert y.dtype == ms.float16
+        assert np.abs(y.asnumpy().astype(np.float32).mean(-1)).max() < 1e-2
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="'fast' is not one of"):
+        TanhGELU("fast")
