@@ -116,7 +116,7 @@ class WeightedOutput(ms.nn.Cell):
         return (self.net(x, t, y) * self.weight).sum()
 
 
-@pytest.mark.parametrize("kernels", ["native", "composite"])
+@pytest.mark.parametrize("kernels", ["native", "composite", "builtin"])
 def test_gradients_match_official(tmp_path, mode, kernels):
     """d(sum(out * w)) / d(every weight) equals torch's autograd of the official model (backward kernels)."""
     ref, dst = convert_random_model(tmp_path, "class", seed=11)

@@ -20,7 +20,7 @@ class Params(nn.Cell):
         self.params = ms.ParameterTuple([Parameter(Tensor(v), name=k) for k, v in values.items()])
 
 
-def run_both(weight_decay, eps, betas, lrs, mode):
+def run_both(weight_decay, eps, betas, lrs, mode, kernels):
     ms.set_context(mode=mode)
     rng = np.random.default_rng(0)
     init = {k: rng.standard_normal(s).astype(np.float32) for k, s in SHAPES.items()}
@@ -28,7 +28,7 @@ def run_both(weight_decay, eps, betas, lrs, mode):
              for _ in range(STEPS)]
 
     cell = Params(init)
-    opt = create_optimizer(cell.trainable_params(), lrs, betas, eps, weight_decay)
+    opt = create_optimizer(cell.trainable_params(), lrs, betas, eps, weight_decay, kernels=kernels)
     for g in grads:
         opt(tuple(Tensor(g[p.name]) for p in cell.trainable_params()))
     ours = {p.name: p.asnumpy() for p in cell.trainable_params()}
@@ -47,11 +47,13 @@ def run_both(weight_decay, eps, betas, lrs, mode):
     return ours, {k: p.detach().numpy() for k, p in tparams.items()}, init
 
 
+@pytest.mark.parametrize("kernels", ["native", "composite"])
 @pytest.mark.parametrize("weight_decay,eps,betas", [(0.0, 1e-8, (0.9, 0.999)), (0.05, 1e-6, (0.8, 0.99))])
-def test_matches_torch_adamw(weight_decay, eps, betas, mode):
+def test_matches_torch_adamw(weight_decay, eps, betas, mode, kernels):
+    """Both formulations of the update (per-op, and the fused CPU kernel) follow torch.optim.AdamW."""
     lrs = lr_schedule(STEPS, 1e-2, "cosine_decay", warmup_steps=3)
     ours, theirs, init = run_both(weight_decay, eps, betas, lrs, ms.GRAPH_MODE if mode == "graph" else
-                                  ms.PYNATIVE_MODE)
+                                  ms.PYNATIVE_MODE, kernels)
     for k in SHAPES:
         moved = np.abs(theirs[k] - init[k]).max()
         assert moved > 1e-3, k  # the comparison below is not vacuous

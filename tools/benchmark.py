@@ -1,30 +1,50 @@
 """Benchmarks of latte-ms, written as JSON; every performance claim in the docs comes from here.
 
-    python tools/benchmark.py forward --model_name Latte-S/2 --num_frames 16 --latent_size 32 --out bench.json
+    python tools/benchmark.py compare --model_name Latte-S/2 --num_frames 16 --latent_size 32 --out cmp.json
 
+    python tools/benchmark.py forward --model_name Latte-S/2 --num_frames 16 --latent_size 32 --out bench.json
     python tools/benchmark.py train --model_name Latte-S/2 --num_frames 16 --latent_size 32 --vae sd --out t.json
     python tools/benchmark.py sample --model_name Latte-S/2 --num_frames 16 --latent_size 32 --ddim --out s.json
+    python tools/benchmark.py profile --profile_of train --model_name Latte-S/2 --num_frames 16 --latent_size 32
 
 Tasks:
+  compare   latte-ms against the official Latte's computation in PyTorch (tools/benchmark_torch.py), same
+            shapes: forward, train step, DDIM sampling step and the VAE, each side in its own process (its
+            own peak memory), the two sides alternating; prints port/torch ratios. Refuses to run on a busy
+            machine (load average above --max_load; torch's OpenMP threads spin under contention and distort
+            ratios several-fold) unless --force, which marks the result "busy".
   forward   Latte forward (inference): compile, then seconds per forward.
   train     the compiled train step (loss + backward + AdamW), from frames through the VAE (--vae sd, random
             sd-vae-ft-mse weights) or from cached latents (--vae none): compile, s/step,
             images/s = batch x frames / step time, peak memory.
   sample    one compiled denoising step (DDPM or --ddim, optional --cfg_scale): compile, s/step.
-All models have random weights; only the shapes matter for speed.
+  vae       encode and decode of one --image_size frame with the sd-vae-ft-mse architecture: s/frame each.
+  profile   MindSpore's per-op profile of --profile_of forward|train: the op types by share of time.
+forward/train/sample/vae take --peer torch to time the PyTorch side (run as `python -m tools.benchmark` from
+the repository root, which is what compare does). All models have random weights; only the shapes matter.
 """
 import argparse
+import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 
+TASKS = ("forward", "train", "sample", "vae")
+PEERS = ("latte-ms", "torch")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=("forward", "train", "sample"), help="what to time")
+    parser.add_argument("task", choices=TASKS + ("compare", "profile"), help="what to time")
+    parser.add_argument("--peer", choices=PEERS, default="latte-ms", help="which implementation to time")
     parser.add_argument("--model_name", default="Latte-S/2")
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--latent_size", type=int, default=32, help="latent side (image_size / 8)")
@@ -41,6 +61,15 @@ def parse_args(argv=None):
     parser.add_argument("--use_recompute", action="store_true", help="recompute blocks in backward")
     parser.add_argument("--ddim", action="store_true", help="sample: DDIM instead of DDPM")
     parser.add_argument("--cfg_scale", type=float, default=1.0, help="sample: guidance (> 1 needs --condition class)")
+    parser.add_argument("--image_size", type=int, default=256, help="vae: frame side in pixels")
+    parser.add_argument("--profile_of", choices=("forward", "train"), default="forward", help="profile: what to profile")
+    parser.add_argument("--profile_top", type=int, default=12, help="profile: op types listed")
+    parser.add_argument("--repeats", type=int, default=2, help="compare: runs of each side per task (alternating)")
+    parser.add_argument("--compare_tasks", default="forward,train,sample,vae",
+                        help="compare: comma-separated tasks to compare")
+    parser.add_argument("--max_load", type=float, default=0.5,
+                        help="compare: refuse when the 1-minute load average is above this")
+    parser.add_argument("--force", action="store_true", help="compare: run on a busy machine, marking it busy")
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     return parser.parse_args(argv)
 
@@ -157,17 +186,182 @@ def bench_sample(args, ctx):
     return _summary(first, times, args.batch_size, "videos")
 
 
+def bench_vae(args, ctx):
+    import mindspore as ms
+
+    from latte.models.vae import AutoencoderKL
+
+    vae = AutoencoderKL()  # the sd-vae-ft-mse architecture, random weights
+    vae.set_train(False)
+    rng = np.random.default_rng(0)
+    side = args.image_size
+    frame = ms.Tensor(rng.uniform(-1, 1, (1, 3, side, side)).astype(np.float32))
+    latent = ms.Tensor(rng.standard_normal((1, 4, side // 8, side // 8)).astype(np.float32))
+    encode, decode = _Call(vae.encode), _Call(vae.decode)
+    enc = _timed(lambda: encode(frame)[0].asnumpy(), args.steps)
+    dec = _timed(lambda: decode(latent).asnumpy(), args.steps)
+    return _vae_summary(enc, dec)
+
+
+def _vae_summary(enc, dec):
+    return {"encode": _summary(*enc, 1, "frames"), "decode": _summary(*dec, 1, "frames"),
+            "s_per_step": round(float(np.median(enc[1])) + float(np.median(dec[1])), 4)}
+
+
+def _Call(fn):
+    """A graph-compiled cell around a bound method (encode / decode) of a cell."""
+    import mindspore as ms
+
+    class Call(ms.nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.owner = fn.__self__
+
+        def construct(self, x):
+            return fn(x)
+
+    return Call()
+
+
+def bench_torch(args):
+    import torch
+
+    from tools import benchmark_torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if args.task == "vae":
+        return _vae_summary(*benchmark_torch.run_vae(args))
+    from latte.models.registry import model_spec
+
+    spec = model_spec(args.model_name)
+    arch = dict(depth=spec["depth"], hidden_size=spec["hidden_size"], num_heads=spec["num_heads"],
+                patch_size=spec["patch_size"])
+    first, times = benchmark_torch.run(args.task, arch, args)
+    unit = "images" if args.task == "train" else "videos"
+    items = args.batch_size * (args.num_frames if args.task == "train" else 1)
+    return _summary(first, times, items, unit)
+
+
+def profile(args, ctx):
+    """Runs forward or train under mindspore.Profiler; returns the op types sorted by their share of time."""
+    import csv
+    import glob
+
+    import mindspore as ms
+
+    with tempfile.TemporaryDirectory() as folder:
+        prof = ms.Profiler(output_path=folder)
+        timing = {"forward": bench_forward, "train": bench_train}[args.profile_of](args, ctx)
+        prof.analyse()
+        tables = glob.glob(os.path.join(folder, "**", "cpu_op_type_info_0.csv"), recursive=True)
+        if not tables:
+            raise RuntimeError(f"the profiler wrote no cpu_op_type_info_0.csv under {folder}")
+        with open(tables[0]) as f:
+            rows = list(csv.DictReader(f))
+    total = sum(float(r["total_compute_time"]) for r in rows)
+    rows.sort(key=lambda r: -float(r["total_compute_time"]))
+    ops_table = [{"op": r["op_type"], "share": round(float(r["total_compute_time"]) / total, 4),
+                  "calls_per_step": int(r["execution_frequency(per-step)"]), "ms_per_call": round(float(r["avg_time(ms)"]), 3)}
+                 for r in rows[: args.profile_top]]
+    return {"profile_of": args.profile_of, "timing": timing, "ops": ops_table}
+
+
+def _shape_args(args):
+    out = ["--model_name", args.model_name, "--num_frames", str(args.num_frames), "--latent_size",
+           str(args.latent_size), "--batch_size", str(args.batch_size), "--steps", str(args.steps),
+           "--image_size", str(args.image_size)]
+    return out + (["--condition", args.condition] if args.condition else [])
+
+
+def _run_side(task, peer, args):
+    """One task of one side in a fresh process (so its peak memory is its own); returns its JSON."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "result.json")
+        cmd = [sys.executable, "-m", "tools.benchmark", task, "--peer", peer, "--out", out] + _shape_args(args)
+        if task == "sample":
+            cmd.append("--ddim")
+        load = os.getloadavg()[0]
+        done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        with open(out) as f:
+            result = json.load(f)
+    result["load_before"] = round(load, 2)
+    return result
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def compare(args):
+    load = os.getloadavg()[0]
+    busy = load > args.max_load
+    if busy and not args.force:
+        raise SystemExit(f"compare: the 1-minute load average is {load:.2f} > --max_load {args.max_load}: torch's "
+                         "OpenMP threads spin under contention and the ratios would be wrong. Stop other jobs "
+                         "and retry, or pass --force to measure anyway (the result is marked busy).")
+    if busy:
+        print(f"WARNING: load average {load:.2f} > {args.max_load}: ratios measured now are unreliable",
+              file=sys.stderr)
+    tasks = [t.strip() for t in args.compare_tasks.split(",") if t.strip()]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise SystemExit(f"--compare_tasks: {unknown} not among {list(TASKS)}")
+    runs = {task: {peer: [] for peer in PEERS} for task in tasks}
+    for repeat in range(args.repeats):
+        for task in tasks:
+            order = PEERS if repeat % 2 == 0 else PEERS[::-1]  # alternate who goes first: drift cancels
+            for peer in order:
+                result = _run_side(task, peer, args)
+                runs[task][peer].append(result)
+                print(f"{task:8s} {peer:9s} {result['s_per_step']:.4f} s/step  peak {result['peak_rss_gib']:.2f} GiB"
+                      f"  (load {result['load_before']:.2f})", file=sys.stderr)
+    summary = {}
+    for task, sides in runs.items():
+        med = {peer: float(np.median([r["s_per_step"] for r in rs])) for peer, rs in sides.items()}
+        mem = {peer: float(np.median([r["peak_rss_gib"] for r in rs])) for peer, rs in sides.items()}
+        entry = {"latte_ms_s": round(med["latte-ms"], 4), "torch_s": round(med["torch"], 4),
+                 "time_ratio": _ratio(med["latte-ms"], med["torch"]),
+                 "latte_ms_peak_gib": round(mem["latte-ms"], 2), "torch_peak_gib": round(mem["torch"], 2),
+                 "memory_ratio": _ratio(mem["latte-ms"], mem["torch"])}
+        if task == "vae":
+            for part in ("encode", "decode"):
+                ours = float(np.median([r[part]["s_per_step"] for r in sides["latte-ms"]]))
+                theirs = float(np.median([r[part]["s_per_step"] for r in sides["torch"]]))
+                entry[f"{part}_ratio"] = _ratio(ours, theirs)
+        else:
+            entry["latte_ms_compile_s"] = round(float(np.median(
+                [r["compile_s_estimate"] for r in sides["latte-ms"]])), 2)
+        summary[task] = entry
+    loads = [r["load_before"] for sides in runs.values() for rs in sides.values() for r in rs]
+    return {"busy": busy or max(loads) > args.max_load, "load_before_each_run": loads, "summary": summary,
+            "runs": runs}
+
+
 def main(argv=None):
     args = parse_args(argv)
-    from latte.env import setup_context
+    result = {"task": args.task, "config": vars(args),
+              "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+                          "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}}
+    if args.task == "compare":
+        result.update(compare(args))
+    elif args.peer == "torch":
+        result["device"] = "CPU"
+        result.update(bench_torch(args))
+    else:
+        from latte.env import reexec_for_fast_cpu_convs, setup_context
 
-    ctx = setup_context(args.device_target, mode=args.mode, seed=0)
-    result = {"task": args.task, "config": vars(args), "device": ctx.device_target,
-              "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}}
-    result.update({"forward": bench_forward, "train": bench_train, "sample": bench_sample}[args.task](args, ctx))
+        if args.task == "vae" or args.vae == "sd":
+            reexec_for_fast_cpu_convs()  # as sample.py / train.py do when they run the VAE
+        ctx = setup_context(args.device_target, mode=args.mode, seed=0)
+        result["device"] = ctx.device_target
+        tasks = {"forward": bench_forward, "train": bench_train, "sample": bench_sample, "vae": bench_vae,
+                 "profile": profile}
+        result.update(tasks[args.task](args, ctx))
     result["peak_rss_gib"] = round(peak_rss_gib(), 2)
     text = json.dumps(result, indent=2)
-    print(text)
+    print(text if args.task != "compare" else json.dumps(result["summary"], indent=2))
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")

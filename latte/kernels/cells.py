@@ -1,4 +1,5 @@
-"""tanh-GELU and affine-free LayerNorm cells in the formulation of a kernel backend (see backend.py).
+"""tanh-GELU and affine-free LayerNorm cells in the formulation of a kernel backend (see backend.py), and the
+fused AdamW step.
 
 Every formulation computes the official math (timm Mlp's GELU(approximate='tanh'), nn.LayerNorm without affine)
 in float32; the native ones carry their own backward, which keeps only the input for the gradient.
@@ -106,3 +107,68 @@ class NoAffineLayerNorm(nn.Cell):
         else:
             y, _, _ = self.norm(x32, self.ones, self.zeros)
         return y.astype(x.dtype)
+
+
+def adamw_kernel():
+    """The fused AdamW step: (param, m, v, grad, hyper (7,)) -> (param', m', v'), all float32, where hyper =
+    [lr, weight_decay, beta1, beta2, eps, step_size, bias_correction2_sqrt] (see LatteAdamW)."""
+    return _custom("LatteAdamW", _adamw_shapes, _adamw_dtypes)
+
+
+def _adamw_shapes(param, m, v, grad, hyper):
+    return param, param, param
+
+
+def _adamw_dtypes(param, m, v, grad, hyper):
+    return param, param, param
+
+
+class _NativeModulatedLayerNorm(nn.Cell):
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = Tensor(np.array([eps], np.float32))
+        self.forward_op = _custom("LatteModulatedLayerNormForward", _modulated_shape, _modulated_dtype)
+        self.backward_op = _custom("LatteModulatedLayerNormBackward", _modulated_grad_shapes, _modulated_grad_dtypes)
+
+    def construct(self, x, shift, scale):
+        return self.forward_op(x, shift, scale, self.eps)
+
+    def bprop(self, x, shift, scale, out, dout):
+        dx, dshift, dscale = self.backward_op(dout, x, scale, self.eps)
+        return dx, dshift, dscale
+
+
+def _modulated_shape(x, shift, scale, eps):
+    return x
+
+
+def _modulated_dtype(x, shift, scale, eps):
+    return x
+
+
+def _modulated_grad_shapes(dy, x, scale, eps):
+    return x, scale, scale
+
+
+def _modulated_grad_dtypes(dy, x, scale, eps):
+    return x, scale, scale
+
+
+class ModulatedLayerNorm(nn.Cell):
+    """adaLN: LayerNorm(x) * (1 + scale) + shift, x (N, T, D), shift / scale (N, D) per sample.
+
+    The official modulate(norm(x), shift, scale); the native formulation is one pass forward and one backward
+    (five full-size elementwise ops fewer each way than the composite).
+    """
+
+    def __init__(self, hidden_size, eps, backend=None):
+        super().__init__()
+        self.backend = _resolve(backend)
+        self.native = _NativeModulatedLayerNorm(eps) if self.backend == "native" else None
+        self.norm = NoAffineLayerNorm(hidden_size, eps, self.backend)
+
+    def construct(self, x, shift, scale):
+        if self.native is not None:
+            dtype = x.dtype
+            return self.native(x.astype(ms.float32), shift.astype(ms.float32), scale.astype(ms.float32)).astype(dtype)
+        return self.norm(x) * (1 + scale.expand_dims(1)) + shift.expand_dims(1)

@@ -220,6 +220,94 @@ extern "C" int LatteLayerNormBackward(int nparam, void **params, int *ndims, int
 //   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
 // Inputs p, m, v, g, hyper (7,) = [lr, weight_decay, beta1, beta2, eps, step_size, bias_correction2_sqrt];
 // outputs p', m', v'.
+// adaLN: y = LayerNorm(x) * (1 + scale) + shift, the scale and shift of sample n applied to all its tokens.
+// Inputs x (N, T, D), shift (N, D), scale (N, D), eps (1,); output y (N, T, D).
+extern "C" int LatteModulatedLayerNormForward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                              const char **dtypes, void *stream, void *extra) {
+  if (nparam != 5 || ndims[0] != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *shift = static_cast<const float *>(params[1]);
+  const float *scale = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *y = static_cast<float *>(params[4]);
+  const int64_t tokens = shapes[0][1], d = shapes[0][2];
+  const int64_t rows = shapes[0][0] * tokens;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *xr = x + r * d;
+      const float *sh = shift + (r / tokens) * d;
+      const float *sc = scale + (r / tokens) * d;
+      float *yr = y + r * d;
+      float mean, rstd;
+      row_moments(xr, d, eps, &mean, &rstd);
+      for (int64_t i = 0; i < d; ++i) yr[i] = ((xr[i] - mean) * rstd) * (1.0f + sc[i]) + sh[i];
+    }
+  });
+  return 0;
+}
+
+namespace {
+void modulation_grads(const float *__restrict dy, const float *__restrict x, const float *__restrict scale,
+                      float *__restrict dshift, float *__restrict dscale, float *__restrict g, int64_t d, float mean,
+                      float rstd) {
+  for (int64_t i = 0; i < d; ++i) {
+    const float xhat = (x[i] - mean) * rstd;
+    dshift[i] += dy[i];
+    dscale[i] += dy[i] * xhat;
+    g[i] = dy[i] * (1.0f + scale[i]);
+  }
+}
+}  // namespace
+
+// Backward of the above. Inputs dy, x, scale, eps; outputs dx (N, T, D), dshift (N, D), dscale (N, D):
+//   dshift = sum_t dy,  dscale = sum_t dy * xhat,  dx = LayerNorm backward of dy * (1 + scale).
+// Parallel over samples n (each owns its dshift / dscale rows, so no two threads add to one row).
+extern "C" int LatteModulatedLayerNormBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                               const char **dtypes, void *stream, void *extra) {
+  if (nparam != 7 || ndims[0] != 3) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float *scale = static_cast<const float *>(params[2]);
+  const float eps = *static_cast<const float *>(params[3]);
+  float *dx = static_cast<float *>(params[4]);
+  float *dshift = static_cast<float *>(params[5]);
+  float *dscale = static_cast<float *>(params[6]);
+  const int64_t n = shapes[0][0], tokens = shapes[0][1], d = shapes[0][2];
+  parallel_for(n, 1, [=](int64_t begin, int64_t end) {
+    std::vector<float> g(d);
+    for (int64_t s = begin; s < end; ++s) {
+      const float *sc = scale + s * d;
+      float *dsh = dshift + s * d;
+      float *dsc = dscale + s * d;
+      for (int64_t i = 0; i < d; ++i) dsh[i] = dsc[i] = 0.0f;
+      for (int64_t t = 0; t < tokens; ++t) {
+        const int64_t r = s * tokens + t;
+        const float *dyr = dy + r * d;
+        const float *xr = x + r * d;
+        float *dxr = dx + r * d;
+        float m, rs;
+        row_moments(xr, d, eps, &m, &rs);
+        float lanes_g[kLanes] = {0.0f}, lanes_g_xhat[kLanes] = {0.0f};
+        modulation_grads(dyr, xr, sc, dsh, dsc, g.data(), d, m, rs);
+        int64_t i = 0;
+        for (; i + kLanes <= d; i += kLanes)
+          for (int j = 0; j < kLanes; ++j) {
+            lanes_g[j] += g[i + j];
+            lanes_g_xhat[j] += g[i + j] * ((xr[i + j] - m) * rs);
+          }
+        for (; i < d; ++i) {
+          lanes_g[0] += g[i];
+          lanes_g_xhat[0] += g[i] * ((xr[i] - m) * rs);
+        }
+        const float a = lane_sum(lanes_g) / static_cast<float>(d);
+        const float b = lane_sum(lanes_g_xhat) / static_cast<float>(d);
+        for (int64_t k = 0; k < d; ++k) dxr[k] = rs * (g[k] - a - ((xr[k] - m) * rs) * b);
+      }
+    }
+  });
+  return 0;
+}
+
 namespace {
 void adamw_range(const float *__restrict p, const float *__restrict m, const float *__restrict v,
                  const float *__restrict g, float *__restrict p_out, float *__restrict m_out, float *__restrict v_out,

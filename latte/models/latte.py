@@ -11,10 +11,9 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, Zero, initializer
 
-from latte.kernels import kernel_backend
+from latte.kernels import ModulatedLayerNorm, kernel_backend
 from latte.models.attention import Attention, choose_attention_backend
-from latte.models.layers import (PATCH_EMBEDDERS, LabelEmbedder, LayerNorm, Mlp, TimestepEmbedder,
-                                 modulate)
+from latte.models.layers import LAYER_NORM_EPS, PATCH_EMBEDDERS, LabelEmbedder, Mlp, TimestepEmbedder
 from latte.models.pos_embed import spatial_table, temporal_table
 
 logger = logging.getLogger(__name__)
@@ -33,17 +32,17 @@ class TransformerBlock(nn.Cell):
 
     def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math", kernels=None):
         super().__init__()
-        self.norm1 = LayerNorm(hidden_size, kernels=kernels)
+        self.norm1 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
         self.attn = Attention(hidden_size, num_heads, backend=attention_backend)
-        self.norm2 = LayerNorm(hidden_size, kernels=kernels)
+        self.norm2 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), kernels=kernels)
         self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, ADALN_CHUNKS * hidden_size))
 
     def construct(self, x, c):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.chunk(
             self.adaLN_modulation(c), ADALN_CHUNKS, axis=1)  # 6 x (N, D)
-        x = x + gate_msa.expand_dims(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
-        x = x + gate_mlp.expand_dims(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        x = x + gate_msa.expand_dims(1) * self.attn(self.norm1(x, shift_msa, scale_msa))  # modulate(norm1(x))
+        x = x + gate_mlp.expand_dims(1) * self.mlp(self.norm2(x, shift_mlp, scale_mlp))
         return x
 
 
@@ -52,13 +51,13 @@ class FinalLayer(nn.Cell):
 
     def __init__(self, hidden_size, patch_size, out_channels, kernels=None):
         super().__init__()
-        self.norm_final = LayerNorm(hidden_size, kernels=kernels)
+        self.norm_final = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
         self.linear = nn.Dense(hidden_size, patch_size * patch_size * out_channels)
         self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, 2 * hidden_size))
 
     def construct(self, x, c):
         shift, scale = ops.chunk(self.adaLN_modulation(c), 2, axis=1)  # 2 x (N, D)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
+        return self.linear(self.norm_final(x, shift, scale))  # linear(modulate(norm_final(x), shift, scale))
 
 
 #################################################################################
@@ -89,7 +88,8 @@ class Latte(nn.Cell):
         self.num_patches = self.grid_size**2
         self.hidden_size = hidden_size
 
-        self.x_embedder = PATCH_EMBEDDERS[patch_embedder](patch_size, in_channels, hidden_size)
+        self.kernels = kernels or kernel_backend()[0]  # GELU / LayerNorm / patch formulation (None: this device's)
+        self.x_embedder = PATCH_EMBEDDERS[patch_embedder](patch_size, in_channels, hidden_size, kernels=self.kernels)
         self.t_embedder = TimestepEmbedder(hidden_size)
         if condition == "class":
             self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob)
@@ -105,7 +105,6 @@ class Latte(nn.Cell):
 
         backend, _ = choose_attention_backend(enable_flash_attention, hidden_size // num_heads)
         self.attention_backend = backend
-        self.kernels = kernels or kernel_backend()[0]  # GELU / LayerNorm formulation (None: this device's)
         self.blocks = nn.CellList([TransformerBlock(hidden_size, num_heads, mlp_ratio, attention_backend=backend,
                                                     kernels=self.kernels) for _ in range(depth)])
         if use_recompute:

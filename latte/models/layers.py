@@ -9,24 +9,11 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from latte.kernels import NoAffineLayerNorm, TanhGELU
+from latte.kernels import TanhGELU
 
 LAYER_NORM_EPS = 1e-6
 TIMESTEP_FREQ_DIM = 256
 TIMESTEP_MAX_PERIOD = 10000
-
-
-def modulate(x, shift, scale):
-    """adaLN modulation: x (N, T, D), shift/scale (N, D) -> x * (1 + scale) + shift."""
-    return x * (1 + scale.expand_dims(1)) + shift.expand_dims(1)
-
-
-class LayerNorm(NoAffineLayerNorm):
-    """LayerNorm over the last axis with no affine parameters (official: elementwise_affine=False, eps 1e-6),
-    normalized in float32 in the kernel formulation of `kernels` (latte.kernels: None = this device's)."""
-
-    def __init__(self, hidden_size, eps=LAYER_NORM_EPS, kernels=None):
-        super().__init__(hidden_size, eps, backend=kernels)
 
 
 class Mlp(nn.Cell):
@@ -43,14 +30,33 @@ class Mlp(nn.Cell):
 
 
 class ConvPatchEmbed(nn.Cell):
-    """Official patch embedding: Conv2d(kernel = stride = patch); (N, C, H, W) -> (N, h*w, D), tokens row-major."""
+    """Official patch embedding: Conv2d(kernel = stride = patch); (N, C, H, W) -> (N, h*w, D), tokens row-major.
 
-    def __init__(self, patch_size, in_channels, hidden_size):
+    On CPU (kernels "native" / "composite") the same map runs as one matmul of the flattened patches with the
+    conv weight viewed as (D, C*p*p): oneDNN's stride-p convolution falls back to a slow reference kernel on
+    AVX-512 CPUs unless the ISA is capped, and the cap slows every matmul. The parameters (proj.weight
+    (D, C, p, p), proj.bias) are the conv's either way, so checkpoints do not depend on the device.
+    """
+
+    def __init__(self, patch_size, in_channels, hidden_size, kernels=None):
         super().__init__()
+        self.patch_size = patch_size
         self.proj = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size, pad_mode="valid",
                               has_bias=True)
+        self.as_matmul = kernels in ("native", "composite")
+        self.matmul = ops.MatMul(transpose_b=True)
 
     def construct(self, x):
+        if self.as_matmul:
+            n, c, hh, ww = x.shape
+            p = self.patch_size
+            h, w = hh // p, ww // p
+            x = x.reshape(n, c, h, p, w, p)  # (N, C, H, W) -> (N, C, h, p, w, p)
+            x = x.transpose(0, 2, 4, 1, 3, 5)  # -> (N, h, w, C, p, p): the conv weight's (C, p, p) order
+            x = x.reshape(n * h * w, c * p * p)  # -> (N*h*w, C*p*p)
+            weight = self.proj.weight.reshape(self.proj.weight.shape[0], c * p * p)  # (D, C, p, p) -> (D, C*p*p)
+            x = self.matmul(x, weight) + self.proj.bias  # -> (N*h*w, D)
+            return x.reshape(n, h * w, -1)  # -> (N, h*w, D)
         x = self.proj(x)  # (N, C, H, W) -> (N, D, h, w)
         n, d, h, w = x.shape
         return x.reshape(n, d, h * w).swapaxes(1, 2)  # (N, D, h, w) -> (N, h*w, D)
@@ -62,7 +68,7 @@ class LinearPatchEmbed(nn.Cell):
     proj.weight is the conv weight reshaped (D, C, p, p) -> (D, C*p*p), so checkpoints move between the two.
     """
 
-    def __init__(self, patch_size, in_channels, hidden_size):
+    def __init__(self, patch_size, in_channels, hidden_size, kernels=None):
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Dense(in_channels * patch_size * patch_size, hidden_size)

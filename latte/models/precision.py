@@ -2,9 +2,9 @@
 import mindspore as ms
 from mindspore import amp, nn
 
-from latte.models.layers import LayerNorm
+from latte.kernels import ModulatedLayerNorm, NoAffineLayerNorm
 
-FP32_CELLS = [LayerNorm, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax]
+FP32_CELLS = [NoAffineLayerNorm, ModulatedLayerNorm, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax]
 
 
 def apply_amp(net, dtype):

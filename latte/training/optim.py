@@ -9,6 +9,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from latte.kernels import adamw_kernel, kernel_backend
+
 SCHEDULERS = ("constant", "cosine_decay")
 # parameter names that never get weight decay (norm scales/offsets, biases, fixed tables)
 NO_DECAY_MARKERS = ("bias", "gamma", "beta", "norm", "pos_embed", "temp_embed")
@@ -58,10 +60,26 @@ def _adamw_param(beta1, beta2, eps, lr, step_size, bias_correction2_sqrt, one, w
     next_m = m + (g32 - m) * (1.0 - beta1)  # exp_avg.lerp_(grad, 1 - beta1)
     next_v = v * beta2 + g32 * g32 * (1.0 - beta2)
     denom = ops.sqrt(next_v) / bias_correction2_sqrt + eps
-    p32 = p32 - step_size * next_m / denom
+    p32 = p32 - step_size * (next_m / denom)  # param.addcdiv_(exp_avg, denom, value=-step_size)
     ops.assign(m, next_m)
     ops.assign(v, next_v)
     return ops.assign(param, p32.astype(param.dtype))
+
+
+_adamw_fused = ops.MultitypeFuncGraph("adamw_fused")
+
+
+@_adamw_fused.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Number",
+                       "Tensor", "Tensor", "Tensor", "Tensor")
+def _adamw_fused_param(kernel, lr, beta1, beta2, eps, step_size, bias_correction2_sqrt, one, weight_decay, param, m,
+                       v, grad):
+    """The same step as _adamw_param in one pass over memory (latte/kernels/cpu_kernels.cc: LatteAdamW)."""
+    hyper = ops.cat([value.reshape(1) for value in (lr, one * weight_decay, beta1, beta2, eps, step_size,
+                                                    bias_correction2_sqrt)])  # 7 scalars -> (7,)
+    next_p, next_m, next_v = kernel(param.astype(ms.float32), m, v, grad.astype(ms.float32), hyper)
+    ops.assign(m, next_m)
+    ops.assign(v, next_v)
+    return ops.assign(param, next_p.astype(param.dtype))
 
 
 class AdamW(nn.Optimizer):
@@ -72,7 +90,7 @@ class AdamW(nn.Optimizer):
     so it is part of every resume state).
     """
 
-    def __init__(self, params, learning_rate, weight_decays, beta1=0.9, beta2=0.999, eps=1e-8):
+    def __init__(self, params, learning_rate, weight_decays, beta1=0.9, beta2=0.999, eps=1e-8, kernels=None):
         super().__init__(learning_rate, params)
         if len(weight_decays) != len(self._parameters):
             raise ValueError(f"{len(weight_decays)} weight decays for {len(self._parameters)} parameters")
@@ -86,6 +104,8 @@ class AdamW(nn.Optimizer):
         self.moments1 = self._parameters.clone(prefix="adam_m", init="zeros")
         self.moments2 = self._parameters.clone(prefix="adam_v", init="zeros")
         self.one = Tensor(1.0, ms.float32)
+        # on CPU the update runs as one fused kernel per parameter (12 elementwise MindSpore ops otherwise)
+        self.fused = adamw_kernel() if (kernels or kernel_backend()[0]) == "native" else None
 
     def construct(self, gradients):
         lr = self.get_lr()  # the learning rate of the current step (global_step before the increment)
@@ -94,16 +114,22 @@ class AdamW(nn.Optimizer):
         bias_correction1 = self.one - ops.pow(self.beta1, step)
         bias_correction2_sqrt = ops.sqrt(self.one - ops.pow(self.beta2, step))
         step_size = lr / bias_correction1
+        if self.fused is not None:
+            return self.hyper_map(
+                ops.partial(_adamw_fused, self.fused, lr, self.one * self.beta1, self.one * self.beta2,
+                            self.one * self.eps, step_size, bias_correction2_sqrt, self.one),
+                self.weight_decays, self._parameters, self.moments1, self.moments2, gradients)
         return self.hyper_map(
             ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, lr, step_size, bias_correction2_sqrt,
                         self.one),
             self.weight_decays, self._parameters, self.moments1, self.moments2, gradients)
 
 
-def create_optimizer(params, lrs, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    """AdamW with a per-step learning-rate list; norms, biases and fixed tables are not decayed."""
+def create_optimizer(params, lrs, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, kernels=None):
+    """AdamW with a per-step learning-rate list; norms, biases and fixed tables are not decayed.
+    kernels: the update's formulation (latte.kernels.KERNEL_BACKENDS); None picks this device's."""
     params = list(params)
     _, no_decay = split_decay_groups(params)
     exempt = {id(p) for p in no_decay}
     decays = [0.0 if id(p) in exempt else weight_decay for p in params]
-    return AdamW(params, list(map(float, lrs)), decays, beta1=betas[0], beta2=betas[1], eps=eps)
+    return AdamW(params, list(map(float, lrs)), decays, beta1=betas[0], beta2=betas[1], eps=eps, kernels=kernels)
