@@ -20,3 +20,44 @@ def test_benchmark_tasks_write_json(tmp_path, task, extra, rate):
     result = json.loads(out.read_text())
     assert result["task"] == task and result["device"] == "CPU"
     assert result["s_per_step"] > 0 and result[rate] > 0 and result["peak_rss_gib"] > 0
+
+
+@pytest.mark.parametrize("task", ["forward", "train", "sample"])
+def test_torch_peer_tasks(tmp_path, task):
+    """The PyTorch side of compare times the official computation on the same shapes."""
+    pytest.importorskip("torch")
+    out = tmp_path / f"{task}.json"
+    assert benchmark.main([task, "--peer", "torch", *TINY, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["s_per_step"] > 0 and result["peak_rss_gib"] > 0
+
+
+def test_vae_task_times_encode_and_decode(tmp_path):
+    out = tmp_path / "vae.json"
+    assert benchmark.main(["vae", "--image_size", "16", "--steps", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["encode"]["s_per_step"] > 0 and result["decode"]["s_per_step"] > 0
+
+
+def test_compare_refuses_a_busy_machine():
+    with pytest.raises(SystemExit, match="load average .* --max_load"):
+        benchmark.main(["compare", *TINY, "--max_load", "-1"])
+
+
+def test_compare_runs_both_sides_and_reports_ratios(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "compare.json"
+    assert benchmark.main(["compare", *TINY, "--compare_tasks", "forward", "--repeats", "1", "--force",
+                           "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    forward = result["summary"]["forward"]
+    assert forward["time_ratio"] == pytest.approx(forward["latte_ms_s"] / forward["torch_s"], rel=0.01)
+    assert forward["memory_ratio"] > 0 and len(result["runs"]["forward"]["torch"]) == 1
+
+
+def test_profile_lists_op_types(tmp_path):
+    out = tmp_path / "profile.json"
+    assert benchmark.main(["profile", *TINY, "--profile_of", "forward", "--out", str(out)]) == 0
+    ops = json.loads(out.read_text())["ops"]
+    assert ops and {"op", "share", "calls_per_step", "ms_per_call"} <= set(ops[0])
+    assert abs(sum(op["share"] for op in ops)) <= 1.0 + 1e-6

@@ -123,7 +123,8 @@ class Latte(nn.Cell):
         # Patch embedding initialized like a Linear on the flattened (C*p*p) patch, not like a conv:
         w = self.x_embedder.proj.weight
         fan = (w.shape[0], int(np.prod(w.shape[1:])))
-        _set(w, initializer(XavierUniform(), fan, ms.float32).init_data().reshape(w.shape))
+        init = initializer(XavierUniform(), fan, ms.float32).init_data().asnumpy()  # a copy: a reshaped view
+        _set(w, init.reshape(w.shape))  # breaks in-place updates (Assign) of the weight in PyNative mode
         _set(self.x_embedder.proj.bias, initializer(Zero(), self.x_embedder.proj.bias.shape, ms.float32))
         if self.condition == "class":
             table = self.y_embedder.embedding_table
