@@ -172,3 +172,37 @@ class ModulatedLayerNorm(nn.Cell):
             dtype = x.dtype
             return self.native(x.astype(ms.float32), shift.astype(ms.float32), scale.astype(ms.float32)).astype(dtype)
         return self.norm(x) * (1 + scale.expand_dims(1)) + shift.expand_dims(1)
+
+
+class _NativeScaledSoftmax(nn.Cell):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = Tensor(np.array([scale], np.float32))
+        self.forward_op = _custom("LatteScaledSoftmaxForward", _same, _same)
+        self.backward_op = _custom("LatteScaledSoftmaxBackward", _softmax_grad_shape, _softmax_grad_shape)
+
+    def construct(self, x):
+        return self.forward_op(x, self.scale)
+
+    def bprop(self, x, out, dout):
+        return (self.backward_op(dout, out, self.scale),)
+
+
+def _softmax_grad_shape(dy, y, scale):
+    return y
+
+
+class ScaledSoftmax(nn.Cell):
+    """softmax(x * scale) over the last axis in float32 (attention weights from raw q k^T scores); returns the
+    input dtype. The native formulation is one pass each way and keeps only its output for the backward."""
+
+    def __init__(self, scale, backend=None):
+        super().__init__()
+        self.backend = _resolve(backend)
+        self.scale = scale
+        self.native = _NativeScaledSoftmax(scale) if self.backend == "native" else None
+
+    def construct(self, x):
+        if self.native is not None:
+            return self.native(x.astype(ms.float32)).astype(x.dtype)
+        return ops.softmax((x * self.scale).astype(ms.float32), axis=-1).astype(x.dtype)

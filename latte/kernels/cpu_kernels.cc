@@ -309,6 +309,70 @@ extern "C" int LatteModulatedLayerNormBackward(int nparam, void **params, int *n
 }
 
 namespace {
+void scaled_softmax_row(const float *__restrict x, float *__restrict y, int64_t d, float scale) {
+  float lanes[kLanes];
+  for (int j = 0; j < kLanes; ++j) lanes[j] = x[0] * scale;
+  int64_t i = 0;
+  for (; i + kLanes <= d; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = x[i + j] * scale;
+      lanes[j] = v > lanes[j] ? v : lanes[j];
+    }
+  float top = lanes[0];
+  for (int j = 1; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
+  for (; i < d; ++i) top = x[i] * scale > top ? x[i] * scale : top;
+  for (int64_t k = 0; k < d; ++k) y[k] = exp_approx(x[k] * scale - top);
+  const float inv = 1.0f / row_sum(y, d);
+  for (int64_t k = 0; k < d; ++k) y[k] *= inv;
+}
+}  // namespace
+
+// Attention weights: y = softmax(x * scale) over the last axis, x * scale rounded first as (q k^T) * scale is.
+// Inputs x (..., N), scale (1,); output y.
+extern "C" int LatteScaledSoftmaxForward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                         const char **dtypes, void *stream, void *extra) {
+  if (nparam != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float scale = *static_cast<const float *>(params[1]);
+  float *y = static_cast<float *>(params[2]);
+  const int64_t d = shapes[0][ndims[0] - 1];
+  const int64_t rows = numel(ndims[0], shapes[0]) / d;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      scaled_softmax_row(x + r * d, y + r * d, d, scale);
+    }
+  });
+  return 0;
+}
+
+// dx = scale * y * (dy - sum(dy * y)).  Inputs dy, y, scale (1,); output dx.
+extern "C" int LatteScaledSoftmaxBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                          const char **dtypes, void *stream, void *extra) {
+  if (nparam != 4) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *y = static_cast<const float *>(params[1]);
+  const float scale = *static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  const int64_t d = shapes[0][ndims[0] - 1];
+  const int64_t rows = numel(ndims[0], shapes[0]) / d;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *dyr = dy + r * d;
+      const float *yr = y + r * d;
+      float *dxr = dx + r * d;
+      float lanes[kLanes] = {0.0f};
+      int64_t i = 0;
+      for (; i + kLanes <= d; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) lanes[j] += dyr[i + j] * yr[i + j];
+      for (; i < d; ++i) lanes[0] += dyr[i] * yr[i];
+      const float dot = lane_sum(lanes);
+      for (int64_t k = 0; k < d; ++k) dxr[k] = scale * (yr[k] * (dyr[k] - dot));
+    }
+  });
+  return 0;
+}
+
+namespace {
 void adamw_range(const float *__restrict p, const float *__restrict m, const float *__restrict v,
                  const float *__restrict g, float *__restrict p_out, float *__restrict m_out, float *__restrict v_out,
                  int64_t begin, int64_t end, float decay, float one_minus_beta1, float beta2, float one_minus_beta2,

@@ -8,6 +8,8 @@ import logging
 import mindspore as ms
 from mindspore import nn, ops
 
+from latte.kernels import ScaledSoftmax
+
 logger = logging.getLogger(__name__)
 
 FLASH_DEVICE = "Ascend"
@@ -35,7 +37,7 @@ def choose_attention_backend(enable_flash_attention, head_dim, device_target=Non
 class Attention(nn.Cell):
     """qkv Dense(D, 3D) with rows [q | k | v], each head-major; softmax(q k^T * scale) v; proj Dense(D, D)."""
 
-    def __init__(self, dim, num_heads, backend="math", flash_dtype=ms.float16):
+    def __init__(self, dim, num_heads, backend="math", flash_dtype=ms.float16, kernels=None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"hidden_size={dim} is not divisible by num_heads={num_heads}")
@@ -47,6 +49,7 @@ class Attention(nn.Cell):
         self.qkv = nn.Dense(dim, dim * 3)
         self.proj = nn.Dense(dim, dim)
         self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without materializing k^T
+        self.softmax = ScaledSoftmax(self.scale, kernels)  # softmax(scores * scale) in float32
 
     def construct(self, x):
         b, n, d = x.shape
@@ -62,8 +65,7 @@ class Attention(nn.Cell):
                 self.num_heads, scalar_value=self.scale, input_layout="BNSD",
             ).astype(x.dtype)  # (B, H, N, Dh)
         else:
-            attn = self.scores(q, k) * self.scale  # (B, H, N, N)
-            attn = ops.softmax(attn.astype(ms.float32), axis=-1).astype(v.dtype)
+            attn = self.softmax(self.scores(q, k))  # (B, H, N, N)
             out = ops.bmm(attn, v)  # (B, H, N, Dh)
         out = out.swapaxes(1, 2).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
         return self.proj(out)

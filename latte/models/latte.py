@@ -33,7 +33,7 @@ class TransformerBlock(nn.Cell):
     def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math", kernels=None):
         super().__init__()
         self.norm1 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
-        self.attn = Attention(hidden_size, num_heads, backend=attention_backend)
+        self.attn = Attention(hidden_size, num_heads, backend=attention_backend, kernels=kernels)
         self.norm2 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), kernels=kernels)
         self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, ADALN_CHUNKS * hidden_size))
