@@ -119,3 +119,30 @@ def test_scaled_softmax_matches_torch(mode, backend, shape):
 
     scale = 64 ** -0.5
     check(ScaledSoftmax(scale, backend), lambda x: torch.softmax(x * scale, dim=-1), shape, scale=20.0)
+
+
+def test_native_library_is_built_once_and_reused(tmp_path, monkeypatch):
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ on this machine")
+    from latte.kernels import native
+
+    monkeypatch.setenv(native.CACHE_VAR, str(tmp_path / "cache"))
+    first, why_not = native.native_library.__wrapped__()
+    assert first is not None, why_not
+    stamp = (tmp_path / "cache" / first.split("/")[-1]).stat().st_mtime_ns
+    again, _ = native.native_library.__wrapped__()
+    assert again == first and (tmp_path / "cache" / first.split("/")[-1]).stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.split("/")[-1]]  # no temporary left
+
+
+def test_no_native_library_without_a_usable_cache_or_compiler(tmp_path, monkeypatch):
+    from latte.kernels import native
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(native.CACHE_VAR, str(blocker / "cache"))
+    library, why_not = native.native_library.__wrapped__()
+    assert library is None and "could not build" in why_not
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    library, why_not = native.native_library.__wrapped__()
+    assert library is None and "no C++ compiler" in why_not
