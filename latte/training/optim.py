@@ -9,7 +9,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-SCHEDULERS = ("constant", "cosine_decay")
+from latte.options import SCHEDULERS
+
 # parameter names that never get weight decay (norm scales/offsets, biases, fixed tables)
 NO_DECAY_MARKERS = ("bias", "gamma", "beta", "norm", "pos_embed", "temp_embed")
 
