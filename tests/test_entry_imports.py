@@ -49,3 +49,12 @@ def test_data_config_choices_are_in_help():
     assert "--data_config.class_from" in help_text and "Choices: ['folder', 'filename']" in help_text
     assert "Choices: ['video_file', 'frame_folder', 'synthetic', 'numpy', 'mindrecord']" in help_text
 
+
+def test_scripts_run_from_any_folder_with_one_copy_of_the_library(tmp_path):
+    """The editable install (README: Install) is how tools/x.py finds latte from any folder: no path edits, and no
+    tools/latte link that made a second copy of every module (tools.latte.config.ConfigError)."""
+    for script in ("tools/embedding_cache.py", "tools/latte_converter.py", "sample.py"):
+        proc = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+    assert not os.path.lexists(os.path.join(REPO, "tools", "latte"))
