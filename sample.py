@@ -13,63 +13,27 @@ import time
 import numpy as np
 
 from latte.config import load_config, save_config
-from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.io import save_image_grid, save_video, video_to_uint8
 from latte.options import SampleConfig
-from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels, enlarge,
-                            load_latte_for_inference, run_dir)
 
 logger = logging.getLogger("sample")
 
 
-def video_name(index, label):
-    if label is None:
-        return f"sample_{index:03d}"
-    return f"sample_{index:03d}_class{int(label)}"
-
-
-def write_video(frames_uint8, stem, cfg):
-    """frames (F, H, W, 3) uint8 -> stem.gif / stem.mp4 as cfg.save_format says; returns the paths."""
-    suffixes = {"gif": [".gif"], "mp4": [".mp4"], "both": [".gif", ".mp4"]}[cfg.save_format]
-    paths = [stem + suffix for suffix in suffixes]
-    for path in paths:
-        save_video(frames_uint8, path, fps=cfg.fps)
-    return paths
-
-
-def trajectory_frames(decode, path, index, cfg):
-    """Decoded x_t of sample `index` at every trajectory_stride-th step (and the last): each a grid of all frames."""
-    steps = list(range(0, path.shape[0], cfg.trajectory_stride))
-    steps += [path.shape[0] - 1] if steps[-1] != path.shape[0] - 1 else []
-    frames = []
-    for k in steps:
-        clip = decode(path[k, index:index + 1])
-        video = enlarge(video_to_uint8(clip.asnumpy()[0]), cfg.display_scale)  # (F, H, W, 3)
-        frames.append(mosaic(video))  # one (rows*H, cols*W, 3) image
-    return np.stack(frames)
-
-
-def mosaic(frames):
-    """(F, H, W, 3) -> (rows*H, cols*W, 3) with cols = ceil(sqrt(F))."""
-    f, h, w, c = frames.shape
-    cols = int(np.ceil(np.sqrt(f)))
-    rows = int(np.ceil(f / cols))
-    canvas = np.zeros((rows * cols, h, w, c), frames.dtype)
-    canvas[:f] = frames
-    canvas = canvas.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)  # (rows, cols, H, W, 3) -> (rows, H, cols, W, 3)
-    return canvas.reshape(rows * h, cols * w, c)
-
-
 def main(argv=None):
     start = time.perf_counter()
-    # 1. Config, device, output folder
+    # 1. Config, device, output folder (a config error comes before MindSpore is imported)
     cfg = load_config(SampleConfig, argv, __doc__)
+    from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels, enlarge, load_latte_for_inference,
+                                run_dir, trajectory_frames, video_name, write_video)
+
     setup_logging()
-    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed)
+    ctx = setup_context_from(cfg)
     out_dir = run_dir(cfg.output_path)
     save_config(cfg, os.path.join(out_dir, "config.yaml"))
-    logger.info("sampling %d video(s) with %s, %s %d steps, guidance %.1f -> %s", cfg.num_samples, cfg.model_name,
-                "DDIM" if cfg.ddim_sampling else "DDPM", cfg.sampling_steps, cfg.guidance_scale, out_dir)
+    logger.info("sampling %d video(s) with %s from %s, %s %d steps, guidance %.1f -> %s", cfg.num_samples,
+                cfg.model_name, cfg.checkpoint, "DDIM" if cfg.ddim_sampling else "DDPM", cfg.sampling_steps,
+                cfg.guidance_scale, out_dir)
     timer = Timer()
 
     # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models)

@@ -14,7 +14,6 @@ import os
 from latte.config import load_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.options import TrainConfig
-from latte.training.trainer import Trainer
 
 logger = logging.getLogger("train")
 
@@ -27,7 +26,9 @@ def main(argv=None):
     log_name = "train.log" if ctx.is_main else f"train_rank{ctx.rank}.log"
     setup_logging(os.path.join(cfg.output_path, log_name), rank=ctx.rank)
 
-    # 2. Data, models, compiled step (and the resume state)
+    # 2. Data, models, compiled step (and the resume state); MindSpore is imported from here on
+    from latte.training.trainer import Trainer
+
     trainer = Trainer(cfg, ctx).build()
 
     # 3. Train

@@ -6,6 +6,10 @@
 - Nested dataclass fields are yaml mappings and dotted flags (`--data_config.data_folder DIR`).
 - A field with metadata `include` (e.g. `data_config_file`) names a yaml file whose top-level mapping of that
   name is the base of the nested field; keys given inline or on the command line override it.
+- `field(default, help, choices=..., minimum=...)` declares a key: its help and choices show in --help, and a
+  value outside its choices or below its minimum is a ConfigError naming the (dotted) key.
+- A config class may define `fill_defaults(given)` (a classmethod): defaults that depend on the keys given, e.g.
+  sample.py's model keys from the checkpoint's record. Then `validate()` checks the keys together.
 - `save_config(cfg, path)` writes the resolved config, which is what ran.
 """
 import argparse
@@ -25,12 +29,30 @@ class ConfigError(ValueError):
     """A config value or key a user gave is wrong; the message names it and the fix."""
 
 
-def field(default=dataclasses.MISSING, help="", include=None, choices=None, default_factory=dataclasses.MISSING):
-    """A dataclass field with help text (shown by --help) and optional allowed values."""
-    meta = {"help": help, "include": include, "choices": choices}
+def field(default=dataclasses.MISSING, help="", include=None, choices=None, minimum=None,
+          default_factory=dataclasses.MISSING):
+    """A dataclass field with help text (shown by --help), optional allowed values (`choices`; for a list, of
+    each item) and an optional lower bound (`minimum`; None values pass: "not set")."""
+    meta = {"help": help, "include": include, "choices": choices, "minimum": minimum}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def check_fields(cfg, prefix=""):
+    """Raises ConfigError for the first field of dataclass `cfg` outside its `choices` or below its `minimum`.
+
+    Called for every config built by from_dict, and by dataclasses that check themselves in __post_init__.
+    """
+    for f in dataclasses.fields(cfg):
+        value, choices, minimum = getattr(cfg, f.name), f.metadata.get("choices"), f.metadata.get("minimum")
+        is_list = isinstance(value, (list, tuple))
+        for item in (value if is_list else [value]) if choices is not None else []:
+            if item not in choices:
+                what = f"has {item!r}, which" if is_list else f"={value!r}"
+                raise ConfigError(f"{prefix}{f.name}{what} is not one of {list(choices)}")
+        if minimum is not None and value is not None and not is_list and value < minimum:
+            raise ConfigError(f"{prefix}{f.name}={value!r} must be >= {minimum}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,8 +173,11 @@ def _find_include(path, where):
         folder = parent
 
 
-def from_dict(cls, data, where="config"):
-    """Builds `cls` from a (possibly nested) mapping, validating every key and value."""
+def from_dict(cls, data, where="config", prefix=""):
+    """Builds `cls` from a (possibly nested) mapping, validating every key and value.
+
+    prefix: the dotted path of a nested config (`data_config.`), for error messages.
+    """
     data = _resolve_includes(cls, dict(data), where)
     fields, hints = _fields(cls), _hints(cls)
     kwargs = {}
@@ -165,17 +190,17 @@ def from_dict(cls, data, where="config"):
                 continue
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
-            kwargs[key] = from_dict(tp, value, where=f"{where} ({key})")
+            kwargs[key] = from_dict(tp, value, where=f"{where} ({key})", prefix=f"{prefix}{key}.")
             continue
-        value = coerce(value, tp, key)
-        choices = fields[key].metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
-        kwargs[key] = value
+        kwargs[key] = coerce(value, tp, prefix + key)
+    fill_defaults = getattr(cls, "fill_defaults", None)
+    if fill_defaults is not None:  # defaults that depend on given keys (sample.py: the checkpoint's record)
+        kwargs = fill_defaults(kwargs)
     try:
         cfg = cls(**kwargs)
     except TypeError as err:  # a required field without a value
         raise ConfigError(f"{cls.__name__}: {err}") from None
+    check_fields(cfg, prefix)
     validate = getattr(cfg, "validate", None)
     if validate is not None:
         validate()
@@ -208,8 +233,9 @@ def build_parser(cls, description=""):
     parser.add_argument(*CONFIG_FLAGS, dest="config", default=None, help="yaml config file; flags override it")
     for flag, (f, tp) in _flag_names(cls).items():
         default = f.default if f.default is not dataclasses.MISSING else None
-        choices = f.metadata.get("choices")
-        text = f.metadata.get("help", "") + (f" Choices: {list(choices)}." if choices else "")
+        choices, minimum = f.metadata.get("choices"), f.metadata.get("minimum")
+        text = (f.metadata.get("help", "") + (f" Choices: {list(choices)}." if choices else "")
+                + (f" At least {minimum}." if minimum is not None else ""))
         parser.add_argument(f"--{flag}", dest=flag, default=argparse.SUPPRESS, nargs="?", const="true",
                             metavar=_type_name(tp).upper(), help=f"{text} (default: {default!r})")
     return parser

@@ -112,10 +112,10 @@ def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_par
 
 
 def setup_context_from(cfg):
-    """setup_context with every ContextOptions key of a script config (device, mode, jit level, seed, data
-    parallel, device memory)."""
-    return setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed, use_parallel=cfg.use_parallel,
-                         max_device_memory=cfg.max_device_memory)
+    """setup_context with every DeviceOptions key of a script config (device, mode, jit level, seed, device
+    memory) and, for ContextOptions, data parallel (a config without use_parallel runs in one process)."""
+    return setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed,
+                         use_parallel=getattr(cfg, "use_parallel", False), max_device_memory=cfg.max_device_memory)
 
 
 def init_data_parallel():

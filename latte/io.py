@@ -17,7 +17,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".gif", ".mp4")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# image files: frames read from frame folders (latte.data, tools/train_vae.py) and grids written here (OpenCV
+# encodes all of them)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RGB_CHANNELS = 3
 PIXEL_MAX = 255
 DEFAULT_FPS = 8
@@ -154,7 +156,7 @@ def make_image_grid(images, nrow=8, padding=GRID_PADDING):
 
 
 def save_image_grid(images, path, nrow=8, padding=GRID_PADDING):
-    """Write images as one grid picture (PNG or JPEG by extension); pass videos[:, 0] for first frames.
+    """Write images as one grid picture (format by extension: PNG, JPEG ...); pass videos[:, 0] for first frames.
 
     images: uint8 (N, H, W, 3) or float (N, 3, H, W) in [-1, 1]. Returns path.
     """

@@ -1,100 +1,49 @@
-"""Config groups shared by the entry scripts (keys as mindone's Latte users know them)."""
+"""The configs of the commands (keys as mindone's Latte users know them): each holds only the keys its command
+reads. Plain Python: parsing a config or --help does not import MindSpore.
+
+    DeviceOptions      device, mode, jit level, seed, device memory (every command)
+    ContextOptions     + data parallel (train.py, tools/embedding_cache.py)
+    VAEOptions         the frozen VAE: its checkpoint and latent scale, and what its record says
+    ModelOptions       + the Latte variant and its diffusion (train.py, sample.py)
+    SampleConfig, TrainConfig, EmbeddingCacheConfig: the configs of sample.py, train.py, tools/embedding_cache.py
+"""
 import dataclasses
-import functools
-import json
-import os
 from typing import List, Optional
 
+from latte.checkpoint_io import CheckpointError, read_meta, weights_beside_state
 from latte.config import ConfigError, field
-from latte.convert.io import meta_path
-from latte.data.cache import CACHE_DATA_TYPES
-from latte.data.config import DataConfig
+from latte.data.cache import SAVE_DTYPES
+from latte.data.config import CACHE_DATA_TYPES, DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
-from latte.models.latte import CONDITIONS
-from latte.models.registry import model_spec
-from latte.training.optim import SCHEDULERS
-from latte.training.step import LOSS_SCALERS
+from latte.io import RGB_CHANNELS
+from latte.models.registry import CONDITIONS, model_spec
+from latte.models.vae_config import VAEConfig, read_vae_architecture
 
-VAE_DOWNSAMPLE = 8  # sd-vae-ft-mse: 256x256 frames -> 32x32 latents (used when the VAE has no record)
-LATENT_CHANNELS = 4
-RGB_CHANNELS = 3
-SD_SCALE_FACTOR = 0.18215
-
-
-def vae_architecture(ckpt_path):
-    """The architecture (VAEConfig) of a VAE checkpoint, or None when the file does not exist (yet).
-
-    Read from the `<ckpt>.json` record that tools/vae_converter.py and tools/train_vae.py write next to it (or,
-    without one, inferred from the weight shapes as load_vae does); it tells the Latte side the latent
-    channels, the downsampling and the frame channels. Cached per file version.
-    """
-    sidecar = meta_path(ckpt_path)
-    path = sidecar if os.path.isfile(sidecar) else ckpt_path
-    if not ckpt_path or not os.path.isfile(path):
-        return None
-    return _read_vae_architecture(os.path.abspath(path), os.path.getmtime(path))
-
-
-@functools.lru_cache(maxsize=8)
-def _read_vae_architecture(path, _mtime):
-    from latte.models.vae_config import VAEConfig
-
-    if path.endswith(".json"):
-        with open(path) as f:
-            fields = json.load(f).get("config")
-        if fields is None:
-            raise ConfigError(f"{path} has no 'config' (the VAE architecture): convert or train the VAE again")
-    else:
-        from latte.convert.io import ConversionError, read_ms_checkpoint
-        from latte.convert.vae_keys import infer_architecture
-
-        try:
-            fields = infer_architecture(read_ms_checkpoint(path)[0])
-        except ConversionError:
-            return None  # not a VAE checkpoint: load_vae reports it when the VAE is built
-        fields["norm_num_groups"] = 1  # weights do not show it and only channels/levels are needed here
-    try:
-        return VAEConfig.from_dict(fields)
-    except ValueError as err:
-        raise ConfigError(f"{path}: the VAE architecture it records is not usable ({err})") from None
+SD_VAE = VAEConfig()  # sd-vae-ft-mse: what a VAE checkpoint without a record is taken to be
+LOSS_SCALERS = ("dynamic", "static", "none")  # loss_scaler_type choices (latte.training.step)
+SCHEDULERS = ("constant", "cosine_decay")  # scheduler choices (latte.training.optim)
+TEXT_UNSUPPORTED = ("condition 'text' needs captions and a text encoder, which latte-ms does not have yet: use "
+                    "null or 'class'")
 
 
 @dataclasses.dataclass
-class ContextOptions:
+class DeviceOptions:
     device_target: Optional[str] = field(None, "Ascend, GPU or CPU; empty: the first available of these, "
                                                "in that order", choices=(None,) + DEVICES)
     mode: int = field(0, "0: graph mode (compiled, fastest), 1: pynative (eager, for debugging)", choices=(0, 1))
     jit_level: str = field("O1", "MindSpore graph compile level", choices=JIT_LEVELS)
-    use_parallel: bool = field(False, "data parallel over the processes of a launcher (msrun, mpirun)")
     seed: int = field(42, "global random seed (numpy, python, MindSpore)")
     max_device_memory: Optional[str] = field(None, "cap on device memory, e.g. '59GB' (Ascend/GPU only)")
 
 
-# ModelOptions keys that define the diffusion a model was trained with (recorded next to trained checkpoints)
-DIFFUSION_KEYS = ("noise_schedule", "predict_xstart", "learn_sigma")
+@dataclasses.dataclass
+class ContextOptions(DeviceOptions):
+    use_parallel: bool = field(False, "data parallel over the processes of a launcher (msrun, mpirun)")
 
 
 @dataclasses.dataclass
-class ModelOptions:
-    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or Latte-T/{1,2,4,8} (tiny)")
-    image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / the VAE's "
-                                 "downsampling: 8 for sd-vae-ft-mse)")
-    num_frames: int = field(16, "frames per video (fixed by the model's temporal table)")
-    condition: Optional[str] = field(None, "None (unconditional), 'class' (labels) or 'text'", choices=CONDITIONS)
-    num_classes: int = field(1000, "number of classes when condition is 'class' (UCF101: 101)")
-    class_dropout_prob: float = field(0.1, "label dropout for classifier-free guidance (> 0 adds the null class)")
-    learn_sigma: bool = field(True, "the model also predicts the variance (official: True)")
-    noise_schedule: str = field("linear", "beta schedule of the 1000 diffusion steps: 'linear' (official Latte) or "
-                                          "'squaredcos_cap_v2' (cosine; better for small pixel-space models)",
-                                choices=("linear", "squaredcos_cap_v2"))
-    predict_xstart: bool = field(False, "the model predicts the clean video x_0 instead of the noise (official "
-                                        "create_diffusion's flag; official Latte: False)")
-    patch_embedder: str = field("conv", "'conv' (official) or 'linear' (same weights reshaped; bf16 on Ascend)",
-                                choices=("conv", "linear"))
-    enable_flash_attention: bool = field(False, "flash attention on Ascend when shapes allow (logged)")
-    use_recompute: bool = field(False, "recompute block activations in backward to save memory")
-    dtype: Optional[str] = field(None, "Latte compute dtype: fp32, fp16 or bf16 (AMP O2; norms and softmax in "
-                                       "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
+class VAEOptions:
+    """The frozen VAE between frames and latents; what its record says, read by explicit calls."""
     vae_checkpoint: str = field("models/sd-vae-ft-mse.ckpt", "VAE weights from tools/vae_converter.py or "
                                                              "tools/train_vae.py (latent channels, downsampling and "
                                                              "frame channels come from its .json record); empty: no "
@@ -103,37 +52,26 @@ class ModelOptions:
                                                    "the VAE record's scaling_factor (tools/train_vae.py measures "
                                                    "it), else sd-vae-ft-mse's 0.18215")
 
-    def create_diffusion(self, timestep_respacing):
-        """The Gaussian diffusion these options describe, respaced ("" keeps all 1000 steps: training)."""
-        from latte.diffusion import create_diffusion
-
-        return create_diffusion(timestep_respacing, noise_schedule=self.noise_schedule, learn_sigma=self.learn_sigma,
-                                predict_xstart=self.predict_xstart)
-
     @property
     def pixel_space(self):
         """No VAE: the diffusion runs on RGB pixels (the CPU demo)."""
         return not self.vae_checkpoint
 
-    @property
-    def vae_config(self):
-        """The VAE's recorded architecture (VAEConfig), or None in pixel space or without a record."""
-        return None if self.pixel_space else vae_architecture(self.vae_checkpoint)
+    def vae_architecture(self):
+        """The VAE's architecture as its record (or weights) say; sd-vae-ft-mse's when the file does not exist
+        yet; None in pixel space. Reads the record (cached per file version)."""
+        if self.pixel_space:
+            return None
+        return read_vae_architecture(self.vae_checkpoint) or SD_VAE
 
     @property
     def downsample(self):
-        """Frame pixels per latent pixel: the VAE's record, else sd-vae-ft-mse's 8; 1 in pixel space."""
-        if self.pixel_space:
-            return 1
-        record = self.vae_config
-        return VAE_DOWNSAMPLE if record is None else record.downsample_factor
+        """Frame pixels per latent pixel (8 for sd-vae-ft-mse); 1 in pixel space."""
+        return 1 if self.pixel_space else self.vae_architecture().downsample_factor
 
     @property
     def latent_channels(self):
-        if self.pixel_space:
-            return RGB_CHANNELS
-        record = self.vae_config
-        return LATENT_CHANNELS if record is None else record.latent_channels
+        return RGB_CHANNELS if self.pixel_space else self.vae_architecture().latent_channels
 
     @property
     def latent_scale(self):
@@ -143,75 +81,152 @@ class ModelOptions:
             return 1.0
         if self.sd_scale_factor is not None:
             return self.sd_scale_factor
-        record = self.vae_config
-        return SD_SCALE_FACTOR if record is None else record.scaling_factor
+        return self.vae_architecture().scaling_factor
 
     @property
     def frame_channels(self):
         """Channels of the frames the VAE encodes: 1 for a grayscale VAE, else RGB's 3."""
-        record = self.vae_config
-        return RGB_CHANNELS if record is None else record.in_channels
+        return RGB_CHANNELS if self.pixel_space else self.vae_architecture().in_channels
+
+
+# ModelOptions keys that define the diffusion a model was trained with (recorded next to trained checkpoints)
+DIFFUSION_KEYS = ("noise_schedule", "predict_xstart", "learn_sigma")
+
+
+@dataclasses.dataclass
+class ModelOptions(VAEOptions):
+    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or Latte-T/{1,2,4,8} (tiny)")
+    image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / the VAE's "
+                                 "downsampling: 8 for sd-vae-ft-mse)", minimum=1)
+    num_frames: int = field(16, "frames per video (fixed by the model's temporal table)", minimum=1)
+    condition: Optional[str] = field(None, "None (unconditional) or 'class' (labels); 'text' has no text encoder "
+                                           "yet", choices=CONDITIONS)
+    num_classes: int = field(1000, "number of classes when condition is 'class' (UCF101: 101)", minimum=1)
+    class_dropout_prob: float = field(0.1, "label dropout for classifier-free guidance (> 0 adds the null class)",
+                                      minimum=0.0)
+    learn_sigma: bool = field(True, "the model also predicts the variance (official: True)")
+    noise_schedule: str = field("linear", "beta schedule of the 1000 diffusion steps: 'linear' (official Latte) or "
+                                          "'squaredcos_cap_v2' (cosine; better for small pixel-space models)",
+                                choices=("linear", "squaredcos_cap_v2"))
+    predict_xstart: bool = field(False, "the model predicts the clean video x_0 instead of the noise (official "
+                                        "create_diffusion's flag; official Latte: False)")
+    patch_embedder: str = field("conv", "'conv' (official) or 'linear' (same weights reshaped; bf16 on Ascend)",
+                                choices=("conv", "linear"))
+    enable_flash_attention: bool = field(False, "flash attention on Ascend when shapes allow (logged)")
+    dtype: Optional[str] = field(None, "Latte compute dtype: fp32, fp16 or bf16 (AMP O2; norms and softmax in "
+                                       "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
+
+    def create_diffusion(self, timestep_respacing):
+        """The Gaussian diffusion these options describe, respaced ("" keeps all 1000 steps: training)."""
+        from latte.diffusion import create_diffusion
+
+        return create_diffusion(timestep_respacing, noise_schedule=self.noise_schedule, learn_sigma=self.learn_sigma,
+                                predict_xstart=self.predict_xstart)
 
     @property
     def latent_size(self):
         return self.image_size // self.downsample
 
     def validate_model(self):
-        model_spec(self.model_name)  # raises with the closest valid name
-        patch = model_spec(self.model_name)["patch_size"]
+        try:
+            patch = model_spec(self.model_name)["patch_size"]
+        except ValueError as err:  # names the closest valid variant
+            raise ConfigError(str(err)) from None
         if self.image_size % (self.downsample * patch):
             raise ConfigError(f"image_size={self.image_size} must be a multiple of {self.downsample * patch} "
                               f"(VAE downsampling {self.downsample} x patch {patch} of {self.model_name})")
-        if self.num_frames < 1:
-            raise ConfigError(f"num_frames={self.num_frames} must be >= 1")
-        if self.condition == "class" and self.num_classes < 1:
-            raise ConfigError(f"num_classes={self.num_classes} must be >= 1 for condition 'class'")
+        if self.condition == "text":
+            raise ConfigError(TEXT_UNSUPPORTED)
 
     def latte_kwargs(self):
         """Keyword arguments of Latte(...) / create_latte(model_name, ...) for these options."""
         return dict(input_size=self.latent_size, in_channels=self.latent_channels, num_frames=self.num_frames,
                     condition=self.condition, num_classes=self.num_classes,
                     class_dropout_prob=self.class_dropout_prob, learn_sigma=self.learn_sigma,
-                    patch_embedder=self.patch_embedder, enable_flash_attention=self.enable_flash_attention,
-                    use_recompute=self.use_recompute)
+                    patch_embedder=self.patch_embedder, enable_flash_attention=self.enable_flash_attention)
+
+
+# the ModelOptions that build a trained model, as train.py records them next to its weights
+RECORDED_MODEL_KEYS = ("model_name", "image_size", "num_frames", "condition", "num_classes", "class_dropout_prob",
+                       "patch_embedder", "vae_checkpoint") + DIFFUSION_KEYS
+_LATTE_CONFIG_KEYS = ("num_frames", "condition", "num_classes", "class_dropout_prob", "patch_embedder")
+
+
+def recorded_model_keys(meta):
+    """The RECORDED_MODEL_KEYS of a train.py weights record (the `<ckpt>.json` sidecar); {} for other records
+    (a converted official checkpoint's record does not know the image size or the diffusion)."""
+    if "image_size" not in meta or "diffusion" not in meta:
+        return {}
+    config = meta.get("config", {})
+    keys = dict(model_name=meta.get("model_name"), image_size=meta["image_size"],
+                vae_checkpoint="" if meta.get("pixel_space") else meta.get("vae_checkpoint", ""))
+    keys.update({k: config[k] for k in _LATTE_CONFIG_KEYS if k in config})
+    keys.update({k: v for k, v in meta["diffusion"].items() if k in DIFFUSION_KEYS})
+    return keys
+
+
+def _contradicts(key, given, recorded):
+    if key == "vae_checkpoint":  # the VAE file may have moved; only pixel space vs latents changes the model
+        return bool(given) != bool(recorded)
+    return given != recorded
 
 
 @dataclasses.dataclass
-class SampleConfig(ContextOptions, ModelOptions):
+class SampleConfig(DeviceOptions, ModelOptions):
     checkpoint: str = field("", "Latte weights (.ckpt from tools/latte_converter.py or from train.py)")
-    sampling_steps: int = field(250, "denoising steps (the timestep respacing, as the official sample.py)")
+    sampling_steps: int = field(250, "denoising steps (the timestep respacing, as the official sample.py)", minimum=1)
     ddim_sampling: bool = field(False, "DDIM instead of DDPM ancestral sampling")
-    ddim_eta: float = field(0.0, "DDIM eta (0: deterministic)")
+    ddim_eta: float = field(0.0, "DDIM eta (0: deterministic)", minimum=0.0)
     guidance_scale: float = field(1.0, "classifier-free guidance scale; > 1 needs condition 'class'")
     clip_denoised: Optional[bool] = field(None, "clamp each step's x_0 estimate to [-1, 1]; empty: off with a VAE "
                                                 "(as the official sample.py), on in pixel space (data in [-1, 1])")
     class_labels: List[int] = field(default_factory=list, help="labels to sample (class models), cycled over "
                                                                 "num_samples; empty: random labels")
-    num_samples: int = field(1, "videos to generate")
-    batch_size: int = field(1, "videos denoised together")
+    num_samples: int = field(1, "videos to generate", minimum=1)
+    batch_size: int = field(1, "videos denoised together", minimum=1)
     output_path: str = field("samples", "a timestamped folder is created under it")
-    fps: int = field(8, "frames per second of the written videos")
+    fps: int = field(8, "frames per second of the written videos", minimum=1)
     save_format: str = field("gif", "gif, mp4 or both", choices=("gif", "mp4", "both"))
     save_trajectory: bool = field(False, "also write the denoising trajectory (x_0 estimates at every step)")
-    trajectory_stride: int = field(10, "keep every n-th step in trajectory videos")
+    trajectory_stride: int = field(10, "keep every n-th step in trajectory videos", minimum=1)
     save_grid: bool = field(True, "write a PNG grid of the first frames")
     display_scale: int = field(1, "enlarge written videos and grids this many times (nearest neighbour), "
-                                  "for small models such as the 32x32 demo")
+                                  "for small models such as the 32x32 demo", minimum=1)
     vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
-    vae_micro_batch: int = field(8, "frames decoded at once by the VAE (memory vs speed)")
+    vae_micro_batch: int = field(8, "frames decoded at once by the VAE (memory vs speed)", minimum=1)
 
     @property
     def clip_x0(self):
         return self.pixel_space if self.clip_denoised is None else self.clip_denoised
 
+    @classmethod
+    def fill_defaults(cls, given):
+        """The checkpoint's record supplies every model key not given (as nanoGPT restores model_args); a given
+        key that contradicts it is an error. A train.py resume state is replaced by the weights saved with it."""
+        path = given.get("checkpoint")
+        if not path:
+            return given
+        weights, ema = weights_beside_state(path)
+        if ema is not None:
+            if weights is None:
+                raise ConfigError(f"checkpoint {path} is a train.py resume state, and the weights saved with it "
+                                  f"({ema}) are gone: give a latte-<step>-ema.ckpt of that run")
+            given = dict(given, checkpoint=weights)
+        try:
+            recorded = recorded_model_keys(read_meta(given["checkpoint"]))
+        except CheckpointError as err:
+            raise ConfigError(str(err)) from None
+        wrong = [f"{k}={given[k]!r} but the checkpoint has {k}={recorded[k]!r}" for k in recorded
+                 if k in given and _contradicts(k, given[k], recorded[k])]
+        if wrong:
+            raise ConfigError(f"checkpoint {given['checkpoint']} was trained with other settings: {'; '.join(wrong)}"
+                              " (leave these keys out to use the trained values)")
+        return {**recorded, **given}
+
     def validate(self):
-        self.validate_model()
         if not self.checkpoint:
             raise ConfigError("checkpoint is empty: set it to a .ckpt from tools/latte_converter.py or train.py")
-        for key in ("sampling_steps", "num_samples", "batch_size", "fps", "trajectory_stride", "vae_micro_batch",
-                    "display_scale"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
+        self.validate_model()
         if self.guidance_scale > 1 and self.condition != "class":
             raise ConfigError(f"guidance_scale={self.guidance_scale} needs a class-conditional model "
                               f"(condition is {self.condition!r}); use guidance_scale: 1.0")
@@ -224,28 +239,34 @@ class SampleConfig(ContextOptions, ModelOptions):
 
 
 @dataclasses.dataclass
-class TrainConfig(ContextOptions, ModelOptions):
-    output_path: str = field("outputs/train", "run folder: config, log, metrics, loss curve, ckpt/, samples/")
+class DataOptions:
     data_config_file: str = field("", "yaml whose 'data_config' mapping is the base of data_config",
                                   include="data_config")
     data_config: DataConfig = field(default_factory=DataConfig, help="where and how to read the videos")
+
+
+@dataclasses.dataclass
+class TrainConfig(ContextOptions, ModelOptions, DataOptions):
+    output_path: str = field("outputs/train", "run folder: config, log, metrics, loss curve, ckpt/, samples/")
     pretrained_model_path: str = field("", "initialize Latte from these weights (.ckpt, converted or trained)")
     resume: Optional[str] = field(None, "resume state to continue from; 'true'/'latest': the newest under "
                                         "output_path/ckpt")
+    use_recompute: bool = field(False, "recompute block activations in backward to save memory")
     # schedule
-    train_batch_size: int = field(5, "videos per micro-batch (per process)")
-    epochs: int = field(3000, "data epochs to train (unless max_steps ends it first)")
-    max_steps: Optional[int] = field(None, "stop after this many optimizer steps (checkpoint included)")
-    gradient_accumulation_steps: int = field(1, "micro-batches per optimizer step")
+    train_batch_size: int = field(5, "videos per micro-batch (per process)", minimum=1)
+    epochs: int = field(3000, "data epochs to train (unless max_steps ends it first)", minimum=1)
+    max_steps: Optional[int] = field(None, "stop after this many optimizer steps (checkpoint included); empty: no "
+                                           "limit", minimum=1)
+    gradient_accumulation_steps: int = field(1, "micro-batches per optimizer step", minimum=1)
     start_learning_rate: float = field(1e-4, "peak learning rate")
     end_learning_rate: float = field(1e-7, "final learning rate of cosine_decay")
     scheduler: str = field("constant", "learning-rate schedule after warm-up", choices=SCHEDULERS)
-    warmup_steps: int = field(0, "linear warm-up optimizer steps")
-    decay_steps: int = field(0, "cosine decay length in optimizer steps (0: until the end)")
+    warmup_steps: int = field(0, "linear warm-up optimizer steps", minimum=0)
+    decay_steps: int = field(0, "cosine decay length in optimizer steps (0: until the end)", minimum=0)
     # optimizer
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999], help="AdamW beta1, beta2")
     optim_eps: float = field(1e-8, "AdamW epsilon (official torch AdamW: 1e-8; mindone configs use 1e-6)")
-    weight_decay: float = field(0.0, "AdamW weight decay (norms, biases and fixed tables are exempt)")
+    weight_decay: float = field(0.0, "AdamW weight decay (norms, biases and fixed tables are exempt)", minimum=0.0)
     clip_grad: bool = field(False, "clip gradients to max_grad_norm (global norm)")
     max_grad_norm: float = field(1.0, "global gradient norm limit when clip_grad")
     use_ema: bool = field(True, "keep an EMA of the weights (saved as latte-<step>-ema.ckpt)")
@@ -254,40 +275,83 @@ class TrainConfig(ContextOptions, ModelOptions):
     loss_scaler_type: str = field("dynamic", "loss scaling: dynamic, static or none", choices=LOSS_SCALERS)
     init_loss_scale: float = field(65536.0, "initial (or static) loss scale")
     loss_scale_factor: float = field(2.0, "dynamic scale change factor")
-    scale_window: int = field(1000, "finite steps before the dynamic scale grows")
+    scale_window: int = field(1000, "finite steps before the dynamic scale grows", minimum=1)
     # data feeding and VAE
     dataset_sink_mode: bool = field(False, "feed data by sinking to the device (Ascend/GPU; CPU falls back)")
     sink_size: int = field(-1, "steps per sink (-1: one epoch)")
-    vae_micro_batch: int = field(8, "frames the VAE encodes at once inside the train step")
+    vae_micro_batch: int = field(8, "frames the VAE encodes at once inside the train step", minimum=1)
     vae_sample: bool = field(True, "encode with a posterior sample (official) rather than the mean")
     # outputs
-    log_interval: int = field(1, "optimizer steps between metric rows / log lines")
-    ckpt_save_interval: int = field(1, "save every this many epochs, or steps with step_mode")
+    log_interval: int = field(1, "optimizer steps between metric rows / log lines", minimum=1)
+    ckpt_save_interval: int = field(1, "save every this many epochs, or steps with step_mode", minimum=1)
     step_mode: bool = field(False, "ckpt_save_interval counts optimizer steps instead of epochs")
-    ckpt_max_keep: int = field(3, "newest checkpoints kept of each kind")
+    ckpt_max_keep: int = field(3, "newest checkpoints kept of each kind", minimum=1)
     sample_at_checkpoint: bool = field(False, "write sample GIFs with the EMA weights at each checkpoint")
-    sample_num_videos: int = field(2, "videos per checkpoint sample")
-    sample_steps: int = field(25, "denoising steps of checkpoint samples")
+    sample_num_videos: int = field(2, "videos per checkpoint sample", minimum=1)
+    sample_steps: int = field(25, "denoising steps of checkpoint samples", minimum=1)
     sample_ddim: bool = field(True, "checkpoint samples use DDIM (False: DDPM ancestral sampling, the official "
                                     "sample.py's method)")
-    sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)")
+    sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)",
+                                      minimum=1)
 
     @property
     def trains_on_cache(self):
         """The data are cached latents (tools/embedding_cache.py): no VAE runs in the train step."""
         return self.data_config.train_data_type in CACHE_DATA_TYPES
 
+    def latte_kwargs(self):
+        return dict(super().latte_kwargs(), use_recompute=self.use_recompute)
+
     def validate(self):
         self.validate_model()
-        for key in ("train_batch_size", "epochs", "gradient_accumulation_steps", "log_interval",
-                    "ckpt_save_interval", "ckpt_max_keep", "vae_micro_batch", "sample_num_videos", "sample_steps",
-                    "sample_display_scale"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps={self.max_steps} must be >= 1 (or null for no limit)")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1)")
-        if self.condition == "text":
-            raise ConfigError("condition 'text' training needs captions and a text encoder, which latte-ms does "
-                              "not have yet: use null or 'class'")
+
+
+@dataclasses.dataclass
+class EmbeddingCacheConfig(ContextOptions, VAEOptions, DataOptions):
+    """What tools/embedding_cache.py reads: the videos (data keys), how they are framed (image_size, condition),
+    the VAE and its scale, and how the cache is written."""
+    image_size: int = field(256, "frame height = width in pixels the videos are cropped and resized to (as "
+                                 "training reads them)", minimum=1)
+    condition: Optional[str] = field(None, "'class': record each video's class label (from "
+                                           "data_config.class_from); null: no labels", choices=(None, "class"))
+    cache_folder: str = field("", "folder of the cache (created; an existing cache of the same settings is "
+                                  "continued, one of other settings is an error)")
+    cache_file_type: str = field("numpy", "numpy (one memory-mappable .npy per video) or mindrecord (chunks of "
+                                          "videos, one row per segment of frames)", choices=CACHE_DATA_TYPES)
+    save_data_type: str = field("float32", "stored dtype of the latents (float16 halves the cache)",
+                                choices=SAVE_DTYPES)
+    sample_latents: bool = field(False, "store a posterior sample (mean + std * noise, noise seeded by (seed, video)) "
+                                        "instead of the posterior mean")
+    frames_per_batch: int = field(8, "frames the VAE encodes per call (memory vs speed); the last batch of a "
+                                     "video is padded so one graph serves all", minimum=1)
+    vae_dtype: str = field("fp32", "VAE compute dtype (GroupNorm stays fp32)", choices=DTYPES)
+    resume_cache_index: int = field(0, "skip videos before this index of the listing (the index a stopped run "
+                                       "printed); cached videos are never rewritten anyway", minimum=0)
+    max_videos: Optional[int] = field(None, "stop after this many videos were attempted in this run (null: all)",
+                                      minimum=1)
+    rank: Optional[int] = field(None, "this process caches the videos whose index modulo world_size is rank "
+                                      "(null: 0, or the launcher's rank with use_parallel)")
+    world_size: Optional[int] = field(None, "number of processes sharing the videos (null: 1, or the launcher's "
+                                            "with use_parallel)")
+    segment_frames: int = field(16, "mindrecord: latent frames per row (one row must fit max_page_size)", minimum=1)
+    videos_per_file: int = field(64, "mindrecord: videos per file; each file is committed whole (a stopped run "
+                                     "loses at most the open one)", minimum=1)
+    max_page_size: int = field(32, "mindrecord: page size in MiB (1..256); checked against the row size", minimum=1)
+
+    def validate(self):
+        if not self.cache_folder:
+            raise ConfigError("cache_folder is empty: give the folder to write the cache to")
+        if self.pixel_space:
+            raise ConfigError("vae_checkpoint is empty: the cache stores VAE latents; set vae_checkpoint to a "
+                              ".ckpt from tools/vae_converter.py")
+        if self.data_config.train_data_type in CACHE_DATA_TYPES:
+            raise ConfigError(f"data_config.train_data_type={self.data_config.train_data_type!r} is already a "
+                              "cache: give the data config of the videos (video_file, frame_folder or synthetic)")
+        if (self.rank is None) != (self.world_size is None):
+            raise ConfigError("give both rank and world_size, or neither")
+        if self.world_size is not None and not 0 <= self.rank < self.world_size:
+            raise ConfigError(f"rank={self.rank} with world_size={self.world_size}: expected 0 <= rank < world_size")
+        if self.world_size is not None and self.use_parallel:
+            raise ConfigError("use_parallel takes rank and world_size from the launcher: do not also set them")

@@ -9,12 +9,12 @@ import numpy as np
 import mindspore as ms
 from mindspore.nn.utils import no_init_parameters
 
+from latte.checkpoint_io import load_checkpoint_into
 from latte.diffusion import duplicate_for_cfg, guidance_enabled, sample_loop
 from latte.env import resolve_dtype
-from latte.models import create_latte
-from latte.models.checkpoint import check_diffusion_record, load_latte_checkpoint
+from latte.io import save_video, video_to_uint8
+from latte.models.factory import create_latte
 from latte.models.precision import apply_amp
-from latte.options import DIFFUSION_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,9 @@ def load_latte_for_inference(cfg, device_target):
     """Latte for `cfg`'s options with the checkpoint loaded strictly, in eval mode and cfg.dtype."""
     describe = (f"{cfg.model_name} (image_size {cfg.image_size}, num_frames {cfg.num_frames}, "
                 f"condition {cfg.condition})")
-    check_diffusion_record(cfg, cfg.checkpoint, DIFFUSION_KEYS)
     with no_init_parameters():
         net = create_latte(cfg.model_name, **cfg.latte_kwargs())
-    load_latte_checkpoint(net, cfg.checkpoint, describe)
+    load_checkpoint_into(net, cfg.checkpoint, describe)
     net.set_train(False)
     return apply_amp(net, resolve_dtype(cfg.dtype, device_target))
 
@@ -148,3 +147,45 @@ def run_dir(output_path, stamp=None):
         suffix += 1
     os.makedirs(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------------
+
+def video_name(index, label):
+    if label is None:
+        return f"sample_{index:03d}"
+    return f"sample_{index:03d}_class{int(label)}"
+
+
+def write_video(frames_uint8, stem, cfg):
+    """frames (F, H, W, 3) uint8 -> stem.gif / stem.mp4 as cfg.save_format says; returns the paths."""
+    suffixes = {"gif": [".gif"], "mp4": [".mp4"], "both": [".gif", ".mp4"]}[cfg.save_format]
+    paths = [stem + suffix for suffix in suffixes]
+    for path in paths:
+        save_video(frames_uint8, path, fps=cfg.fps)
+    return paths
+
+
+def trajectory_frames(decode, path, index, cfg):
+    """Decoded x_t of sample `index` at every trajectory_stride-th step (and the last): each a grid of all frames."""
+    steps = list(range(0, path.shape[0], cfg.trajectory_stride))
+    steps += [path.shape[0] - 1] if steps[-1] != path.shape[0] - 1 else []
+    frames = []
+    for k in steps:
+        clip = decode(path[k, index:index + 1])
+        video = enlarge(video_to_uint8(clip.asnumpy()[0]), cfg.display_scale)  # (F, H, W, 3)
+        frames.append(mosaic(video))  # one (rows*H, cols*W, 3) image
+    return np.stack(frames)
+
+
+def mosaic(frames):
+    """(F, H, W, 3) -> (rows*H, cols*W, 3) with cols = ceil(sqrt(F))."""
+    f, h, w, c = frames.shape
+    cols = int(np.ceil(np.sqrt(f)))
+    rows = int(np.ceil(f / cols))
+    canvas = np.zeros((rows * cols, h, w, c), frames.dtype)
+    canvas[:f] = frames
+    canvas = canvas.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)  # -> (rows, H, cols, W, 3)
+    return canvas.reshape(rows * h, cols * w, c)

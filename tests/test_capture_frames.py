@@ -9,8 +9,8 @@ from PIL import Image
 
 from latte.data import write_synthetic_dataset
 from latte.data.readers import open_video
-from latte.vae_training.frames import (FRAME_PATTERN, PARTIAL_SUFFIX, kept_frame_indices, list_frame_images,
-                                       load_frame, to_channels)
+from latte.data.transforms import to_channels
+from latte.vae_training.frames import FRAME_PATTERN, PARTIAL_SUFFIX, kept_frame_indices, list_frame_images, load_frame
 from tools import capture_frames
 
 SKVIDEO = pytest.importorskip("skvideo")

@@ -143,3 +143,23 @@ def test_latent_scale_comes_from_the_vae_record_unless_set(tmp_path):
     assert SampleConfig(vae_checkpoint=trained, image_size=32, sd_scale_factor=0.5).latent_scale == 0.5
     assert SampleConfig(vae_checkpoint=str(tmp_path / "missing.ckpt")).latent_scale == pytest.approx(0.18215)
     assert SampleConfig(vae_checkpoint="", sd_scale_factor=0.5).latent_scale == 1.0  # pixel space: no scaling
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "cache", "*.yaml"))))
+def test_shipped_cache_configs_parse(path):
+    from latte.options import EmbeddingCacheConfig
+
+    cfg = load_config(EmbeddingCacheConfig, ["-c", path, "--cache_folder", "cache"])
+    assert cfg.data_config.train_data_type == "frame_folder" and cfg.image_size == 256
+
+
+def test_minimum_and_choices_are_config_errors_naming_the_dotted_key():
+    from latte.options import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^data_config.sample_stride=0 must be >= 1$"):
+        load_config(TrainConfig, ["--data_config.sample_stride", "0"])
+    with pytest.raises(ConfigError, match=r"^data_config.class_from='title' is not one of \['folder', 'filename'\]$"):
+        load_config(TrainConfig, ["--data_config.class_from", "title"])
+    with pytest.raises(ConfigError, match="^max_steps=0 must be >= 1$"):
+        load_config(TrainConfig, ["--max_steps", "0"])
+    assert load_config(TrainConfig, ["--max_steps", "null"]).max_steps is None  # not set: no minimum

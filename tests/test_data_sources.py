@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from latte.config import ConfigError
 from latte.data import DataConfig, DataError, build_video_index
 from latte.data.sources import list_frame_folders, list_video_files, natural_key, read_filter_list
 
@@ -119,7 +120,7 @@ def test_missing_or_empty_folder_is_one_clear_error(tmp_path, data_type):
 
 
 def test_unknown_data_type_names_the_choices(tmp_path):
-    with pytest.raises(DataError, match="frame_folder"):
+    with pytest.raises(ConfigError, match="frame_folder"):  # refused when the config is made
         build_video_index(DataConfig(data_folder=str(tmp_path), train_data_type="lmdb"), 4, 8)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from latte.diffusion import CFGDenoiser, create_diffusion, denoise_step, duplicate_for_cfg
+from latte.diffusion import CFGDenoiser, create_diffusion, denoise_step, duplicate_for_cfg, sample_loop
 
 LATENT_CHANNELS = 4  # the official forward_with_cfg guides exactly the first 4 output channels
 SHAPE = (2, 3, LATENT_CHANNELS, 4, 4)  # (B, F, C, H, W)
@@ -87,8 +87,7 @@ def eager_reference(d, model, method, seed, eta=0.0, y=None, cfg_scale=None):
 
 
 def run_loop(d, model, method, **kwargs):
-    loop = d.p_sample_loop if method == "ddpm" else d.ddim_sample_loop
-    return loop(model, SHAPE, progress=False, **kwargs)
+    return sample_loop(d, model, SHAPE, method=method, progress=False, **kwargs)
 
 
 def assert_matches(actual, expected):
@@ -122,11 +121,12 @@ def test_ddpm_noise_and_progress_bar(graph_mode, capsys):
     d = create_diffusion(STEPS)
     model = TinyDenoiser()
     start = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
-    final, trajectory = d.p_sample_loop(model, SHAPE, noise=start, seed=1, return_trajectory=True, progress=True)
+    final, trajectory = sample_loop(d, model, SHAPE, method="ddpm", noise=start, seed=1, return_trajectory=True,
+                                    progress=True)
     np.testing.assert_array_equal(trajectory.asnumpy()[0], start)  # the given noise is x_T
     assert "6/6" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"noise has shape \(1, 3, 4, 4, 4\)"):
-        d.p_sample_loop(model, SHAPE, noise=start[:1], progress=False)
+        sample_loop(d, model, SHAPE, method="ddpm", noise=start[:1], progress=False)
 
 
 def test_ddim_eta0_is_deterministic_given_noise(graph_mode):
@@ -134,8 +134,8 @@ def test_ddim_eta0_is_deterministic_given_noise(graph_mode):
     d = create_diffusion(STEPS)
     model = TinyDenoiser()
     start = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
-    a = d.ddim_sample_loop(model, SHAPE, noise=start, seed=1, progress=False)
-    b = d.ddim_sample_loop(model, SHAPE, noise=start, seed=2, progress=False)
+    a = sample_loop(d, model, SHAPE, method="ddim", noise=start, seed=1, progress=False)
+    b = sample_loop(d, model, SHAPE, method="ddim", noise=start, seed=2, progress=False)
     np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
 
 
@@ -173,14 +173,15 @@ def test_classifier_free_guidance(graph_mode, method):
 def test_guidance_errors(graph_mode):
     d = create_diffusion(STEPS)
     with pytest.raises(ValueError, match="needs labels y"):
-        d.ddim_sample_loop(TinyDenoiser(), SHAPE, cfg_scale=4.0, progress=False)
+        sample_loop(d, TinyDenoiser(), SHAPE, method="ddim", cfg_scale=4.0, progress=False)
 
     class NoCFG(nn.Cell):
         def construct(self, x, t, y):
             return x
 
     with pytest.raises(TypeError, match="construct_with_cfg"):
-        d.ddim_sample_loop(NoCFG(), SHAPE, y=Tensor(np.array([1, 5], np.int32)), cfg_scale=4.0, progress=False)
+        sample_loop(d, NoCFG(), SHAPE, method="ddim", y=Tensor(np.array([1, 5], np.int32)), cfg_scale=4.0,
+                    progress=False)
 
 
 def test_wrong_model_output_is_loud_in_graph(graph_mode):
@@ -189,16 +190,16 @@ def test_wrong_model_output_is_loud_in_graph(graph_mode):
             return x
 
     with pytest.raises(ValueError, match=r"expected \(2, 3, 8, 4, 4\)"):
-        create_diffusion(STEPS).ddim_sample_loop(EpsOnly(), SHAPE, progress=False)
+        sample_loop(create_diffusion(STEPS), EpsOnly(), SHAPE, method="ddim", progress=False)
 
 
 def test_pynative_loop_matches_graph():
     """Under PYNATIVE the step still runs as one ms.jit graph, with the same result."""
     model = TinyDenoiser()
     with context_mode(ms.GRAPH_MODE):
-        graph = create_diffusion(STEPS).ddim_sample_loop(model, SHAPE, seed=2, eta=0.3, progress=False)
+        graph = sample_loop(create_diffusion(STEPS), model, SHAPE, method="ddim", seed=2, eta=0.3, progress=False)
     with context_mode(ms.PYNATIVE_MODE):
-        eager = create_diffusion(STEPS).ddim_sample_loop(model, SHAPE, seed=2, eta=0.3, progress=False)
+        eager = sample_loop(create_diffusion(STEPS), model, SHAPE, method="ddim", seed=2, eta=0.3, progress=False)
     np.testing.assert_allclose(eager.asnumpy(), graph.asnumpy(), rtol=1e-6, atol=1e-6)
 
 
@@ -206,5 +207,5 @@ def test_official_sample_py_respacing_for_ddim(graph_mode):
     """sample.py builds create_diffusion(str(steps)) for DDIM too: "50" -> the float-stride map, not ddim50."""
     d = create_diffusion("50")
     assert list(d.timestep_map[:5]) == [0, 20, 41, 61, 82]
-    final = d.ddim_sample_loop(TinyDenoiser(), SHAPE, seed=0, progress=False)
+    final = sample_loop(d, TinyDenoiser(), SHAPE, method="ddim", seed=0, progress=False)
     assert np.isfinite(final.asnumpy()).all()

@@ -65,7 +65,7 @@ def test_mp4_cache_equals_direct_encoding_and_skips_broken_files(tmp_path, vae_p
 def test_frame_folders_with_labels_and_posterior_samples(tmp_path, vae_path, frame_folders):
     cache = tmp_path / "cache"
     assert run_tool(*cache_args(frame_folders, cache, vae_path, "frame_folder", "--condition", "class",
-                                "--num_classes", 3, "--sample_latents", "True", "--seed", 7,
+                                "--sample_latents", "True", "--seed", 7,
                                 "--frames_per_batch", 4)) == 0
     index = read_cache_index(str(cache))
     assert index.header["class_names"] == ["circle", "square", "triangle"]

@@ -29,7 +29,7 @@ def videos(tmp_path_factory):
 def cache(request, tmp_path_factory, vae_path, videos):
     folder = tmp_path_factory.mktemp(request.param) / "cache"
     assert run_tool(*cache_args(videos.data_folder, folder, vae_path, "frame_folder", "--condition", "class",
-                                "--num_classes", 3, "--cache_file_type", request.param, "--segment_frames", 4,
+                                "--cache_file_type", request.param, "--segment_frames", 4,
                                 "--videos_per_file", 3)) == 0
     return dataclasses.replace(videos, data_folder=str(folder), train_data_type=request.param)
 

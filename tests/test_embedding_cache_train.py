@@ -24,7 +24,7 @@ def test_two_steps_from_cache_write_a_checkpoint_without_a_vae(tmp_path, vae_pat
 
     cache = tmp_path / "cache"
     assert run_tool(*cache_args(videos, cache, vae_path, "frame_folder", "--cache_file_type", file_type,
-                                "--condition", "class", "--num_classes", 3)) == 0
+                                "--condition", "class")) == 0
 
     def no_vae(*args, **kwargs):
         raise AssertionError("training from a cache must not build the VAE")

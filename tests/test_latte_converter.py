@@ -12,7 +12,7 @@ import mindspore as ms  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from latte.convert.io import read_state_dict  # noqa: E402
-from latte.models import Latte  # noqa: E402
+from latte.models.latte import Latte  # noqa: E402
 from tests.test_latte_parity import TINY  # noqa: E402
 from tests.torch_latte import TorchLatte, randomize_  # noqa: E402
 from tools import latte_converter  # noqa: E402

@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 
 import mindspore as ms  # noqa: E402
 
-from latte.models import Latte  # noqa: E402
+from latte.models.latte import Latte  # noqa: E402
 from tests.torch_latte import TorchLatte, randomize_  # noqa: E402
 from tools import latte_converter  # noqa: E402
 

@@ -73,10 +73,13 @@ def test_diffusion_settings_are_recorded_and_checked_by_sample(tmp_path, frame_f
     ckpt = str(out / "ckpt" / "latte-0000001-ema.ckpt")
     base = ["--checkpoint", ckpt, "--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4",
             "--vae_checkpoint", "", "--device_target", "CPU", "--sampling_steps", "2", "--ddim_sampling", "True"]
-    with pytest.raises(ValueError, match=r"noise_schedule: 'squaredcos_cap_v2' \(config: 'linear'\).*"
-                                         r"predict_xstart: True \(config: False\)"):
-        sample.main(base + ["--output_path", str(tmp_path / "wrong")])
+    wrong = ["--noise_schedule", "linear", "--predict_xstart", "False"]
+    with pytest.raises(ConfigError, match=r"noise_schedule='linear' but the checkpoint has "
+                                          r"noise_schedule='squaredcos_cap_v2'; predict_xstart=False but the "
+                                          r"checkpoint has predict_xstart=True"):
+        sample.main(base + wrong + ["--output_path", str(tmp_path / "wrong")])
     assert os.listdir(sample.main(base + diffusion + ["--output_path", str(tmp_path / "right")]))
+    assert os.listdir(sample.main(base + ["--output_path", str(tmp_path / "recorded")]))  # the record supplies them
 
 
 def test_resume_is_exact(tmp_path, frame_folder):

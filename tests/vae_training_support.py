@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from latte.convert.io import save_ms_checkpoint
+from latte.checkpoint_io import save_ms_checkpoint
 from latte.vae_training.frames import list_frame_images
 
 TINY_LPIPS_CHANNELS = (4, 8, 8, 16, 16)

@@ -82,7 +82,7 @@ def bench_forward(args, ctx):
     import mindspore as ms
 
     from latte.env import resolve_dtype
-    from latte.models import create_latte
+    from latte.models.factory import create_latte
     from latte.models.precision import apply_amp
 
     net = create_latte(args.model_name, input_size=args.latent_size, num_frames=args.num_frames,
@@ -125,7 +125,7 @@ def bench_train(args, ctx):
 
     from latte.diffusion import create_diffusion
     from latte.env import resolve_dtype
-    from latte.models import create_latte
+    from latte.models.factory import create_latte
     from latte.models.precision import apply_amp
     from latte.training.loss import LatteTrainLoss
     from latte.training.optim import create_optimizer, lr_schedule
@@ -166,7 +166,7 @@ def bench_sample(args, ctx):
 
     from latte.diffusion import create_diffusion, denoise_step
     from latte.env import resolve_dtype
-    from latte.models import create_latte
+    from latte.models.factory import create_latte
     from latte.models.precision import apply_amp
 
     net = create_latte(args.model_name, input_size=args.latent_size, num_frames=args.num_frames,

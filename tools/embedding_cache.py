@@ -1,11 +1,11 @@
 """Cache the VAE latents of every frame of every training video, to train without decoding or encoding.
 
-    python tools/embedding_cache.py --config configs/training/sky_video.yaml --cache_folder DIR \
+    python tools/embedding_cache.py -c configs/cache/sky_video.yaml --cache_folder DIR \
         --cache_file_type numpy|mindrecord [--save_data_type float16] [--resume_cache_index K]
     python train.py -c configs/training/sky_numpy_video.yaml --data_config.data_folder DIR
 
---config is a training config: its data, image_size, condition, vae_checkpoint and sd_scale_factor say what
-is cached (its other keys are accepted and unused). Frames are read and transformed as training reads them,
+The config's data keys, image_size, condition, vae_checkpoint and sd_scale_factor say what is cached (as the
+training config that reads the cache has them). Frames are read and transformed as training reads them,
 whole videos at stride 1 without flips, so training may take any num_frames and sample_stride later.
 Rerunning continues a cache (cached videos are never rewritten); a stopped run prints where to continue.
 Parallel: --rank R --world_size N in N processes, or --use_parallel True under msrun.
@@ -14,10 +14,10 @@ import logging
 import sys
 
 from latte.config import ConfigError, load_config
-from latte.convert.io import ConversionError
-from latte.data.cache_builder import CacheInterrupted, EmbeddingCacheConfig, build_cache
+from latte.checkpoint_io import CheckpointError
 from latte.data.errors import DataError
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
+from latte.options import EmbeddingCacheConfig
 
 logger = logging.getLogger("embedding_cache")
 
@@ -25,6 +25,8 @@ logger = logging.getLogger("embedding_cache")
 def main(argv=None):
     # 1. Config, device, rank
     cfg = load_config(EmbeddingCacheConfig, argv, __doc__)
+    from latte.data.cache_builder import CacheInterrupted, build_cache  # MindSpore from here on
+
     setup_logging()
     ctx = setup_context_from(cfg)
     rank, world_size = (ctx.rank, ctx.group_size) if cfg.use_parallel else (cfg.rank or 0, cfg.world_size or 1)
@@ -50,7 +52,7 @@ def cli(argv=None):
     """main() with user errors (config, data, VAE checkpoint) as one line on stderr and exit code 2."""
     try:
         return main(argv)
-    except (ConfigError, DataError, ConversionError) as err:
+    except (ConfigError, DataError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

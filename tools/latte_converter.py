@@ -10,8 +10,8 @@ torch -> MindSpore; MindSpore -> .pt needs torch (MindSpore -> .safetensors does
 import argparse
 import os
 
-from latte.convert.io import (ConversionError, cli_main, read_checkpoint_tree, read_ms_checkpoint,
-                              save_ms_checkpoint, strip_prefixes, unwrap_state_dict)
+from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint, save_ms_checkpoint
+from latte.convert.io import cli_main, read_checkpoint_tree, strip_prefixes, unwrap_state_dict
 from latte.convert.latte_keys import WRAPPER_PREFIXES, convert_official, describe_official, ms_to_official
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -59,7 +59,7 @@ def to_mindspore(args):
     # 3. Build the MindSpore model (parameters not initialized) and map every tensor onto it
     from mindspore.nn.utils import no_init_parameters
 
-    from latte.models import Latte
+    from latte.models.latte import Latte
 
     with no_init_parameters():
         net = Latte(patch_embedder=args.patch_embedder, **config)
@@ -69,16 +69,8 @@ def to_mindspore(args):
     meta = {"kind": "latte", "model_name": model_name, "config": dict(config, patch_embedder=args.patch_embedder),
             "source": os.path.abspath(args.source), "source_entry": entry}
     save_ms_checkpoint(params, args.target, meta)
-    verify_strict_load(net, args.target)
+    load_strict(net, read_ms_checkpoint(args.target)[0], what=args.target)
     print(f"wrote {args.target} ({len(params)} parameters) and {args.target}.json")
-
-
-def verify_strict_load(net, path):
-    import mindspore as ms
-
-    not_loaded, unused = ms.load_param_into_net(net, ms.load_checkpoint(path), strict_load=True)
-    if not_loaded or unused:
-        raise ConversionError(f"{path}: strict load failed (not loaded: {not_loaded}, unused: {unused})")
 
 
 def to_official(args):
@@ -87,9 +79,9 @@ def to_official(args):
     config = meta.get("config", {})
     patch = params.get("x_embedder.proj.weight")
     if patch is None:
-        raise ConversionError(f"{args.source}: not a latte-ms Latte checkpoint (no x_embedder.proj.weight)")
+        raise CheckpointError(f"{args.source}: not a latte-ms Latte checkpoint (no x_embedder.proj.weight)")
     if patch.ndim == 2 and not config:
-        raise ConversionError(f"{args.source}: linear patch embedder weights need the sidecar "
+        raise CheckpointError(f"{args.source}: linear patch embedder weights need the sidecar "
                               f"{args.source}.json (in_channels, patch_size) to restore the conv layout")
     state = ms_to_official(params, config.get("in_channels"), config.get("patch_size"))
     describe_official(state, args.num_heads, args.num_classes, source=args.source)  # shape sanity
@@ -103,7 +95,7 @@ def to_official(args):
         try:
             import torch
         except ImportError as err:
-            raise ConversionError("writing .pt needs torch (pip install torch==2.13.0), "
+            raise CheckpointError("writing .pt needs torch (pip install torch==2.13.0), "
                                   "or choose a .safetensors target") from err
         torch.save({"ema": {k: torch.from_numpy(v.copy()) for k, v in state.items()}}, args.target)
     print(f"wrote {args.target} ({len(state)} tensors, official layout)")
@@ -116,7 +108,7 @@ def main(argv=None):
     elif args.target.endswith(TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)):
         to_official(args)
     else:
-        raise ConversionError(f"--target {args.target}: use .ckpt (to MindSpore) or .pt/.pth/.safetensors "
+        raise CheckpointError(f"--target {args.target}: use .ckpt (to MindSpore) or .pt/.pth/.safetensors "
                               "(to the official layout)")
     return 0
 

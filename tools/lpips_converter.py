@@ -11,8 +11,8 @@ set lpips_checkpoint to the target in a tools/train_vae.py config.
 import argparse
 import sys
 
-from latte.convert.io import (ConversionError, check_mapping, cli_main, meta_path, read_state_dict,
-                              save_ms_checkpoint, strip_prefixes)
+from latte.checkpoint_io import CheckpointError, meta_path, save_ms_checkpoint
+from latte.convert.io import check_mapping, cli_main, read_state_dict, strip_prefixes
 from latte.vae_training.lpips import LPIPS, VGG16_CHANNELS, convert_lpips_state, load_lpips, lpips_meta
 
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
@@ -30,7 +30,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     if not args.target.endswith(".ckpt"):
-        raise ConversionError(f"--target {args.target}: MindSpore checkpoints must end in .ckpt")
+        raise CheckpointError(f"--target {args.target}: MindSpore checkpoints must end in .ckpt")
 
     # 1. Read both files (torch-free)
     vgg = strip_prefixes(read_state_dict(args.vgg, prefer=("state_dict", "model")), STRIPPED_PREFIXES)

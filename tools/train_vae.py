@@ -12,7 +12,7 @@ import logging
 import os
 
 from latte.config import load_config
-from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.vae_training.config import VAETrainConfig
 
 logger = logging.getLogger("train_vae")
@@ -21,10 +21,8 @@ logger = logging.getLogger("train_vae")
 def main(argv=None):
     # 1. Config, device, logging
     cfg = load_config(VAETrainConfig, argv, __doc__)
-    if cfg.use_parallel:
-        raise ValueError("use_parallel: train_vae.py trains on one device; run it without --use_parallel")
     setup_logging()
-    ctx = setup_context(cfg.device_target, cfg.mode, cfg.jit_level, seed=cfg.seed)
+    ctx = setup_context_from(cfg)  # one device: the config has no use_parallel
     setup_logging(os.path.join(cfg.output_path, "train_vae.log"))
 
     # 2. Frames, networks, compiled steps (and the resume state)

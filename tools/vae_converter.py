@@ -12,11 +12,12 @@ import sys
 
 import numpy as np
 
-from latte.convert.io import ConversionError, check_mapping, cli_main, meta_path, read_state_dict, save_ms_checkpoint
-from latte.convert.vae_keys import (convert_state, detect_layout, infer_architecture, locate_source, read_config,
-                                    select_vae_keys, split_known, summarize_ignored)
-from latte.models.vae import AutoencoderKL, load_params_strict
-from latte.models.vae_config import VAEConfig
+from latte.checkpoint_io import CheckpointError, load_strict, meta_path, save_ms_checkpoint
+from latte.convert.io import check_mapping, cli_main, read_state_dict
+from latte.convert.vae_keys import (convert_state, detect_layout, locate_source, read_config, select_vae_keys,
+                                    split_known, summarize_ignored)
+from latte.models.vae import AutoencoderKL
+from latte.models.vae_config import VAEConfig, infer_architecture
 
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -50,13 +51,13 @@ def resolve_architecture(config_path, params, norm_num_groups):
     try:
         return VAEConfig.from_dict(fields), origin
     except ValueError as err:
-        raise ConversionError(f"{origin}: {err}") from err
+        raise CheckpointError(f"{origin}: {err}") from err
 
 
 def main(argv=None):
     args = parse_args(argv)
     if not args.target.endswith(".ckpt"):
-        raise ConversionError(f"--target {args.target}: MindSpore checkpoints must end in .ckpt")
+        raise CheckpointError(f"--target {args.target}: MindSpore checkpoints must end in .ckpt")
 
     # 1. Find the weights and the architecture record
     weights_path, config_path = locate_source(args.source, args.config)
@@ -83,7 +84,7 @@ def main(argv=None):
     expected = {p.name: tuple(p.shape) for p in vae.get_parameters()}
     known, unused = split_known(params, origin, expected)
     check_mapping(known, expected, unused, what=weights_path)
-    load_params_strict(vae, known, what=weights_path)
+    load_strict(vae, known, what=weights_path)
     print(f"[4/5] all {len(expected)} parameters filled, shapes checked, strict load into AutoencoderKL passed")
 
     # 5. Write weights and the architecture record

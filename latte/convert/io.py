@@ -1,4 +1,4 @@
-"""Reading torch / safetensors checkpoints without torch, and writing MindSpore checkpoints safely.
+"""Reading torch / safetensors checkpoints without torch, and checking a converted mapping.
 
 `read_state_dict` understands the files users download or train with the official code:
 - torch zip archives written by `torch.save` (.pt / .pth / .bin / .ckpt) -- parsed with a restricted unpickler
@@ -6,10 +6,8 @@
 - `.safetensors` files.
 Older (pre-zip) torch files fall back to `torch.load` when torch is installed.
 
-`save_ms_checkpoint` writes weights only (so `load_param_into_net(..., strict_load=True)` reports nothing
-unused) and records what built them in a JSON sidecar `<ckpt>.json`. Both are written atomically.
+Writing and reading MindSpore checkpoints is latte/checkpoint_io.py; every problem is its CheckpointError.
 """
-import json
 import os
 import pickle
 import zipfile
@@ -17,7 +15,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-META_SUFFIX = ".json"
+from latte.checkpoint_io import CheckpointError
+
 _SAFETENSORS_SUFFIX = ".safetensors"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -34,10 +33,6 @@ _STORAGE_DTYPES = {
     "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
-
-
-class ConversionError(Exception):
-    """A problem with a checkpoint a user gave us; the message is one line that says what to do."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -104,13 +99,13 @@ class _TorchUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         kind, storage_type, key, _location, _numel = pid[:5]
         if kind != "storage":
-            raise ConversionError(f"unsupported persistent object {kind!r} in torch archive")
+            raise CheckpointError(f"unsupported persistent object {kind!r} in torch archive")
         if key not in self._storages:
             raw = self._archive.read(f"{self._prefix}/data/{key}")
             name = storage_type.name if isinstance(storage_type, _StorageType) else str(storage_type)
             dtype = _STORAGE_DTYPES.get(name)
             if dtype is None:
-                raise ConversionError(f"unsupported tensor storage {name} in torch archive")
+                raise CheckpointError(f"unsupported tensor storage {name} in torch archive")
             self._storages[key] = _bf16_to_fp32(raw) if dtype == "bfloat16" else np.frombuffer(raw, dtype=dtype)
         return self._storages[key]
 
@@ -119,7 +114,7 @@ def _read_torch_zip(path):
     with zipfile.ZipFile(path) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if not pickles:
-            raise ConversionError(f"{path}: a zip file but not a torch checkpoint (no data.pkl inside)")
+            raise CheckpointError(f"{path}: a zip file but not a torch checkpoint (no data.pkl inside)")
         prefix = pickles[0][: -len("/data.pkl")] if "/" in pickles[0] else ""
         with archive.open(pickles[0]) as f:
             return _TorchUnpickler(f, archive, prefix).load()
@@ -131,14 +126,14 @@ def _read_torch_legacy(path):
 
         torch = importlib.import_module("torch")
     except ImportError as err:
-        raise ConversionError(
+        raise CheckpointError(
             f"{path}: not a zip-format torch checkpoint; legacy files need torch installed "
             "(pip install torch==2.13.0) or re-saving with torch >= 1.6"
         ) from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for bad files
-        raise ConversionError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
     return _torch_tree_to_numpy(obj, torch)
 
 
@@ -156,36 +151,36 @@ def _read_safetensors(path):
     try:
         return OrderedDict(load_file(path))
     except Exception as err:  # safetensors raises its own error types for truncated/invalid headers
-        raise ConversionError(f"{path}: not a readable .safetensors file ({err})") from err
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
 
 
 def read_checkpoint_tree(path):
     """Reads a torch or safetensors checkpoint into nested dicts whose leaves are numpy arrays."""
     if not os.path.exists(path):
-        raise ConversionError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise ConversionError(f"{path}: is a folder; give the checkpoint file inside it")
+        raise CheckpointError(f"{path}: is a folder; give the checkpoint file inside it")
     if os.path.getsize(path) == 0:
-        raise ConversionError(f"{path}: file is empty")
+        raise CheckpointError(f"{path}: file is empty")
     if path.endswith(_SAFETENSORS_SUFFIX):
         return _read_safetensors(path)
     if zipfile.is_zipfile(path):
         try:
             return _read_torch_zip(path)
-        except ConversionError:
+        except CheckpointError:
             raise
         except Exception as err:  # truncated members, bad pickles
-            raise ConversionError(f"{path}: damaged torch checkpoint ({type(err).__name__}: {err})") from err
+            raise CheckpointError(f"{path}: damaged torch checkpoint ({type(err).__name__}: {err})") from err
     with open(path, "rb") as f:
         head = f.read(8)
     if head[:4] == _ZIP_MAGIC:
-        raise ConversionError(f"{path}: damaged or truncated torch checkpoint (zip archive without its end); "
+        raise CheckpointError(f"{path}: damaged or truncated torch checkpoint (zip archive without its end); "
                               "download or copy it again")
     if head[:1] == b"\x80":  # a bare pickle: the pre-1.6 torch format
         return _read_torch_legacy(path)
     if _looks_like_safetensors(head, path):
         return _read_safetensors(path)
-    raise ConversionError(f"{path}: not a torch (.pt/.bin/.ckpt) or .safetensors checkpoint")
+    raise CheckpointError(f"{path}: not a torch (.pt/.bin/.ckpt) or .safetensors checkpoint")
 
 
 def _looks_like_safetensors(head, path):
@@ -210,77 +205,14 @@ def read_state_dict(path, prefer=("ema", "model", "state_dict", "module")):
 
 def unwrap_state_dict(tree, prefer, path="checkpoint"):
     if not isinstance(tree, dict):
-        raise ConversionError(f"{path}: holds a {type(tree).__name__}, not a state dict")
+        raise CheckpointError(f"{path}: holds a {type(tree).__name__}, not a state dict")
     if tree and all(is_array(v) for v in tree.values()):
         return OrderedDict(tree)
     for key in prefer:
         if isinstance(tree.get(key), dict):
             return unwrap_state_dict(tree[key], prefer, path)
     keys = ", ".join(sorted(str(k) for k in tree)[:8])
-    raise ConversionError(f"{path}: found no state dict (top-level keys: {keys})")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# MindSpore checkpoints
-# ---------------------------------------------------------------------------------------------------------
-
-def meta_path(ckpt_path):
-    return ckpt_path + META_SUFFIX
-
-
-def _atomic_write_json(obj, path):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_ms_checkpoint(params, path, meta=None):
-    """Writes `params` (name -> numpy array or Tensor) as a MindSpore .ckpt, atomically.
-
-    `meta` (JSON-able) goes to the sidecar `<path>.json`; the .ckpt holds weights only.
-    """
-    import mindspore as ms
-
-    if not path.endswith(".ckpt"):
-        raise ConversionError(f"{path}: MindSpore checkpoints must end in .ckpt")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    entries = [{"name": name, "data": ms.Tensor(np.asarray(value)) if is_array(value) else value}
-               for name, value in params.items()]
-    tmp = f"{path}.tmp-{os.getpid()}.ckpt"
-    try:
-        ms.save_checkpoint(entries, tmp)
-        if meta is not None:
-            _atomic_write_json(meta, meta_path(path))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def read_ms_checkpoint(path):
-    """Returns (name -> numpy array, meta dict or {}) for a MindSpore .ckpt and its sidecar."""
-    import mindspore as ms
-
-    if not os.path.isfile(path):
-        raise ConversionError(f"{path}: no such checkpoint file")
-    try:
-        loaded = ms.load_checkpoint(path)
-    except Exception as err:  # MindSpore raises ValueError/RuntimeError for damaged files
-        raise ConversionError(f"{path}: not a readable MindSpore checkpoint ({err})") from err
-    params = OrderedDict((k, v.asnumpy()) for k, v in loaded.items() if hasattr(v, "asnumpy"))
-    return params, read_meta(path)
-
-
-def read_meta(path):
-    """The sidecar record `<path>.json` of a checkpoint ({} when there is none); the weights are not read."""
-    if not os.path.isfile(meta_path(path)):
-        return {}
-    with open(meta_path(path)) as f:
-        return json.load(f)
+    raise CheckpointError(f"{path}: found no state dict (top-level keys: {keys})")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,7 +226,7 @@ def _listing(names, limit=12):
 
 
 def check_mapping(converted, expected_shapes, unused_source_keys, what="checkpoint"):
-    """Raises ConversionError unless `converted` fills exactly `expected_shapes` and no source key is unused.
+    """Raises CheckpointError unless `converted` fills exactly `expected_shapes` and no source key is unused.
 
     converted: target name -> array; expected_shapes: target name -> shape tuple.
     """
@@ -313,7 +245,7 @@ def check_mapping(converted, expected_shapes, unused_source_keys, what="checkpoi
     if wrong:
         problems.append(f"shape mismatches: {_listing(wrong, 6)}")
     if problems:
-        raise ConversionError(f"{what} does not match the model: " + "; ".join(problems))
+        raise CheckpointError(f"{what} does not match the model: " + "; ".join(problems))
 
 
 def strip_prefixes(state, prefixes):
@@ -331,11 +263,11 @@ def strip_prefixes(state, prefixes):
 
 
 def cli_main(fn, argv=None):
-    """Runs a converter main; a ConversionError becomes one line on stderr and exit code 2."""
+    """Runs a converter main; a CheckpointError becomes one line on stderr and exit code 2."""
     import sys
 
     try:
         return fn(argv)
-    except ConversionError as err:
+    except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from latte.convert.io import ConversionError, check_mapping, strip_prefixes
+from latte.checkpoint_io import CheckpointError
+from latte.convert.io import check_mapping, strip_prefixes
 from latte.models.registry import find_variant, model_spec
 
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile / DDP wrappers
@@ -22,16 +23,16 @@ _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
 def check_is_latte(state, source="checkpoint"):
-    """Raises ConversionError naming what the file is when it is not an official Latte state dict."""
+    """Raises CheckpointError naming what the file is when it is not an official Latte state dict."""
     keys = set(state)
     if any(k in keys for k in _VAE_MARKERS):
-        raise ConversionError(f"{source} is a VAE checkpoint, not Latte: convert it with tools/vae_converter.py")
+        raise CheckpointError(f"{source} is a VAE checkpoint, not Latte: convert it with tools/vae_converter.py")
     missing = [k for k in _REQUIRED if k not in keys]
     if missing:
-        raise ConversionError(f"{source} is not a Latte checkpoint (missing {', '.join(missing)}; "
+        raise CheckpointError(f"{source} is not a Latte checkpoint (missing {', '.join(missing)}; "
                               f"first keys: {', '.join(sorted(keys)[:5])})")
     if "temp_embed" not in keys:
-        raise ConversionError(f"{source} has no temp_embed: it is an image model (DiT?), not a video Latte")
+        raise CheckpointError(f"{source} has no temp_embed: it is an image model (DiT?), not a video Latte")
 
 
 def describe_official(state, num_heads=None, num_classes=None, source="checkpoint"):
@@ -42,7 +43,7 @@ def describe_official(state, num_heads=None, num_classes=None, source="checkpoin
     num_patches = int(state["pos_embed"].shape[1])
     grid = math.isqrt(num_patches)
     if grid * grid != num_patches:
-        raise ConversionError(f"{source}: pos_embed has {num_patches} tokens, not a square patch grid")
+        raise CheckpointError(f"{source}: pos_embed has {num_patches} tokens, not a square patch grid")
     out_dim = int(state["final_layer.linear.weight"].shape[0])
     learn_sigma = out_dim == patch * patch * 2 * in_channels
     mlp_hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
@@ -59,7 +60,7 @@ def describe_official(state, num_heads=None, num_classes=None, source="checkpoin
     name = find_variant(depth, hidden, patch)
     if num_heads is None:
         if name is None:
-            raise ConversionError(f"{source}: depth={depth} hidden={hidden} patch={patch} matches no registered "
+            raise CheckpointError(f"{source}: depth={depth} hidden={hidden} patch={patch} matches no registered "
                                   "variant, so num_heads is unknown: pass --num_heads")
         num_heads = model_spec(name)["num_heads"]
     config["num_heads"] = num_heads

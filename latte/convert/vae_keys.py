@@ -15,9 +15,7 @@ import os
 import re
 from collections import OrderedDict
 
-import numpy as np
-
-from latte.convert.io import ConversionError
+from latte.checkpoint_io import CheckpointError
 
 CONFIG_FILE = "config.json"
 # Weight files of a diffusers folder, in order of preference.
@@ -60,30 +58,30 @@ _LDM_RULES = (  # applied in order, each at most once per key
 def locate_source(source, config_path=None):
     """(weights file, config.json or None) for a diffusers folder or a single checkpoint file."""
     if not os.path.exists(source):
-        raise ConversionError(f"{source}: no such file or folder")
+        raise CheckpointError(f"{source}: no such file or folder")
     if os.path.isdir(source):
         found = [os.path.join(source, n) for n in DIFFUSERS_WEIGHT_FILES if os.path.isfile(os.path.join(source, n))]
         if not found:
-            raise ConversionError(f"{source}: folder has none of {', '.join(DIFFUSERS_WEIGHT_FILES)} "
+            raise CheckpointError(f"{source}: folder has none of {', '.join(DIFFUSERS_WEIGHT_FILES)} "
                                   f"(it holds: {', '.join(sorted(os.listdir(source))[:8]) or 'nothing'})")
         folder_config = os.path.join(source, CONFIG_FILE)
         if config_path is None and os.path.isfile(folder_config):
             config_path = folder_config
         return found[0], config_path
     if os.path.basename(source) == CONFIG_FILE:
-        raise ConversionError(f"{source}: config.json holds no weights; give the folder that contains it")
+        raise CheckpointError(f"{source}: config.json holds no weights; give the folder that contains it")
     return source, config_path
 
 
 def read_config(path):
-    """The dict in a diffusers config.json; a ConversionError for a missing or malformed file."""
+    """The dict in a diffusers config.json; a CheckpointError for a missing or malformed file."""
     try:
         with open(path) as f:
             config = json.load(f)
     except (OSError, ValueError) as err:
-        raise ConversionError(f"{path}: not a readable config.json ({err})") from err
+        raise CheckpointError(f"{path}: not a readable config.json ({err})") from err
     if not isinstance(config, dict):
-        raise ConversionError(f"{path}: config.json must hold a JSON object")
+        raise CheckpointError(f"{path}: config.json must hold a JSON object")
     return config
 
 
@@ -94,7 +92,7 @@ def select_vae_keys(state):
     returned in `ignored_keys`; a Latte transformer checkpoint or a file without VAE weights is an error.
     """
     if any(marker in state for marker in LATTE_MARKERS) or any(k.startswith("blocks.") for k in state):
-        raise ConversionError("this is a Latte transformer checkpoint (x_embedder/blocks.N.attn.qkv), not a VAE: "
+        raise CheckpointError("this is a Latte transformer checkpoint (x_embedder/blocks.N.attn.qkv), not a VAE: "
                               "convert it with tools/latte_converter.py")
     prefix = next((p for p in VAE_PREFIXES if any(k.startswith(p + "encoder.") for k in state)), "")
     vae_state, ignored = OrderedDict(), []
@@ -109,7 +107,7 @@ def select_vae_keys(state):
             vae_state[name] = value
     if not any(k.startswith("encoder.") for k in vae_state):
         sample = ", ".join(list(state)[:5])
-        raise ConversionError(f"no VAE weights found (expected keys like encoder.conv_in.weight; "
+        raise CheckpointError(f"no VAE weights found (expected keys like encoder.conv_in.weight; "
                               f"the file starts with: {sample})")
     return vae_state, prefix, ignored
 
@@ -183,48 +181,13 @@ def convert_state(state, layout):
         canonical = canonical_name(key, layout, decoder_levels)
         if canonical.rsplit(".", 1)[0].endswith(ATTENTION_PROJECTIONS) and value.ndim > 2:
             if any(size != 1 for size in value.shape[2:]):
-                raise ConversionError(f"{key}: attention projection of shape {value.shape} is not a 1x1 conv")
+                raise CheckpointError(f"{key}: attention projection of shape {value.shape} is not a 1x1 conv")
             value = value.reshape(value.shape[:2])  # (C_out, C_in, 1[, 1]) conv -> (C_out, C_in) linear
         name = mindspore_name(canonical)
         if name in params:
-            raise ConversionError(f"{origin[name]} and {key} both map to {name}: the checkpoint mixes layouts")
+            raise CheckpointError(f"{origin[name]} and {key} both map to {name}: the checkpoint mixes layouts")
         params[name], origin[name] = value, key
     return params, origin
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Architecture from shapes
-# ---------------------------------------------------------------------------------------------------------
-
-def _shape(state, key, axis):
-    if key not in state:
-        raise ConversionError(f"cannot infer the VAE architecture: {key} is missing from the checkpoint "
-                              "(give its config.json with --config)")
-    return int(np.shape(state[key])[axis])
-
-
-def _indices(state, pattern):
-    return sorted({int(m[1]) for k in state if (m := re.match(pattern, k))})
-
-
-def infer_architecture(state):
-    """AutoencoderKL config fields readable from weight shapes (canonical or MindSpore names).
-
-    norm_num_groups, act_fn and scaling_factor leave no trace in the weights and are not returned.
-    """
-    levels = _indices(state, r"encoder\.down_blocks\.(\d+)\.")
-    if not levels:
-        raise ConversionError("cannot infer the VAE architecture: no encoder.down_blocks.* weights")
-    return {
-        "in_channels": _shape(state, "encoder.conv_in.weight", 1),
-        "out_channels": _shape(state, "decoder.conv_out.weight", 0),
-        "latent_channels": _shape(state, "decoder.conv_in.weight", 1),
-        "block_out_channels": [_shape(state, f"encoder.down_blocks.{i}.resnets.0.conv1.weight", 0) for i in levels],
-        "layers_per_block": len(_indices(state, r"encoder\.down_blocks\.0\.resnets\.(\d+)\.")),
-        "use_quant_conv": "quant_conv.weight" in state,
-        "use_post_quant_conv": "post_quant_conv.weight" in state,
-        "mid_block_add_attention": any(".mid_block.attentions." in k for k in state),
-    }
 
 
 def split_known(params, origin, expected_shapes):

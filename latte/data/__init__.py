@@ -9,13 +9,12 @@
 
 Latent caches (tools/embedding_cache.py) are the types "numpy" and "mindrecord": `create_cache_dataset`.
 """
-from latte.data.config import DataConfig
+from latte.data.config import CACHE_DATA_TYPES, DataConfig
 from latte.data.dataset import ClipSource, DatasetInfo, create_video_dataset, iterate_batches
 from latte.data.errors import DataError
 from latte.data.index import VideoIndex, build_video_index
 from latte.data.sources import SOURCE_TYPES, SourceType
 from latte.data.synthetic import synthetic_video, write_synthetic_dataset
-from latte.data.cache import CACHE_DATA_TYPES
 from latte.data.cache_dataset import create_cache_dataset  # registers the cache types in SOURCE_TYPES
 
 __all__ = [

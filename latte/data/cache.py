@@ -28,8 +28,6 @@ from latte.data.sources import check_data_folder
 
 logger = logging.getLogger(__name__)
 
-NUMPY, MINDRECORD = "numpy", "mindrecord"
-CACHE_DATA_TYPES = (NUMPY, MINDRECORD)
 CACHE_FORMAT = "latte-ms latent cache"
 CACHE_VERSION = 1
 SAVE_DTYPES = ("float16", "float32")
@@ -152,7 +150,3 @@ def _read_cache_index(folder, stamp):
     failed = [failed[i] for i in sorted(failed) if i not in videos]
     return CacheIndex(header, [videos[i] for i in sorted(videos)], failed, [p for p, _, _ in stamp])
 
-
-def cache_header(folder):
-    """The header of the cache in folder (what wrote it and how), for tools and logs."""
-    return read_cache_index(folder).header

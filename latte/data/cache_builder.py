@@ -15,77 +15,23 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-import mindspore as ms
-from mindspore import nn, ops
-
-from latte.config import ConfigError, field
-from latte.data.cache import CACHE_DATA_TYPES, CACHE_FORMAT, CACHE_VERSION, HEADER, MINDRECORD, SAVE_DTYPES
+from latte.config import ConfigError
+from latte.data.cache import CACHE_FORMAT, CACHE_VERSION, HEADER
+from latte.data.config import MINDRECORD
 from latte.data.cache_writers import MindRecordCacheWriter, NumpyCacheWriter, check_page_size
 from latte.data.errors import VideoReadError
 from latte.data.index import build_video_index
 from latte.data.readers import short_reason, video_read_errors
 from latte.data.sources import get_source_type
-from latte.data.transforms import as_size
-from latte.env import DTYPES, progress
-from latte.options import TrainConfig
-from latte.vae_training.frames import to_channels
+from latte.data.transforms import as_size, to_channels
+from latte.env import progress
+from latte.models.vae_encoder import LatentEncoder
 
 logger = logging.getLogger(__name__)
 
 DECODE_CHUNK_FRAMES = 128  # frames decoded at once: bounds memory for long videos (sequential decoders re-seek)
 NOISE_STREAM = 3  # random stream of posterior samples, after the data pipeline's streams 0-2
 LISTING_CHUNK = 1  # build_video_index with 1-frame clips: every video with a frame is listed
-
-
-@dataclass
-class EmbeddingCacheConfig(TrainConfig):
-    """A training config (its model, VAE and data keys say what to cache) plus the cache tool's own keys."""
-    cache_folder: str = field("", "folder of the cache (created; an existing cache of the same settings is "
-                                  "continued, one of other settings is an error)")
-    cache_file_type: str = field("numpy", "numpy (one memory-mappable .npy per video) or mindrecord (chunks of "
-                                          "videos, one row per segment of frames)", choices=CACHE_DATA_TYPES)
-    save_data_type: str = field("float32", "stored dtype of the latents (float16 halves the cache)",
-                                choices=SAVE_DTYPES)
-    sample_latents: bool = field(False, "store a posterior sample (mean + std * noise, noise seeded by (seed, video)) "
-                                        "instead of the posterior mean")
-    frames_per_batch: int = field(8, "frames the VAE encodes per call (memory vs speed); the last batch of a "
-                                     "video is padded so one graph serves all")
-    vae_dtype: str = field("fp32", "VAE compute dtype (GroupNorm stays fp32)", choices=DTYPES)
-    resume_cache_index: int = field(0, "skip videos before this index of the listing (the index a stopped run "
-                                       "printed); cached videos are never rewritten anyway")
-    max_videos: Optional[int] = field(None, "stop after this many videos were attempted in this run (null: all)")
-    rank: Optional[int] = field(None, "this process caches the videos whose index modulo world_size is rank "
-                                      "(null: 0, or the launcher's rank with use_parallel)")
-    world_size: Optional[int] = field(None, "number of processes sharing the videos (null: 1, or the launcher's "
-                                            "with use_parallel)")
-    segment_frames: int = field(16, "mindrecord: latent frames per row (one row must fit max_page_size)")
-    videos_per_file: int = field(64, "mindrecord: videos per file; each file is committed whole (a stopped run "
-                                     "loses at most the open one)")
-    max_page_size: int = field(32, "mindrecord: page size in MiB (1..256); checked against the row size")
-
-    def validate(self):
-        super().validate()
-        if not self.cache_folder:
-            raise ConfigError("cache_folder is empty: give the folder to write the cache to")
-        if self.pixel_space:
-            raise ConfigError("vae_checkpoint is empty: the cache stores VAE latents; set vae_checkpoint to a "
-                              ".ckpt from tools/vae_converter.py")
-        if self.data_config.train_data_type in CACHE_DATA_TYPES:
-            raise ConfigError(f"data_config.train_data_type={self.data_config.train_data_type!r} is already a "
-                              "cache: give the data config of the videos (video_file, frame_folder or synthetic)")
-        for key in ("frames_per_batch", "segment_frames", "videos_per_file", "max_page_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        if self.resume_cache_index < 0:
-            raise ConfigError(f"resume_cache_index={self.resume_cache_index} must be >= 0")
-        if self.max_videos is not None and self.max_videos < 1:
-            raise ConfigError(f"max_videos={self.max_videos} must be >= 1 (or null for all)")
-        if (self.rank is None) != (self.world_size is None):
-            raise ConfigError("give both rank and world_size, or neither")
-        if self.world_size is not None and not 0 <= self.rank < self.world_size:
-            raise ConfigError(f"rank={self.rank} with world_size={self.world_size}: expected 0 <= rank < world_size")
-        if self.world_size is not None and self.use_parallel:
-            raise ConfigError("use_parallel takes rank and world_size from the launcher: do not also set them")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,7 +67,7 @@ def cache_header(cfg, index, vae, latent_shape):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Decoding and encoding
+# Decoding
 # ---------------------------------------------------------------------------------------------------------
 
 def read_video_chunks(source, entry, data_config, image_size, chunk=DECODE_CHUNK_FRAMES):
@@ -138,47 +84,6 @@ def read_video_chunks(source, entry, data_config, image_size, chunk=DECODE_CHUNK
         for start in range(0, total, chunk):
             frames = reader.get_frames(range(start, min(total, start + chunk)))  # uint8 (k, H0, W0, C)
             yield source.to_sample(frames, image_size, None, False)  # -> float32 (k, 3, H, W)
-
-
-class ScaledPosterior(nn.Cell):
-    """(frames (N, 3, H, W), noise (N, C, h, w)) -> (mean + std * noise) * scale; zero noise gives the mean."""
-
-    def __init__(self, vae, scale):
-        super().__init__(auto_prefix=False)
-        self.vae = vae
-        self.scale = scale
-
-    def construct(self, frames, noise):
-        mean, logvar = self.vae.encode(frames)
-        return (mean + ops.exp(0.5 * logvar) * noise) * self.scale
-
-
-class LatentEncoder:
-    """Encodes frames in micro-batches of frames_per_batch with one compiled graph (the tail batch is padded)."""
-
-    def __init__(self, vae, scale, frames_per_batch, latent_shape):
-        self.cell = ScaledPosterior(vae, scale)
-        self.cell.set_train(False)
-        self.frames_per_batch = frames_per_batch
-        self.latent_shape = tuple(latent_shape)
-        self.channels = vae.config.in_channels  # 1 for a grayscale VAE from tools/train_vae.py
-
-    def __call__(self, pixels, noise_rng=None):
-        """float32 (k, 3, H, W) -> float32 (k, C, h, w); noise_rng (a numpy Generator) draws posterior samples in
-        frame order (as latte.models.vae.encode_video does), None takes the mean."""
-        pixels = to_channels(pixels, self.channels, axis=1)  # RGB -> luma for grayscale VAEs, as in training
-        size, out = self.frames_per_batch, []
-        for start in range(0, len(pixels), size):
-            batch = pixels[start:start + size]
-            n = len(batch)
-            noise = (noise_rng.standard_normal((n,) + self.latent_shape, dtype=np.float32) if noise_rng is not None
-                     else np.zeros((n,) + self.latent_shape, np.float32))
-            if n < size:  # pad with copies of the last frame: frames are encoded independently
-                batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
-                noise = np.concatenate([noise, np.zeros((size - n,) + self.latent_shape, np.float32)])
-            latents = self.cell(ms.Tensor(batch), ms.Tensor(noise)).asnumpy()
-            out.append(latents[:n])
-        return np.concatenate(out)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,6 +138,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True):
     header = cache_header(cfg, index, vae, latent_shape)
     writer = make_writer(cfg, rank, header)
     encoder = LatentEncoder(vae, cfg.latent_scale, cfg.frames_per_batch, latent_shape)
+    channels = vae.config.in_channels  # 1 for a grayscale VAE from tools/train_vae.py
     store = np.dtype(cfg.save_data_type)
 
     mine = [i for i in range(cfg.resume_cache_index, len(index.entries)) if i % world_size == rank]
@@ -254,7 +160,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True):
             chunks = []
             try:
                 for pixels in read_video_chunks(source, entry, cfg.data_config, cfg.image_size):
-                    chunks.append(encoder(pixels, noise_rng))
+                    chunks.append(encoder(to_channels(pixels, channels, axis=1), noise_rng))  # as training
             except VideoReadError as exc:
                 logger.warning("cache: skipping video %d %s (%s)", current, entry.name, exc)
                 writer.add_failure(current, entry.name, str(exc))

@@ -16,8 +16,9 @@ from typing import Tuple
 import numpy as np
 
 from latte.data.cache import (
-    CACHE_DATA_TYPES, MINDRECORD, NUMPY, ROW_FRAMES, ROW_LATENTS, ROW_SEGMENT, ROW_VIDEO, read_cache_index,
+    ROW_FRAMES, ROW_LATENTS, ROW_SEGMENT, ROW_VIDEO, read_cache_index,
 )
+from latte.data.config import CACHE_DATA_TYPES, MINDRECORD, NUMPY
 from latte.data.dataset import DEFAULT_SEED, create_video_dataset
 from latte.data.errors import DataError, VideoReadError
 from latte.data.readers import short_reason

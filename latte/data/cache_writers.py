@@ -245,6 +245,3 @@ class MindRecordCacheWriter(CacheWriter):
         self._writer = None
         self._records, self._bytes = [], 0
         super().close()
-
-
-CACHE_WRITERS = {"numpy": NumpyCacheWriter, "mindrecord": MindRecordCacheWriter}

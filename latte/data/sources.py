@@ -14,10 +14,10 @@ from latte.data.errors import DataError
 from latte.data.readers import FrameFolderReader, open_video
 from latte.data.synthetic import SyntheticReader, make_video_spec, synthetic_class_names
 from latte.data.transforms import preprocess_clip
+from latte.io import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # UCF101 file names: v_<Class>_g<group>_c<clip>, e.g. v_ApplyEyeMakeup_g08_c01.avi
 UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g\d+_c\d+$")
 FILTER_COMMENT = "#"

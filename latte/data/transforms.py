@@ -6,13 +6,15 @@ import cv2
 import numpy as np
 
 from latte.data.errors import VideoReadError
+from latte.io import RGB_CHANNELS
 
-RGB_CHANNELS = 3
 PIXEL_MAX = 255.0
 # Shrinking uses area averaging (no aliasing on 4x downscales); enlarging uses bilinear like the official Latte.
 DOWNSCALE_INTERPOLATION = cv2.INTER_AREA
 UPSCALE_INTERPOLATION = cv2.INTER_LINEAR
 FLIP_PROBABILITY = 0.5
+# ITU-R BT.601 luma, as Pillow's convert("L"): grayscale = 0.299 R + 0.587 G + 0.114 B
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def clip_span(num_frames, stride):
@@ -50,6 +52,23 @@ def to_rgb(frames):
     if channels != RGB_CHANNELS:
         raise VideoReadError(f"frames have {channels} channels; expected 1, 3 or 4")
     return frames
+
+
+def to_channels(frames, channels, axis=-3):
+    """Frames with 3 (RGB) or 1 channel(s) on `axis` -> `channels` channels: RGB to luma, or gray repeated.
+
+    Works on float frames in [-1, 1] (the weights sum to 1, so luma commutes with the [-1, 1] mapping).
+    """
+    have = frames.shape[axis]
+    if have == channels:
+        return frames
+    if have == RGB_CHANNELS and channels == 1:
+        weights = np.asarray(LUMA_WEIGHTS, np.float32).reshape([RGB_CHANNELS if a == axis % frames.ndim else 1
+                                                                for a in range(frames.ndim)])
+        return (frames * weights).sum(axis=axis, keepdims=True).astype(frames.dtype)
+    if have == 1 and channels == RGB_CHANNELS:
+        return np.repeat(frames, RGB_CHANNELS, axis=axis)
+    raise ValueError(f"cannot turn {have}-channel frames into {channels} channels (supported: 1 and 3)")
 
 
 def center_crop_box(height, width, size):

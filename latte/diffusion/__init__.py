@@ -2,7 +2,7 @@
 
     from latte.diffusion import create_diffusion
     diffusion = create_diffusion(timestep_respacing="250")
-    samples = diffusion.p_sample_loop(model, (1, 16, 4, 32, 32), seed=0)
+    samples = sample_loop(diffusion, model, (1, 16, 4, 32, 32), method="ddpm", seed=0)
 """
 from latte.diffusion.factory import create_diffusion
 from latte.diffusion.gaussian import GaussianDiffusion, LossType, ModelMeanType, ModelVarType

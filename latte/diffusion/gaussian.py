@@ -16,7 +16,6 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from latte.diffusion.losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from latte.diffusion.sampler import sample_loop
 from latte.diffusion.schedules import ScheduleTables
 
 CHANNEL_AXIS = 2  # latents are (B, F, C, H, W)
@@ -262,19 +261,4 @@ class GaussianDiffusion(nn.Cell):
         target = x_start if self.predicts_xstart else noise
         mse = mean_flat(ops.square(target - prediction))
         return {"loss": mse + vb, "mse": mse, "vb": vb}
-
-    # ---------------------------------------------------------------- sampling loops
-    def p_sample_loop(self, model, shape, noise=None, y=None, cfg_scale=1.0, clip_denoised=False,
-                      progress=True, return_trajectory=False, seed=None):
-        """Ancestral sampling over all steps of this process; see latte.diffusion.sampler.sample_loop."""
-        return sample_loop(self, model, shape, method="ddpm", noise=noise, y=y, cfg_scale=cfg_scale,
-                           clip_denoised=clip_denoised, eta=0.0, progress=progress,
-                           return_trajectory=return_trajectory, seed=seed)
-
-    def ddim_sample_loop(self, model, shape, noise=None, y=None, cfg_scale=1.0, clip_denoised=False, eta=0.0,
-                         progress=True, return_trajectory=False, seed=None):
-        """DDIM sampling over all steps of this process; see latte.diffusion.sampler.sample_loop."""
-        return sample_loop(self, model, shape, method="ddim", noise=noise, y=y, cfg_scale=cfg_scale,
-                           clip_denoised=clip_denoised, eta=eta, progress=progress,
-                           return_trajectory=return_trajectory, seed=seed)
 

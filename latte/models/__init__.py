@@ -1,7 +1,6 @@
-"""MindSpore cells of latte-ms."""
-from latte.models.latte import Latte
-from latte.models.registry import LATTE_MODELS, create_latte, model_spec
-from latte.models.vae import VAE_SCALE_FACTOR, AutoencoderKL, decode_video, encode_video, load_vae
+"""MindSpore cells of latte-ms, one module each: latte (the transformer), factory (create_latte), registry
+(named variants; plain Python), vae (AutoencoderKL, load_vae), vae_config (its architecture; plain Python),
+vae_encoder (frames -> latents in micro-batches of one compiled shape).
 
-__all__ = ["AutoencoderKL", "LATTE_MODELS", "Latte", "VAE_SCALE_FACTOR", "create_latte", "decode_video",
-           "encode_video", "load_vae", "model_spec"]
+Nothing is imported here, so reading the variant registry or a VAE architecture does not import MindSpore.
+"""

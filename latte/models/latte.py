@@ -15,10 +15,10 @@ from latte.kernels import ModulatedLayerNorm, kernel_backend
 from latte.models.attention import Attention, choose_attention_backend
 from latte.models.layers import LAYER_NORM_EPS, PATCH_EMBEDDERS, LabelEmbedder, Mlp, TimestepEmbedder
 from latte.models.pos_embed import spatial_table, temporal_table
+from latte.models.registry import CONDITIONS
 
 logger = logging.getLogger(__name__)
 
-CONDITIONS = (None, "class", "text")
 TEXT_TOKENS, TEXT_DIM = 77, 768  # official text conditioning: a flattened 77x768 (CLIP) embedding
 ADALN_CHUNKS = 6  # shift/scale/gate for attention and for the MLP
 

@@ -1,7 +1,9 @@
-"""Named Latte variants (as the official Latte_models), plus a tiny one for tests and demos."""
+"""Named Latte variants (as the official Latte_models), plus a tiny one for tests and demos, and the
+conditioning modes. Plain Python: config checks read it without importing MindSpore (create_latte builds one:
+latte/models/factory.py)."""
 import difflib
 
-from latte.models.latte import Latte
+CONDITIONS = (None, "class", "text")  # unconditional, class labels, text embeddings
 
 # size name -> (depth, hidden_size, num_heads)
 _SIZES = {
@@ -30,11 +32,6 @@ def model_spec(model_name):
         raise ValueError(f"model_name={model_name!r} is not a Latte variant{hint} "
                          f"(known: {', '.join(LATTE_MODELS)})")
     return dict(LATTE_MODELS[model_name])
-
-
-def create_latte(model_name, **kwargs):
-    """Latte(**spec, **kwargs) for a named variant, e.g. create_latte('Latte-XL/2', num_frames=16, input_size=32)."""
-    return Latte(**model_spec(model_name), **kwargs)
 
 
 def find_variant(depth, hidden_size, patch_size):

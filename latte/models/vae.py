@@ -16,12 +16,11 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from latte.convert.io import ConversionError, read_ms_checkpoint
-from latte.convert.vae_keys import infer_architecture
+from latte.checkpoint_io import load_strict, read_ms_checkpoint
 from latte.env import resolve_dtype
 from latte.models.precision import FP32_CELLS
 from latte.models.vae_blocks import Decoder, Encoder, conv1x1
-from latte.models.vae_config import VAE_SCALE_FACTOR, VAEConfig
+from latte.models.vae_config import VAE_SCALE_FACTOR, VAEConfig, infer_architecture
 
 __all__ = ["AutoencoderKL", "VAE_SCALE_FACTOR", "VAEConfig", "decode_video", "encode_video", "load_vae"]
 
@@ -143,34 +142,19 @@ def decode_video(vae, latents, frames_per_batch=DEFAULT_FRAMES_PER_BATCH, scale=
 # Loading a converted checkpoint
 # ---------------------------------------------------------------------------------------------------------
 
-def load_params_strict(net, params, what="checkpoint"):
-    """Loads name -> numpy array into `net`; raises unless every parameter is filled and every entry used.
-
-    Arrays are widened to float32 first: every parameter is stored in fp32 whatever the compute dtype, and
-    checkpoints may have been converted with --dtype float16.
-    """
-    param_dict = {name: ms.Parameter(ms.Tensor(np.asarray(value, dtype=np.float32)), name=name)
-                  for name, value in params.items()}
-    not_loaded, unused = ms.load_param_into_net(net, param_dict, strict_load=True)
-    if not_loaded or unused:
-        raise ConversionError(f"{what} does not fit the network: parameters not loaded {sorted(not_loaded)[:8]} "
-                              f"({len(not_loaded)}), checkpoint entries unused {sorted(unused)[:8]} ({len(unused)}); "
-                              "convert the weights again with tools/vae_converter.py")
-
-
 def load_vae(ckpt_path, **overrides):
     """Builds the AutoencoderKL recorded next to `ckpt_path` by tools/vae_converter.py and loads it strictly.
 
     overrides: config fields or `dtype` that win over the record (e.g. dtype=ms.float16). Without a record
     (no `<ckpt>.json`), the architecture is inferred from the weight shapes.
     """
-    params, meta = read_ms_checkpoint(ckpt_path)
+    params, meta = read_ms_checkpoint(ckpt_path, what="VAE checkpoint", converter="tools/vae_converter.py")
     config = meta.get("config")
     if config is None:
         config = infer_architecture(params)
         logger.warning("%s has no architecture record (.json sidecar): inferred %s from weight shapes",
                        ckpt_path, config)
     vae = AutoencoderKL(**{**config, **overrides})
-    load_params_strict(vae, params, what=ckpt_path)
+    load_strict(vae, params, what=ckpt_path)
     vae.set_train(False)
     return vae

@@ -1,10 +1,19 @@
 """The architecture of an AutoencoderKL, spelled with diffusers' config.json field names.
 
-Importing this module needs neither MindSpore nor torch, so converters can validate a config cheaply.
+Importing this module needs neither MindSpore nor torch, so converters and config checks can read an
+architecture cheaply (only inferring one from a .ckpt without its record loads MindSpore).
 Defaults are stabilityai/sd-vae-ft-mse (the VAE Latte uses).
 """
 import dataclasses
+import functools
+import json
+import os
+import re
 from dataclasses import dataclass
+
+import numpy as np
+
+from latte.checkpoint_io import CheckpointError, meta_path, read_ms_checkpoint
 
 VAE_SCALE_FACTOR = 0.18215  # sd-vae-ft-mse: latents are multiplied by this before the diffusion model sees them
 DOWN_BLOCK_TYPE = "DownEncoderBlock2D"
@@ -91,3 +100,74 @@ class VAEConfig:
     def to_dict(self):
         """JSON-able dict of every field (tuples as lists), loadable by from_dict."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The architecture of a checkpoint: its record, or its weight shapes
+# ---------------------------------------------------------------------------------------------------------
+
+def _shape(state, key, axis):
+    if key not in state:
+        raise CheckpointError(f"cannot infer the VAE architecture: {key} is missing from the checkpoint "
+                              "(give its config.json with --config)")
+    return int(np.shape(state[key])[axis])
+
+
+def _indices(state, pattern):
+    return sorted({int(m[1]) for k in state if (m := re.match(pattern, k))})
+
+
+def infer_architecture(state):
+    """AutoencoderKL config fields readable from weight shapes (canonical or MindSpore names).
+
+    norm_num_groups, act_fn and scaling_factor leave no trace in the weights and are not returned.
+    """
+    levels = _indices(state, r"encoder\.down_blocks\.(\d+)\.")
+    if not levels:
+        raise CheckpointError("cannot infer the VAE architecture: no encoder.down_blocks.* weights")
+    return {
+        "in_channels": _shape(state, "encoder.conv_in.weight", 1),
+        "out_channels": _shape(state, "decoder.conv_out.weight", 0),
+        "latent_channels": _shape(state, "decoder.conv_in.weight", 1),
+        "block_out_channels": [_shape(state, f"encoder.down_blocks.{i}.resnets.0.conv1.weight", 0) for i in levels],
+        "layers_per_block": len(_indices(state, r"encoder\.down_blocks\.0\.resnets\.(\d+)\.")),
+        "use_quant_conv": "quant_conv.weight" in state,
+        "use_post_quant_conv": "post_quant_conv.weight" in state,
+        "mid_block_add_attention": any(".mid_block.attentions." in k for k in state),
+    }
+
+
+def read_vae_architecture(ckpt_path):
+    """The VAEConfig of a VAE checkpoint, or None when the file does not exist (yet) or holds no VAE.
+
+    Read from the `<ckpt>.json` record that tools/vae_converter.py and tools/train_vae.py write next to it (or,
+    without one, inferred from the weight shapes as load_vae does); it tells the Latte side the latent
+    channels, the downsampling and the frame channels. Cached per file version. Raises CheckpointError when the
+    record exists but does not describe a usable architecture.
+    """
+    if not ckpt_path:
+        return None
+    sidecar = meta_path(ckpt_path)
+    path = sidecar if os.path.isfile(sidecar) else ckpt_path
+    if not os.path.isfile(path):
+        return None
+    return _read_architecture(os.path.abspath(path), os.path.getmtime(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_architecture(path, _mtime):
+    if path.endswith(".json"):
+        with open(path) as f:
+            fields = json.load(f).get("config")
+        if fields is None:
+            raise CheckpointError(f"{path} has no 'config' (the VAE architecture): convert or train the VAE again")
+    else:
+        try:
+            fields = infer_architecture(read_ms_checkpoint(path)[0])
+        except CheckpointError:
+            return None  # not a VAE checkpoint: load_vae reports it when the VAE is built
+        fields["norm_num_groups"] = 1  # weights do not show it and only channels/levels are needed here
+    try:
+        return VAEConfig.from_dict(fields)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: the VAE architecture it records is not usable ({err})") from None

@@ -18,7 +18,7 @@ import numpy as np
 
 import mindspore as ms
 
-from latte.convert.io import meta_path, save_ms_checkpoint
+from latte.checkpoint_io import meta_path, save_ms_checkpoint
 
 logger = logging.getLogger(__name__)
 

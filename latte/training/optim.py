@@ -10,8 +10,8 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from latte.kernels import adamw_kernel, kernel_backend
+from latte.options import SCHEDULERS
 
-SCHEDULERS = ("constant", "cosine_decay")
 # parameter names that never get weight decay (norm scales/offsets, biases, fixed tables)
 NO_DECAY_MARKERS = ("bias", "gamma", "beta", "norm", "pos_embed", "temp_embed")
 

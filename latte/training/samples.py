@@ -7,11 +7,12 @@ import numpy as np
 
 from mindspore.nn.utils import no_init_parameters
 
-from latte.io import save_video, video_to_uint8
-from latte.models import create_latte
-from latte.models.checkpoint import load_latte_checkpoint
-from latte.models.precision import apply_amp
+from latte.checkpoint_io import load_checkpoint_into
 from latte.env import resolve_dtype
+from latte.io import save_video, video_to_uint8
+from latte.models.factory import create_latte
+from latte.models.precision import apply_amp
+from latte.options import ModelOptions, SampleConfig
 from latte.sampling import FrameDecoder, VideoSampler, choose_labels, enlarge
 
 logger = logging.getLogger(__name__)
@@ -19,8 +20,6 @@ logger = logging.getLogger(__name__)
 
 def sample_config_from(cfg, checkpoint, **overrides):
     """A SampleConfig for the model of training config `cfg` (shared model keys copied)."""
-    from latte.options import ModelOptions, SampleConfig
-
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ModelOptions)}
     shared.update(device_target=cfg.device_target, mode=cfg.mode, jit_level=cfg.jit_level, seed=cfg.seed)
     return SampleConfig(**dict(shared, checkpoint=checkpoint, **overrides))
@@ -41,7 +40,7 @@ class CheckpointSamples:
         self.labels = choose_labels(self.cfg, self.cfg.num_samples, np.random.default_rng(cfg.seed))
 
     def write(self, step, weights, folder):
-        load_latte_checkpoint(self.net, weights, "checkpoint sample model")
+        load_checkpoint_into(self.net, weights, "checkpoint sample model")
         latents, _ = self.sampler.sample(self.labels, self.cfg.num_samples, seed=self.cfg.seed)
         videos = enlarge(video_to_uint8(self.decode(latents).asnumpy()), self.cfg.display_scale)
         target = os.path.join(folder, f"step-{step:07d}")

@@ -6,9 +6,8 @@ this cell, so saving the cell saves everything an exact resume needs.
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from latte.options import LOSS_SCALERS
 from latte.training.updater import Updater
-
-LOSS_SCALERS = ("dynamic", "static", "none")
 
 
 class TrainStep(nn.Cell):

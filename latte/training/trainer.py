@@ -7,13 +7,15 @@ import time
 import mindspore as ms
 from mindspore import nn
 
+from latte.checkpoint_io import load_checkpoint_into as load_latte_checkpoint
 from latte.config import save_config
 from latte.data import iterate_batches
+from latte.data.transforms import to_channels
 from latte.env import progress, resolve_dtype
-from latte.models import create_latte
-from latte.models.checkpoint import load_latte_checkpoint
+from latte.io import RGB_CHANNELS
+from latte.models.factory import create_latte
 from latte.models.precision import apply_amp
-from latte.options import DIFFUSION_KEYS, RGB_CHANNELS
+from latte.options import DIFFUSION_KEYS
 from latte.training.checkpoints import (CheckpointManager, latte_weights, load_resume_state, resolve_resume,
                                        weights_digest)
 from latte.training.ema import EMA
@@ -22,7 +24,6 @@ from latte.training.metrics import MetricsLog, plot_loss_curve
 from latte.training.optim import create_optimizer, lr_schedule
 from latte.training.samples import CheckpointSamples
 from latte.training.step import TrainStep
-from latte.vae_training.frames import to_channels
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 import mindspore as ms
 import numpy as np
 
-from latte.convert.io import meta_path, save_ms_checkpoint
+from latte.checkpoint_io import meta_path, save_ms_checkpoint
 
 STATE_PREFIX = "train_state-"
 WEIGHTS_PREFIX = "vae-"

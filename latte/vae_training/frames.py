@@ -26,8 +26,9 @@ import numpy as np
 
 from latte.data.errors import DataError, VideoReadError
 from latte.data.readers import short_reason, video_read_errors
-from latte.data.sources import IMAGE_EXTENSIONS, get_source_type, natural_key
-from latte.data.transforms import center_crop_resize, to_model_range, to_rgb
+from latte.data.sources import get_source_type, natural_key
+from latte.data.transforms import center_crop_resize, to_channels, to_model_range, to_rgb
+from latte.io import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +36,6 @@ CAPTURE_STREAM, SPLIT_STREAM, ORDER_STREAM, NOISE_STREAM = 10, 11, 12, 13  # ind
 FRAME_PATTERN = "frame_{:06d}.png"
 PARTIAL_SUFFIX = ".partial"
 DECODE_CHUNK = 32  # frames decoded at once while capturing (bounds memory for long videos)
-# ITU-R BT.601 luma, as Pillow's convert("L"): grayscale = 0.299 R + 0.587 G + 0.114 B
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def to_channels(frames, channels, axis=-3):
-    """Frames with 3 (RGB) or 1 channel(s) on `axis` -> `channels` channels: RGB to luma, or gray repeated.
-
-    Works on float frames in [-1, 1] (the weights sum to 1, so luma commutes with the [-1, 1] mapping).
-    """
-    have = frames.shape[axis]
-    if have == channels:
-        return frames
-    if have == 3 and channels == 1:
-        weights = np.asarray(LUMA_WEIGHTS, np.float32).reshape([3 if a == axis % frames.ndim else 1
-                                                                for a in range(frames.ndim)])
-        return (frames * weights).sum(axis=axis, keepdims=True).astype(frames.dtype)
-    if have == 1 and channels == 3:
-        return np.repeat(frames, 3, axis=axis)
-    raise ValueError(f"cannot turn {have}-channel frames into {channels} channels (supported: 1 and 3)")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from latte.convert.io import ConversionError, check_mapping, read_ms_checkpoint
+from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
+from latte.io import RGB_CHANNELS
 
 VGG16_CHANNELS = (64, 128, 256, 512, 512)  # width of each of the five slices
 CONVS_PER_SLICE = (2, 2, 3, 3, 3)  # 3x3 convs (each followed by ReLU) per slice; a 2x2 max-pool opens slices 2..5
-RGB = 3
 SHIFT = (-0.030, -0.088, -0.188)  # the LPIPS scaling layer: (x - shift) / scale, per RGB channel
 SCALE = (0.458, 0.448, 0.450)
 NORM_EPS = 1e-10  # added to the channel norm before dividing (as LPIPS)
@@ -30,7 +30,7 @@ MODEL_NAME = "LPIPS-VGG16"
 
 def conv_widths(channels=VGG16_CHANNELS):
     """(in, out) channels of each 3x3 conv, in order."""
-    pairs, width = [], RGB
+    pairs, width = [], RGB_CHANNELS
     for out, count in zip(channels, CONVS_PER_SLICE):
         for _ in range(count):
             pairs.append((width, out))
@@ -52,8 +52,8 @@ class LPIPS(nn.Cell):
         self.convs = nn.CellList([nn.Conv2d(i, o, 3, pad_mode="pad", padding=1, has_bias=True)
                                   for i, o in conv_widths(self.channels)])
         self.lins = nn.CellList([nn.Conv2d(c, 1, 1, pad_mode="valid", has_bias=False) for c in self.channels])
-        self.shift = ms.Tensor(np.array(SHIFT, np.float32).reshape(1, RGB, 1, 1))
-        self.scale = ms.Tensor(np.array(SCALE, np.float32).reshape(1, RGB, 1, 1))
+        self.shift = ms.Tensor(np.array(SHIFT, np.float32).reshape(1, RGB_CHANNELS, 1, 1))
+        self.scale = ms.Tensor(np.array(SCALE, np.float32).reshape(1, RGB_CHANNELS, 1, 1))
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.slice_ends = tuple(int(e) for e in np.cumsum(CONVS_PER_SLICE))  # conv count at each slice's end
         for p in self.get_parameters():
@@ -62,7 +62,7 @@ class LPIPS(nn.Cell):
 
     def _prepare(self, x):
         if x.shape[1] == 1:
-            x = ops.tile(x, (1, RGB, 1, 1))  # (N, 1, H, W) -> (N, 3, H, W)
+            x = ops.tile(x, (1, RGB_CHANNELS, 1, 1))  # (N, 1, H, W) -> (N, 3, H, W)
         return (x - self.shift) / self.scale
 
     def construct(self, x, y):
@@ -89,16 +89,14 @@ def lpips_meta(channels=VGG16_CHANNELS, **extra):
 def load_lpips(path):
     """The frozen LPIPS recorded in `path` (+ its .json sidecar); every weight must fit, none left over."""
     if not os.path.isfile(path):
-        raise ConversionError(f"lpips_checkpoint {path}: no such file; write it with tools/lpips_converter.py "
+        raise CheckpointError(f"lpips_checkpoint {path}: no such file; write it with tools/lpips_converter.py "
                               "(see docs: perceptual loss weights)")
     params, meta = read_ms_checkpoint(path)
     if meta.get("model") != MODEL_NAME:
-        raise ConversionError(f"{path}: not an LPIPS checkpoint (its .json sidecar says model "
+        raise CheckpointError(f"{path}: not an LPIPS checkpoint (its .json sidecar says model "
                               f"{meta.get('model')!r}); write it with tools/lpips_converter.py")
     net = LPIPS(meta.get("channels", VGG16_CHANNELS))
-    check_mapping(params, {p.name: tuple(p.shape) for p in net.get_parameters()}, [], what=path)
-    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(np.asarray(v, np.float32)), name=k)
-                                 for k, v in params.items()}, strict_load=True)
+    load_strict(net, params, what=path)
     net.set_train(False)
     return net
 

@@ -11,7 +11,8 @@ from mindspore import nn
 from latte.config import save_config
 from latte.env import progress
 from latte.io import save_image_grid
-from latte.models.vae import AutoencoderKL, load_params_strict
+from latte.checkpoint_io import load_strict as load_params_strict
+from latte.models.vae import AutoencoderKL
 from latte.models.vae_config import VAEConfig
 from latte.training.checkpoints import resolve_resume
 from latte.training.optim import split_decay_groups
@@ -101,7 +102,7 @@ class VAETrainer:
         # Networks: the autoencoder, the frozen LPIPS (optional), the discriminator (when it will ever train)
         self.vae = AutoencoderKL(**cfg.vae_config())
         if cfg.pretrained_vae:
-            from latte.convert.io import read_ms_checkpoint
+            from latte.checkpoint_io import read_ms_checkpoint
 
             load_params_strict(self.vae, read_ms_checkpoint(cfg.pretrained_vae)[0], what=cfg.pretrained_vae)
             logger.info("initialized the autoencoder from %s", cfg.pretrained_vae)
@@ -155,7 +156,7 @@ class VAETrainer:
         if not cfg.lpips_checkpoint:
             logger.warning(PERCEPTUAL_OFF_HINT)
             return None
-        from latte.convert.io import ConversionError
+        from latte.checkpoint_io import CheckpointError as ConversionError
         from latte.vae_training.lpips import load_lpips
 
         if not os.path.isfile(cfg.lpips_checkpoint):
@@ -289,7 +290,7 @@ class VAETrainer:
         logger.info("saved %s (%s PSNR %.2f dB) and the resume state", path, self.eval_set, psnr)
 
     def finish(self, nonfinite):
-        from latte.convert.io import save_ms_checkpoint
+        from latte.checkpoint_io import save_ms_checkpoint
 
         if not hasattr(self, "last_eval"):  # resumed at the end: nothing ran
             psnr, _, latent_std = self.evaluate()
