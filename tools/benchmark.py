@@ -62,7 +62,8 @@ def parse_args(argv=None):
     parser.add_argument("--ddim", action="store_true", help="sample: DDIM instead of DDPM")
     parser.add_argument("--cfg_scale", type=float, default=1.0, help="sample: guidance (> 1 needs --condition class)")
     parser.add_argument("--image_size", type=int, default=256, help="vae: frame side in pixels")
-    parser.add_argument("--profile_of", choices=("forward", "train"), default="forward", help="profile: what to profile")
+    parser.add_argument("--profile_of", choices=("forward", "train"), default="forward",
+                        help="profile: what to profile")
     parser.add_argument("--profile_top", type=int, default=12, help="profile: op types listed")
     parser.add_argument("--repeats", type=int, default=2, help="compare: runs of each side per task (alternating)")
     parser.add_argument("--compare_tasks", default="forward,train,sample,vae",
@@ -127,6 +128,7 @@ def bench_train(args, ctx):
     from latte.env import resolve_dtype
     from latte.models.factory import create_latte
     from latte.models.precision import apply_amp
+    from latte.models.vae_config import VAE_SCALE_FACTOR
     from latte.training.loss import LatteTrainLoss
     from latte.training.optim import create_optimizer, lr_schedule
     from latte.training.step import TrainStep
@@ -140,8 +142,8 @@ def bench_train(args, ctx):
         from latte.models.vae import AutoencoderKL
 
         vae = AutoencoderKL(dtype=dtype)
-    loss_net = LatteTrainLoss(apply_amp(latte, dtype), create_diffusion(""), vae, 0.18215, args.vae_micro_batch,
-                              args.condition, 101, 0.1)
+    loss_net = LatteTrainLoss(apply_amp(latte, dtype), create_diffusion(""), vae, VAE_SCALE_FACTOR,
+                              args.vae_micro_batch, args.condition, 101, 0.1)
     optimizer = create_optimizer(latte.trainable_params(), lr_schedule(args.steps + 1, 1e-4))
     step = TrainStep(loss_net, optimizer, "none" if args.dtype == "fp32" else "dynamic")
     rng = np.random.default_rng(0)
@@ -261,8 +263,8 @@ def profile(args, ctx):
     total = sum(float(r["total_compute_time"]) for r in rows)
     rows.sort(key=lambda r: -float(r["total_compute_time"]))
     ops_table = [{"op": r["op_type"], "share": round(float(r["total_compute_time"]) / total, 4),
-                  "calls_per_step": int(r["execution_frequency(per-step)"]), "ms_per_call": round(float(r["avg_time(ms)"]), 3)}
-                 for r in rows[: args.profile_top]]
+                  "calls_per_step": int(r["execution_frequency(per-step)"]),
+                  "ms_per_call": round(float(r["avg_time(ms)"]), 3)} for r in rows[: args.profile_top]]
     return {"profile_of": args.profile_of, "timing": timing, "ops": ops_table}
 
 

@@ -3,4 +3,5 @@ from latte.kernels.backend import KERNEL_BACKENDS, kernel_backend
 from latte.kernels.cells import ModulatedLayerNorm, NoAffineLayerNorm, ScaledSoftmax, TanhGELU, adamw_kernel
 from latte.kernels.native import native_library
 
-__all__ = ["KERNEL_BACKENDS", "kernel_backend", "native_library", "ModulatedLayerNorm", "NoAffineLayerNorm", "ScaledSoftmax", "TanhGELU", "adamw_kernel"]
+__all__ = ["KERNEL_BACKENDS", "kernel_backend", "native_library", "ModulatedLayerNorm", "NoAffineLayerNorm",
+           "ScaledSoftmax", "TanhGELU", "adamw_kernel"]

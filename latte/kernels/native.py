@@ -62,7 +62,8 @@ def native_library():
         return None, f"native kernels are built for Linux only, this is {platform.system()}"
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
-        return None, "no C++ compiler (g++, or $CXX) on PATH; install one (e.g. apt-get install g++) for faster CPU runs"
+        return None, ("no C++ compiler (g++, or $CXX) on PATH; install one (e.g. apt-get install g++) for "
+                      "faster CPU runs")
     try:
         target = cache_dir() / f"latte_kernels-{_library_key(compiler)}.so"
         if target.exists():
