@@ -1,5 +1,6 @@
 """train.py end to end on tiny models: real video files and frame folders, exact resume, accumulation,
 fp16 overflow skipping, bad inputs, and sample.py from the trained checkpoint."""
+import csv
 import os
 import shutil
 
@@ -108,9 +109,10 @@ def test_fp16_overflow_is_skipped(tmp_path, frame_folder):
     out = tmp_path / "fp16"
     run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--dtype", "fp16", "--init_loss_scale", "1e30", "--max_steps", 2)
-    rows = (out / "metrics.csv").read_text().splitlines()[1:]
-    overflow = [int(r.split(",")[5]) for r in rows]
-    scales = [float(r.split(",")[4]) for r in rows]
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    overflow = [int(r["overflow_steps"]) for r in rows]
+    scales = [float(r["loss_scale"]) for r in rows]
     assert overflow[-1] >= 1, "a 1e30 loss scale must overflow fp16 gradients"
     assert scales[-1] < 1e30
 
