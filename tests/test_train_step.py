@@ -49,10 +49,12 @@ def test_accumulation_equals_bigger_batch(mode):
     acc_net, acc = make_step(accum=2)
     for step in range(3):
         x, y = batch(4, step)
-        big(x, y, zero)
-        acc(x[:2], y[:2], zero)
-        _, _, boundary, applied = acc(x[2:], y[2:], zero)
+        big_stats = big(x, y, zero)[0].asnumpy()
+        _, _, boundary, applied = acc(x[:2], y[:2], zero)
+        assert not bool(boundary.asnumpy()) and not bool(applied.asnumpy())  # inside the window
+        stats, _, boundary, applied = acc(x[2:], y[2:], zero)
         assert bool(boundary.asnumpy()) and bool(applied.asnumpy())
+        np.testing.assert_allclose(stats.asnumpy(), big_stats, rtol=1e-5)  # (loss, mse): the window mean
     for a, b in zip(weights(big_net), weights(acc_net)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -83,12 +85,19 @@ def test_loss_is_unscaled_and_static_scale_fixed():
     assert float(step.loss_scale.asnumpy()) == 1024.0
 
 
+def test_loss_terms_must_match_num_terms(mode):
+    loss_net = ToyLoss()  # returns (loss, mse): one term
+    step = TrainStep(loss_net, create_optimizer(loss_net.trainable_params(), lr_schedule(10, 1e-2)))
+    with pytest.raises(ValueError, match="loss_net returned 2 values .* num_terms=0: pass num_terms=1"):
+        step(*batch(4, 0), Tensor(0.0, ms.float32))
+
+
 def test_clipping_bounds_the_global_norm():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     loss_net = ToyLoss()
     lr, max_norm = 0.1, 1e-3
     step = TrainStep(loss_net, nn.SGD(loss_net.trainable_params(), learning_rate=lr), loss_scaler="none",
-                     clip_grad=True, max_grad_norm=max_norm)
+                     clip_grad=True, max_grad_norm=max_norm, num_terms=1)
     start = weights(loss_net)
     step(*batch(4, 1), Tensor(0.0, ms.float32))
     moved = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(start, weights(loss_net))))

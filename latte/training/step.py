@@ -33,6 +33,7 @@ class TrainStep(nn.Cell):
         self.loss_net = loss_net
         self.updater = Updater(optimizer, grad_accum_steps, clip_grad, max_grad_norm, prefix="train",
                                num_ranks=num_ranks, num_stats=1 + num_terms)
+        self.num_outputs = 1 + num_terms
         self.weights = optimizer.parameters
         self.grad_fn = ops.value_and_grad(self._scaled_loss, None, self.weights, has_aux=True)
         self.dynamic = loss_scaler == "dynamic"
@@ -45,6 +46,9 @@ class TrainStep(nn.Cell):
 
     def _scaled_loss(self, *inputs):
         outputs = self.loss_net(*inputs)  # (loss, *terms)
+        if len(outputs) != self.num_outputs:
+            raise ValueError(f"loss_net returned {len(outputs)} values but TrainStep expects (loss, *terms) with "
+                             f"num_terms={self.num_outputs - 1}: pass num_terms={len(outputs) - 1}")
         return (outputs[0] * self.loss_scale,) + outputs[1:]
 
     def _adjust_scale(self, applied):
