@@ -2,11 +2,13 @@
 
 msrun trains 3 steps (batch 2 x 2 ranks) and mpirun resumes that run to step 5; both ranks must end with
 bit-identical weights and EMA (digests in every rank's log), equal to those of one process with batch 4 (fp32
-tolerance), with disjoint data shards. The embedding cache under msrun equals a one-process cache. Then the
-launchers' checks: no launcher, port in use, mpirun variable mapping, and the two launch scripts (the Ascend
-one with a stand-in for python).
+tolerance), with disjoint data shards. Gradient accumulation 4 on 2 ranks equals one process with the global
+batch, with exactly one all-reduce per optimizer step (counted by a hook). The embedding cache under msrun equals
+a one-process cache. Then the launchers' checks: no launcher, port in use, mpirun variable mapping, and the two
+launch scripts (the Ascend one with a stand-in for python).
 """
 import csv
+import json
 import os
 import re
 import shutil
@@ -28,10 +30,11 @@ from latte.data.cache import read_cache_index
 from latte.env import RunContext
 from latte.launch import LaunchError, prepare_cluster
 from latte.options import TrainConfig
-from latte.training.checkpoints import weights_digest
+from latte.training.run_state import weights_digest
 from latte.training.trainer import create_training_dataset
 from tests.cache_support import cache_args, load_cached, run_tool, write_tiny_vae
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
+from tests.test_train_step import batch, make_step, weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", "--device_target", "CPU",
@@ -82,9 +85,21 @@ def ckpt_arrays(path):
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if hasattr(v, "asnumpy")}
 
 
-def metric_losses(out):
+def metric_losses(out, column="loss"):
     with open(out / "metrics.csv") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
+        return [float(row[column]) for row in csv.DictReader(f)]
+
+
+def msrun_or_skip():
+    if shutil.which("msrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")) is None:
+        pytest.skip("msrun not found (it comes with mindspore)")
+
+
+def msrun(root, *command):
+    """Runs `python *command` on 2 CPU workers under msrun (the `python` on PATH: ours, see launch)."""
+    launch(["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+            f"--log_dir={root / 'msrun_logs'}", "--join=True", "--cluster_time_out=120", "python", *command],
+           root / "msrun.out")
 
 
 def assert_ranks_agree_and_match(out, step, single_out):
@@ -112,15 +127,12 @@ def single_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def msrun_run(tmp_path_factory):
-    """msrun, 2 CPU workers with batch 2 each, 3 steps (msrun runs the `python` on PATH: ours, see launch)."""
-    if shutil.which("msrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")) is None:
-        pytest.skip("msrun not found (it comes with mindspore)")
+    """msrun, 2 CPU workers with batch 2 each, 3 steps."""
+    msrun_or_skip()
     root = tmp_path_factory.mktemp("msrun")
     out = root / "run"
-    launch(["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
-            f"--log_dir={root / 'msrun_logs'}", "--join=True", "--cluster_time_out=120", "python", "train.py",
-            *TINY, "--train_batch_size", "2", "--max_steps", "3", "--use_parallel", "True", "--output_path", out],
-           root / "msrun.out")
+    msrun(root, "train.py", *TINY, "--train_batch_size", "2", "--max_steps", "3", "--use_parallel", "True",
+          "--output_path", out)
     return out
 
 
@@ -151,6 +163,43 @@ def test_mpirun_resumes_the_msrun_run_on_both_ranks(msrun_run, single_run, tmp_p
     for log in logs:
         assert "train_state-0000003.ckpt at optimizer step 3" in log  # "resumed from <path> at optimizer step 3"
     assert (out / "metrics.csv").read_text().count("\n") == 6  # header + 5 steps
+
+
+def test_accumulation_on_two_ranks_equals_one_process_with_the_global_batch(tmp_path_factory):
+    """train.py: 2 ranks x batch 1 x accumulation 4 == 1 process x batch 8 (weights, EMA, loss, mse, vb)."""
+    msrun_or_skip()
+    single = tmp_path_factory.mktemp("single8") / "run"
+    assert train.main(TINY + ["--train_batch_size", "8", "--max_steps", "2", "--output_path", str(single)]) == 2
+    root = tmp_path_factory.mktemp("msrun_accum")
+    out = root / "run"
+    msrun(root, "train.py", *TINY, "--train_batch_size", "1", "--gradient_accumulation_steps", "4", "--max_steps",
+          "2", "--use_parallel", "True", "--output_path", out)
+    logs = assert_ranks_agree_and_match(out, 2, single)
+    assert "= global batch 8" in logs[0]
+    for column in ("loss", "mse", "vb"):  # the window mean over both ranks: what the one process logs
+        np.testing.assert_allclose(metric_losses(out, column), metric_losses(single, column), rtol=1e-5, atol=2e-6,
+                                   err_msg=column)
+
+
+def test_one_all_reduce_per_optimizer_step(tmp_path):
+    """A hook counts the TrainStep's collectives on 2 ranks with accumulation 4: none inside a window, one at its
+    end; the ranks agree bit for bit and equal one process stepping once per window with the global batch."""
+    msrun_or_skip()
+    msrun(tmp_path, "-m", "tests.allreduce_worker", tmp_path)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for record in ranks:
+        assert record["calls"] == [0, 0, 0, 1, 1, 1, 1, 2]
+        assert record["boundaries"] == [False, False, False, True] * 2
+        assert [a for a, b in zip(record["applied"], record["boundaries"]) if b] == [True, True]
+    assert ranks[0]["weights"] == ranks[1]["weights"] and ranks[0]["stats"] == ranks[1]["stats"]
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    loss_net, step = make_step(accum=1)
+    zero = ms.Tensor(0.0, ms.float32)
+    stats = [step(*batch(8, window), zero)[0].asnumpy() for window in range(2)]
+    np.testing.assert_allclose(np.array(ranks[0]["stats"]), np.array(stats), rtol=1e-5, atol=1e-7)
+    for got, want in zip(ranks[0]["weights"], weights(loss_net)):
+        np.testing.assert_allclose(np.array(got, np.float32), want, rtol=0, atol=FP32_ATOL)
 
 
 def test_shards_are_disjoint_and_together_make_the_one_process_batch():

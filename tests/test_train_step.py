@@ -11,7 +11,7 @@ from latte.training.step import TrainStep
 
 
 class ToyLoss(nn.Cell):
-    """Mean squared error of a small MLP; `poison` > 0 makes the loss overflow on purpose."""
+    """(loss, mse): the mean squared error of a small MLP; `poison` > 0 makes the loss overflow on purpose."""
 
     def __init__(self, seed=0):
         super().__init__()
@@ -22,14 +22,14 @@ class ToyLoss(nn.Cell):
 
     def construct(self, x, target, poison):
         err = (self.net(x) - target) ** 2
-        return err.mean() + poison * 1e38 * err.sum()
+        return err.mean() + poison * 1e38 * err.sum(), err.mean()
 
 
 def make_step(accum=1, scaler="dynamic", seed=0, **kw):
     loss_net = ToyLoss(seed)
     opt = create_optimizer(loss_net.trainable_params(), lr_schedule(100, 1e-2), weight_decay=0.01)
     return loss_net, TrainStep(loss_net, opt, loss_scaler=scaler, init_loss_scale=1024.0, scale_window=3,
-                               grad_accum_steps=accum, **kw)
+                               grad_accum_steps=accum, num_terms=1, **kw)
 
 
 def batch(n, seed):
@@ -49,10 +49,12 @@ def test_accumulation_equals_bigger_batch(mode):
     acc_net, acc = make_step(accum=2)
     for step in range(3):
         x, y = batch(4, step)
-        big(x, y, zero)
-        acc(x[:2], y[:2], zero)
-        _, _, _, updated = acc(x[2:], y[2:], zero)
-        assert bool(updated.asnumpy())
+        big_stats = big(x, y, zero)[0].asnumpy()
+        _, _, boundary, applied = acc(x[:2], y[:2], zero)
+        assert not bool(boundary.asnumpy()) and not bool(applied.asnumpy())  # inside the window
+        stats, _, boundary, applied = acc(x[2:], y[2:], zero)
+        assert bool(boundary.asnumpy()) and bool(applied.asnumpy())
+        np.testing.assert_allclose(stats.asnumpy(), big_stats, rtol=1e-5)  # (loss, mse): the window mean
     for a, b in zip(weights(big_net), weights(acc_net)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -61,14 +63,14 @@ def test_overflow_is_skipped_and_scale_lowered(mode):
     loss_net, step = make_step(scaler="dynamic")
     x, y = batch(4, 0)
     before = weights(loss_net)
-    loss, finite, scale, updated = step(x, y, Tensor(1.0, ms.float32))
-    assert not bool(finite.asnumpy()) and not bool(updated.asnumpy())
+    _, scale, boundary, applied = step(x, y, Tensor(1.0, ms.float32))
+    assert bool(boundary.asnumpy()) and not bool(applied.asnumpy())
     assert float(scale.asnumpy()) == 1024.0 and float(step.loss_scale.asnumpy()) == 512.0
     for a, b in zip(before, weights(loss_net)):
         np.testing.assert_array_equal(a, b)
     for _ in range(3):  # scale_window=3 good steps raise the scale again
-        _, finite, _, updated = step(x, y, Tensor(0.0, ms.float32))
-        assert bool(finite.asnumpy()) and bool(updated.asnumpy())
+        _, _, boundary, applied = step(x, y, Tensor(0.0, ms.float32))
+        assert bool(boundary.asnumpy()) and bool(applied.asnumpy())
     assert float(step.loss_scale.asnumpy()) == 1024.0
 
 
@@ -76,11 +78,18 @@ def test_loss_is_unscaled_and_static_scale_fixed():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     loss_net, step = make_step(scaler="static")
     x, y = batch(4, 0)
-    expected = float(loss_net(x, y, Tensor(0.0, ms.float32)).asnumpy())
-    loss, _, _, _ = step(x, y, Tensor(0.0, ms.float32))
-    assert abs(float(loss.asnumpy()) - expected) < 1e-5
+    expected = [float(v.asnumpy()) for v in loss_net(x, y, Tensor(0.0, ms.float32))]
+    stats, _, _, _ = step(x, y, Tensor(0.0, ms.float32))
+    np.testing.assert_allclose(stats.asnumpy(), expected, rtol=0, atol=1e-5)  # (loss, mse), unscaled
     step(x, y, Tensor(1.0, ms.float32))
     assert float(step.loss_scale.asnumpy()) == 1024.0
+
+
+def test_loss_terms_must_match_num_terms(mode):
+    loss_net = ToyLoss()  # returns (loss, mse): one term
+    step = TrainStep(loss_net, create_optimizer(loss_net.trainable_params(), lr_schedule(10, 1e-2)))
+    with pytest.raises(ValueError, match="loss_net returned 2 values .* num_terms=0: pass num_terms=1"):
+        step(*batch(4, 0), Tensor(0.0, ms.float32))
 
 
 def test_clipping_bounds_the_global_norm():
@@ -88,7 +97,7 @@ def test_clipping_bounds_the_global_norm():
     loss_net = ToyLoss()
     lr, max_norm = 0.1, 1e-3
     step = TrainStep(loss_net, nn.SGD(loss_net.trainable_params(), learning_rate=lr), loss_scaler="none",
-                     clip_grad=True, max_grad_norm=max_norm)
+                     clip_grad=True, max_grad_norm=max_norm, num_terms=1)
     start = weights(loss_net)
     step(*batch(4, 1), Tensor(0.0, ms.float32))
     moved = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(start, weights(loss_net))))

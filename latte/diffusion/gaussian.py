@@ -236,18 +236,22 @@ class GaussianDiffusion(nn.Cell):
             discretized_gaussian_log_likelihood(x_start, out["mean"], log_scales)) / NATS_PER_BIT
         return ops.where(t == 0, decoder_nll, kl)
 
-    def training_losses(self, model, x_start, t, y=None, noise=None):
+    def training_losses(self, model, x_start, t, y=None, noise=None, force_drop_ids=None):
         """Per-sample training losses for timesteps t: a dict of (B,) Tensors "loss", "mse", "vb".
 
         MSE / RESCALED_MSE: loss = mse + vb, mse of the prediction against its target (noise or x_0), vb (bits)
         with the prediction channels behind stop_gradient, so they are trained by mse only and the variance
         channels by vb only; vb is zero when the variance is fixed. KL / RESCALED_KL: loss = vb of the full
-        output, mse is zero. noise=None draws fresh unseeded noise.
+        output, mse is zero. noise=None draws fresh unseeded noise. force_drop_ids (label dropout, 1: the null
+        label) is passed to the model as a keyword when given.
         """
         if noise is None:
             noise = ops.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise)
-        model_output = model(x_t, self.model_timesteps(t), y)
+        if force_drop_ids is None:
+            model_output = model(x_t, self.model_timesteps(t), y)
+        else:
+            model_output = model(x_t, self.model_timesteps(t), y, force_drop_ids=force_drop_ids)
         zeros = ops.zeros((x_start.shape[0],), x_start.dtype)
         if self.loss_is_vb:
             vb = self.vb_terms_bpd(model_output, x_start, x_t, t) * self.vb_scale

@@ -146,14 +146,15 @@ class Latte(nn.Cell):
         x = x.transpose(0, 5, 1, 3, 2, 4)  # -> (N, c, h, p, w, p)
         return x.reshape(n, c, g * p, g * p)  # -> (N, c, H, W)
 
-    def construct(self, x, t, y=None, text_embedding=None):
-        """x (B, F, C, H, W), t (B,) int, y (B,) int labels or None, text_embedding (B, 77, 768) or None."""
+    def construct(self, x, t, y=None, text_embedding=None, force_drop_ids=None):
+        """x (B, F, C, H, W), t (B,) int, y (B,) int labels or None, text_embedding (B, 77, 768) or None,
+        force_drop_ids (B,) int: 1 replaces that label by the null id (label dropout, drawn by the caller)."""
         b, f, c, h, w = x.shape
         x = x.reshape(b * f, c, h, w)  # (B, F, C, H, W) -> (B*F, C, H, W)
         x = self.x_embedder(x) + self.pos_embed  # (B*F, T, D)
         cond = self.t_embedder(t)  # (B, D)
         if self.condition == "class":
-            cond = cond + self.y_embedder(y)
+            cond = cond + self.y_embedder(y, force_drop_ids)
         elif self.condition == "text":
             cond = cond + self.text_embedding_projection(text_embedding.reshape(b, -1))  # (B, 77*768) -> (B, D)
         cond_spatial = ops.repeat_interleave(cond, f, 0)  # (B, D) -> (B*F, D), batch-major

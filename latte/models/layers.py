@@ -113,8 +113,12 @@ class TimestepEmbedder(nn.Cell):
 
 
 class LabelEmbedder(nn.Cell):
-    """Class label -> (N, D). With dropout_prob > 0 the table has a last 'null' row (id num_classes) for CFG,
-    and in training mode labels are replaced by it with probability dropout_prob."""
+    """Class label -> (N, D). With dropout_prob > 0 the table has a last 'null' row (id num_classes) for CFG.
+
+    Label dropout is the official `token_drop` with `force_drop_ids`: labels where force_drop_ids == 1 become
+    the null id. The caller draws force_drop_ids (training draws them on the host from its seeded streams,
+    probability dropout_prob, see latte.training.loss.StepNoise); without them labels pass unchanged.
+    """
 
     def __init__(self, num_classes, hidden_size, dropout_prob):
         super().__init__()
@@ -123,10 +127,8 @@ class LabelEmbedder(nn.Cell):
         self.embedding_table = Parameter(Tensor(table), name="embedding_table")
         self.num_classes = num_classes
         self.dropout_prob = dropout_prob
-        self.uniform = ops.UniformReal()
 
-    def construct(self, labels):
-        if self.training and self.dropout_prob > 0:
-            drop = self.uniform(labels.shape) < self.dropout_prob
-            labels = ops.where(drop, ops.full_like(labels, self.num_classes), labels)
+    def construct(self, labels, force_drop_ids=None):
+        if force_drop_ids is not None:
+            labels = ops.where(force_drop_ids == 1, ops.full_like(labels, self.num_classes), labels)
         return ops.gather(self.embedding_table, labels, 0)

@@ -39,3 +39,15 @@ class EMA(nn.Cell):
 
 def _ema_update(d, shadow, weight):
     return ops.assign(shadow, shadow * d + weight.astype(shadow.dtype) * (1 - d))
+
+
+def named_weights(cell, ema=None):
+    """({name: ndarray} raw, {name: ndarray} EMA or None) of `cell`'s parameters, named relative to the cell (as in
+    the weight files; their global names may carry a wrapper's prefix). Parameters the EMA does not average
+    (frozen tables) appear with their raw values in both."""
+    named = list(cell.parameters_and_names())
+    raw = {name: p.asnumpy() for name, p in named}
+    if ema is None:
+        return raw, None
+    shadow = ema.averaged()
+    return raw, {name: shadow[id(p)].asnumpy() if id(p) in shadow else raw[name] for name, p in named}

@@ -1,4 +1,4 @@
-"""The loss network: (frames or cached latents) -> latents -> diffusion loss (MSE + vb).
+"""The loss network: (frames or cached latents) -> latents -> diffusion loss (loss = mse + vb, with its parts).
 
 All randomness (timesteps, diffusion noise, VAE posterior noise, label dropout) arrives as inputs drawn on the
 host from (seed, global sample index) -- see `StepNoise` -- so a resumed run draws exactly what an uninterrupted
@@ -10,9 +10,10 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from latte.diffusion import DiffusionLoss
+from latte.random_streams import Stream
 
-RANDOM_COLUMNS = ("t", "noise", "latent_noise", "drop_u")
-NOISE_STREAM = 0  # the generator of global sample g is seeded (seed, NOISE_STREAM, g)
+RANDOM_COLUMNS = ("t", "noise", "latent_noise", "force_drop_ids")
+LOSS_TERMS = ("loss", "mse", "vb")  # what LatteTrainLoss returns (loss = mse + vb), logged by the trainer
 
 
 class StepNoise:
@@ -20,49 +21,54 @@ class StepNoise:
 
     Sample k of rank r (counted from the start of training) is global sample g = k * num_ranks + r, the
     numbering the data shards use (epoch position p goes to rank p % num_ranks), and draws from numpy's
-    generator seeded (seed, NOISE_STREAM, g). So the draws depend neither on how samples are grouped into
-    batches (gradient accumulation sees exactly what a bigger batch sees) nor on how many ranks share them
-    (N ranks with batch B see what one process with batch N * B sees), and a resumed pipeline (start_step
-    batches already consumed) continues the sequence. Batches must reach it in order (one worker).
+    generator seeded (seed, Stream.TRAIN_STEP, g): its timestep, diffusion noise, VAE posterior noise and
+    label dropout (1 with probability class_dropout_prob: the label becomes the null id, the official
+    `force_drop_ids`). So the draws depend neither on how samples are grouped into batches (gradient
+    accumulation sees exactly what a bigger batch sees) nor on how many ranks share them (N ranks with batch B
+    see what one process with batch N * B sees), and a resumed pipeline (start_step batches already consumed)
+    continues the sequence. Batches must reach it in order (one worker).
     """
 
     def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True,
-                 num_ranks=1):
+                 num_ranks=1, class_dropout_prob=0.0):
         if not 0 <= rank < num_ranks:
             raise ValueError(f"rank={rank} with num_ranks={num_ranks}: expected 0 <= rank < num_ranks")
+        if not 0.0 <= class_dropout_prob < 1.0:
+            raise ValueError(f"class_dropout_prob={class_dropout_prob}: expected 0 <= class_dropout_prob < 1")
         self.seed, self.rank, self.num_ranks = seed, rank, num_ranks
         self.sample = start_step * batch_size  # samples of this rank already drawn
         self.latent_shape = tuple(latent_shape)  # (F, C, h, w) per sample
         self.num_timesteps = num_timesteps
         self.sample_latents = sample_latents
+        self.drop_prob = class_dropout_prob
 
     def draw(self, sample):
-        rng = np.random.default_rng([self.seed, NOISE_STREAM, sample * self.num_ranks + self.rank])
+        rng = np.random.default_rng([self.seed, Stream.TRAIN_STEP, sample * self.num_ranks + self.rank])
         t = rng.integers(0, self.num_timesteps, dtype=np.int32)
         noise = rng.standard_normal(self.latent_shape, dtype=np.float32)
         latent_noise = (rng.standard_normal(self.latent_shape, dtype=np.float32) if self.sample_latents
                         else np.zeros(self.latent_shape, np.float32))
-        return t, noise, latent_noise, rng.random(dtype=np.float32)
+        drop = np.int32(rng.random(dtype=np.float32) < self.drop_prob)
+        return t, noise, latent_noise, drop
 
     def __call__(self, batch):
         draws = [self.draw(self.sample + i) for i in range(batch.shape[0])]
         self.sample += batch.shape[0]
-        t, noise, latent_noise, drop_u = (np.stack(column) for column in zip(*draws))  # B draws -> 4 (B, ...) arrays
-        return batch, t, noise, latent_noise, drop_u
+        t, noise, latent_noise, drop = (np.stack(column) for column in zip(*draws))  # B draws -> 4 (B, ...) arrays
+        return batch, t, noise, latent_noise, drop
 
 
 class LatteTrainLoss(nn.Cell):
-    """construct(x, t, noise, latent_noise, drop_u[, y]) -> mean loss.
+    """construct(x, t, noise, latent_noise, force_drop_ids[, y]) -> (loss, mse, vb), batch means.
 
     x is (B, F, 3, H, W) frames in [-1, 1] when `vae` is given (encoded here, frozen, no gradient), or
     (B, F, C, h, w) latents already scaled (embedding cache / pixel-space training) when vae is None.
-    Class labels are replaced by the null id where drop_u < class_dropout_prob (the official label dropout).
+    Class labels go to the model with force_drop_ids (1: replaced by the null id, the official label dropout).
     """
 
-    def __init__(self, latte, diffusion, vae=None, scale_factor=1.0, vae_micro_batch=8, condition=None,
-                 num_classes=0, class_dropout_prob=0.0):
+    def __init__(self, latte, diffusion, vae=None, scale_factor=1.0, vae_micro_batch=8, condition=None):
         super().__init__()
-        self.diffusion_loss = DiffusionLoss(latte, diffusion, draw_inputs=False)  # t, noise: StepNoise
+        self.diffusion_loss = DiffusionLoss(latte, diffusion)  # t, noise: StepNoise
         self.vae = vae
         if vae is not None:
             for p in vae.get_parameters():
@@ -70,11 +76,6 @@ class LatteTrainLoss(nn.Cell):
         self.scale_factor = scale_factor
         self.micro_batch = vae_micro_batch
         self.use_labels = condition == "class"
-        self.null_label = num_classes
-        self.drop_prob = class_dropout_prob
-        # label dropout is done here with host randomness; the embedder's own dropout stays off
-        if self.use_labels:
-            latte.y_embedder.dropout_prob = 0.0
 
     def encode(self, frames, latent_noise):
         b, f, c, h, w = frames.shape
@@ -88,10 +89,9 @@ class LatteTrainLoss(nn.Cell):
         latents = mean.reshape(latent_noise.shape) + ops.exp(0.5 * logvar).reshape(latent_noise.shape) * latent_noise
         return ops.stop_gradient(latents * self.scale_factor)  # (B, F, C, h, w)
 
-    def construct(self, x, t, noise, latent_noise, drop_u, y=None):
+    def construct(self, x, t, noise, latent_noise, force_drop_ids, y=None):
         if self.vae is not None:
             x = self.encode(x, latent_noise)
         if self.use_labels:
-            y = ops.where(drop_u < self.drop_prob, ops.full_like(y, self.null_label), y.astype(ms.int32))
-        loss, _, _ = self.diffusion_loss(x, y, t, noise)
-        return loss
+            return self.diffusion_loss(x, y.astype(ms.int32), t, noise, force_drop_ids)
+        return self.diffusion_loss(x, None, t, noise)

@@ -7,7 +7,7 @@ import time
 import mindspore as ms
 from mindspore import nn
 
-from latte.checkpoint_io import load_checkpoint_into as load_latte_checkpoint
+from latte.checkpoint_io import load_checkpoint_into
 from latte.config import save_config
 from latte.data import iterate_batches
 from latte.data.transforms import to_channels
@@ -16,18 +16,19 @@ from latte.io import RGB_CHANNELS
 from latte.models.factory import create_latte
 from latte.models.precision import apply_amp
 from latte.options import DIFFUSION_KEYS
-from latte.training.checkpoints import (CheckpointManager, latte_weights, load_resume_state, resolve_resume,
-                                       weights_digest)
-from latte.training.ema import EMA
-from latte.training.loss import RANDOM_COLUMNS, LatteTrainLoss, StepNoise
-from latte.training.metrics import MetricsLog, plot_loss_curve
+from latte.training.ema import EMA, named_weights
+from latte.training.loss import LOSS_TERMS, RANDOM_COLUMNS, LatteTrainLoss, StepNoise
 from latte.training.optim import create_optimizer, lr_schedule
+from latte.training.run_state import (MetricsCSV, RunCheckpoints, load_state, log_key_settings, plot_loss_curve,
+                                      read_state_record, resolve_resume, state_parameters, weights_digest)
 from latte.training.samples import CheckpointSamples
 from latte.training.step import TrainStep
 
 logger = logging.getLogger(__name__)
 
 TRAINING_RESPACING = ""  # training uses every one of the 1000 diffusion steps (official create_diffusion(""))
+WEIGHTS_PREFIX = "latte-"  # ckpt/latte-<step>.ckpt, latte-<step>-ema.ckpt: what sample.py and the converter load
+METRIC_FIELDS = ("step", "epoch", *LOSS_TERMS, "lr", "loss_scale", "overflow_steps", "step_time_s", "images_per_s")
 
 
 class StepWithEMA(nn.Cell):
@@ -39,10 +40,11 @@ class StepWithEMA(nn.Cell):
         self.ema = ema
 
     def construct(self, *inputs):
-        loss, finite, scale, updated = self.train_step(*inputs)
-        if self.ema is not None and updated:
-            self.ema()
-        return loss, finite, scale, updated
+        stats, scale, boundary, applied = self.train_step(*inputs)
+        if self.ema is not None:
+            if applied:
+                self.ema()
+        return stats, scale, boundary, applied
 
 
 def create_training_dataset(cfg, ctx, start_step, num_timesteps):
@@ -66,7 +68,8 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
                       sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache,
-                      num_ranks=ctx.group_size)
+                      num_ranks=ctx.group_size,
+                      class_dropout_prob=cfg.class_dropout_prob if cfg.condition == "class" else 0.0)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)
     columns = ["video", *RANDOM_COLUMNS] + (["label"] if cfg.condition == "class" else [])
@@ -77,8 +80,14 @@ class Trainer:
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
         self.out = cfg.output_path
-        self.ckpt = CheckpointManager(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep, meta=self._weights_meta())
+        self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), WEIGHTS_PREFIX, cfg.ckpt_max_keep)
         self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out, refuse_existing=ctx.is_main)
+        # where the run continues, read before anything is built (the data pipeline starts there)
+        self.meta = read_state_record(self.resume_path) if self.resume_path else {"step": 0, "epoch": 0,
+                                                                                   "seed": cfg.seed}
+        if self.meta.get("seed", cfg.seed) != cfg.seed:
+            raise ValueError(f"seed={cfg.seed} but {self.resume_path} was trained with seed={self.meta['seed']}: "
+                             f"resume with --seed {self.meta['seed']} (the data order and noise depend on it)")
         self.diffusion = cfg.create_diffusion(TRAINING_RESPACING)
         self._samples = None
 
@@ -95,7 +104,7 @@ class Trainer:
         # Models: Latte (trainable), the frozen VAE unless pixel space
         self.latte = create_latte(cfg.model_name, **cfg.latte_kwargs())
         if cfg.pretrained_model_path:
-            load_latte_checkpoint(self.latte, cfg.pretrained_model_path, f"{cfg.model_name} (pretrained)")
+            load_checkpoint_into(self.latte, cfg.pretrained_model_path, f"{cfg.model_name} (pretrained)")
             logger.info("initialized Latte from %s", cfg.pretrained_model_path)
         dtype = resolve_dtype(cfg.dtype, ctx.device_target)
         self.latte.set_train(True)
@@ -106,29 +115,27 @@ class Trainer:
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
             vae.set_train(False)
-        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale,
-                                  cfg.vae_micro_batch, cfg.condition, cfg.num_classes, cfg.class_dropout_prob)
+        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale, cfg.vae_micro_batch, cfg.condition)
+
+        # Data, from the resumed position (one pass over the video index)
+        self._build_data(start_step=self.meta["step"] * cfg.gradient_accumulation_steps)
 
         # Step, optimizer, EMA, and the resume state
-        self.meta = {"step": 0, "epoch": 0, "seed": cfg.seed}
         self.ema = EMA(self.latte.trainable_params(), cfg.ema_decay) if cfg.use_ema else None
-        self.total_steps = None  # known once the data is indexed
-        self._build_data(start_step=0)
         lrs = lr_schedule(self.total_steps, cfg.start_learning_rate, cfg.scheduler, cfg.warmup_steps,
                           cfg.end_learning_rate, cfg.decay_steps)
         optimizer = create_optimizer(self.latte.trainable_params(), lrs, tuple(cfg.betas), cfg.optim_eps,
                                      cfg.weight_decay)
-        reducer = (nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=ctx.group_size)
-                   if ctx.group_size > 1 else None)
         self.train_step = TrainStep(loss_net, optimizer, cfg.loss_scaler_type, cfg.init_loss_scale,
                                     cfg.loss_scale_factor, cfg.scale_window, cfg.gradient_accumulation_steps,
-                                    cfg.clip_grad, cfg.max_grad_norm, reducer, num_ranks=ctx.group_size)
+                                    cfg.clip_grad, cfg.max_grad_norm, num_ranks=ctx.group_size,
+                                    num_terms=len(LOSS_TERMS) - 1)
         self.step_cell = StepWithEMA(self.train_step, self.ema)
         self.lrs = lrs
+        self.state = state_parameters([self.train_step] + ([self.ema] if self.ema is not None else []))
         if self.resume_path:
-            self.meta = load_resume_state(self.resume_path, self.train_step, self.ema)
+            load_state(self.resume_path, self.state)
             logger.info("resumed from %s at optimizer step %d", self.resume_path, self.meta["step"])
-            self._build_data(start_step=self.meta["step"] * cfg.gradient_accumulation_steps)
         return self
 
     def _build_data(self, start_step):
@@ -140,7 +147,7 @@ class Trainer:
         self.total_steps = min(budget, cfg.max_steps) if cfg.max_steps else budget
 
     # ---- running -----------------------------------------------------------------------------------------
-    def log_key_settings(self):
+    def key_settings(self):
         c, ctx = self.cfg, self.ctx
         global_batch = c.train_batch_size * c.gradient_accumulation_steps * ctx.group_size
         rows = [("model", f"{c.model_name} ({sum(p.size for p in self.latte.trainable_params()) / 1e6:.1f}M "
@@ -159,14 +166,18 @@ class Trainer:
                               f"{c.ema_decay if c.use_ema else 'off'}, recompute {c.use_recompute}"),
                 ("schedule", f"{self.total_steps} optimizer steps (epochs {c.epochs}, max_steps {c.max_steps}), "
                              f"starting at {self.meta['step']}")]
-        logger.info("key settings:\n%s", "\n".join(f"  {k:<10} {v}" for k, v in rows))
+        return rows
 
     def _sink_or_loop(self):
         cfg = self.cfg
         if cfg.dataset_sink_mode and self.ctx.device_target == "CPU":
             logger.info("dataset_sink_mode: MindSpore cannot sink data on CPU; feeding step by step instead")
         if cfg.dataset_sink_mode and self.ctx.device_target != "CPU":
-            sink = self.info.steps_per_epoch if cfg.sink_size == -1 else cfg.sink_size
+            accum = cfg.gradient_accumulation_steps
+            sink = self.steps_per_epoch * accum if cfg.sink_size == -1 else cfg.sink_size
+            if sink % accum:
+                raise ValueError(f"sink_size={sink} is not a multiple of gradient_accumulation_steps={accum}: each "
+                                 "sunk call must end an optimizer step; choose a multiple")
             return ms.data_sink(self.step_cell, self.dataset, sink_size=sink), sink
         return None, 1
 
@@ -174,48 +185,52 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             save_config(cfg, os.path.join(self.out, "config.yaml"))
-        self.log_key_settings()
-        metrics = MetricsLog(os.path.join(self.out, "metrics.csv"), self.meta["step"] if self.resume_path else None) \
-            if ctx.is_main else None
-        step, accum = self.meta["step"], cfg.gradient_accumulation_steps
-        micro, overflows = step * accum, 0
+        log_key_settings(self.key_settings())
+        metrics = MetricsCSV(os.path.join(self.out, "metrics.csv"), METRIC_FIELDS,
+                             self.meta["step"] if self.resume_path else None) if ctx.is_main else None
+        step, accum, skipped = self.meta["step"], cfg.gradient_accumulation_steps, 0
         sink_fn, per_call = self._sink_or_loop()
         batches = None if sink_fn else iterate_batches(self.dataset)  # epoch after epoch
         bar = progress(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
         last_save = step
+        window_start = time.perf_counter()
         while step < self.total_steps:
-            start = time.perf_counter()
-            loss, finite, scale, updated = sink_fn() if sink_fn else self.step_cell(*next(batches))
-            loss = float(loss.asnumpy())
-            elapsed = time.perf_counter() - start
-            micro += per_call
-            overflows += 0 if bool(finite.asnumpy()) else 1
-            new_step = micro // accum
-            if new_step == step:
-                continue
-            step = new_step
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if metrics and step % cfg.log_interval == 0:
-                metrics.append(step=step, epoch=(step - 1) // self.steps_per_epoch, loss=f"{loss:.6f}",
-                               lr=f"{self.lrs[min(step - 1, len(self.lrs) - 1)]:.3e}",
-                               loss_scale=f"{float(scale.asnumpy()):g}", overflow_steps=overflows,
-                               step_time_s=f"{elapsed:.4f}",
-                               images_per_s=f"{cfg.train_batch_size * cfg.num_frames * per_call / elapsed:.2f}")
+            stats, scale, boundary, applied = sink_fn() if sink_fn else self.step_cell(*next(batches))
+            if not bool(boundary.asnumpy()):
+                continue  # inside an accumulation window: no optimizer step yet
+            elapsed = time.perf_counter() - window_start
+            window_start = time.perf_counter()
+            advanced = max(per_call // accum, 1)  # one optimizer step per window (sinking: per_call micro-steps)
+            step += advanced
+            skipped += 0 if bool(applied.asnumpy()) else 1
+            terms = dict(zip(LOSS_TERMS, (float(v) for v in stats.asnumpy())))  # window and rank means
+            bar.update(advanced)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
+            if step % cfg.log_interval == 0:
+                lr = self.lrs[min(step - 1, len(self.lrs) - 1)]
+                logger.info("step %d: loss %.6f (mse %.6f, vb %.6f), lr %.3e, loss scale %g", step, terms["loss"],
+                            terms["mse"], terms["vb"], lr, float(scale.asnumpy()))
+                if metrics:
+                    metrics.append(dict({k: f"{v:.6f}" for k, v in terms.items()}, step=step,
+                                        epoch=(step - 1) // self.steps_per_epoch, lr=f"{lr:.3e}",
+                                        loss_scale=f"{float(scale.asnumpy()):g}", overflow_steps=skipped,
+                                        step_time_s=f"{elapsed:.4f}",
+                                        images_per_s=f"{cfg.train_batch_size * cfg.num_frames * accum / elapsed:.2f}"))
             if self._should_save(step) or step >= self.total_steps:
                 self.save(step)
                 last_save = step
+                window_start = time.perf_counter()
         bar.close()
         if last_save != step:
             self.save(step)
-        logger.info("finished at optimizer step %d (%d overflowed micro-steps skipped)", step, overflows)
+        logger.info("finished at optimizer step %d (%d skipped for non-finite gradients)", step, skipped)
         self.log_weights_digest(step)
         return step
 
     def log_weights_digest(self, step):
         """Every rank logs a digest of its weights: data-parallel ranks must hold bit-identical weights (and EMA),
-        and rank 0's equal those of its checkpoint of this step (checkpoints.weights_digest of the file)."""
-        raw, averaged = latte_weights(self.latte, self.ema)
+        and rank 0's equal those of its checkpoint of this step (run_state.weights_digest of the file)."""
+        raw, averaged = named_weights(self.latte, self.ema)
         logger.info("weights digest at step %d, rank %d/%d: raw %s%s", step, self.ctx.rank, self.ctx.group_size,
                     weights_digest(raw), f", EMA {weights_digest(averaged)}" if averaged is not None else "")
 
@@ -228,7 +243,10 @@ class Trainer:
     def save(self, step):
         if not self.ctx.is_main:
             return
-        weights = self.ckpt.save(step, self.latte, self.train_step, self.ema, epoch=step // self.steps_per_epoch,
+        raw, averaged = named_weights(self.latte, self.ema)
+        meta = dict(self._weights_meta(), step=step)
+        weights = self.ckpt.save(step, self.state, raw, dict(meta, weights="raw"), ema_weights=averaged,
+                                 ema_meta=dict(meta, weights="ema"), epoch=step // self.steps_per_epoch,
                                  seed=self.cfg.seed)
         logger.info("saved %s and the resume state", weights)
         plot_loss_curve(os.path.join(self.out, "metrics.csv"), os.path.join(self.out, "loss_curve.png"))

@@ -29,10 +29,10 @@ from latte.data.readers import short_reason, video_read_errors
 from latte.data.sources import get_source_type, natural_key
 from latte.data.transforms import center_crop_resize, to_channels, to_model_range, to_rgb
 from latte.io import IMAGE_EXTENSIONS
+from latte.random_streams import Stream
 
 logger = logging.getLogger(__name__)
 
-CAPTURE_STREAM, SPLIT_STREAM, ORDER_STREAM, NOISE_STREAM = 10, 11, 12, 13  # independent seeded random streams
 FRAME_PATTERN = "frame_{:06d}.png"
 PARTIAL_SUFFIX = ".partial"
 DECODE_CHUNK = 32  # frames decoded at once while capturing (bounds memory for long videos)
@@ -61,7 +61,7 @@ class CaptureReport:
 
 def kept_frame_indices(name, num_frames, prob, seed):
     """Indices of the frames of video `name` that capture keeps: each with probability prob, seeded."""
-    rng = np.random.default_rng([seed, CAPTURE_STREAM, zlib.crc32(name.encode("utf-8"))])
+    rng = np.random.default_rng([seed, Stream.VAE_CAPTURE, zlib.crc32(name.encode("utf-8"))])
     return np.flatnonzero(rng.random(num_frames) < prob)
 
 
@@ -153,7 +153,7 @@ def list_frame_images(folder):
 def split_frames(paths, val_frames, seed):
     """(train paths, val paths): val_frames images chosen by the seed are held out (at most half)."""
     count = min(val_frames, len(paths) // 2)
-    chosen = set(np.random.default_rng([seed, SPLIT_STREAM]).permutation(len(paths))[:count].tolist())
+    chosen = set(np.random.default_rng([seed, Stream.VAE_SPLIT]).permutation(len(paths))[:count].tolist())
     val = [p for i, p in enumerate(paths) if i in chosen]
     train = [p for i, p in enumerate(paths) if i not in chosen]
     return train, val
@@ -202,7 +202,7 @@ class FrameBatches:
             if epoch not in self._orders:
                 if len(self._orders) > 2:  # keep the current epochs only
                     self._orders.pop(min(self._orders))
-                rng = np.random.default_rng([self.seed, ORDER_STREAM, epoch])
+                rng = np.random.default_rng([self.seed, Stream.VAE_ORDER, epoch])
                 self._orders[epoch] = rng.permutation(len(self.paths))
             return self._orders[epoch]
 
@@ -219,7 +219,7 @@ class FrameBatches:
     def noise(self, micro):
         """Standard normal posterior noise (B, C, h, w): sample g draws from (seed, g)."""
         first = micro * self.batch_size
-        return np.stack([np.random.default_rng([self.seed, NOISE_STREAM, g]).standard_normal(
+        return np.stack([np.random.default_rng([self.seed, Stream.VAE_NOISE, g]).standard_normal(
             self.latent_shape, dtype=np.float32) for g in range(first, first + self.batch_size)])
 
     def batch(self, micro):

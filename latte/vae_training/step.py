@@ -67,7 +67,8 @@ class AutoencoderForward(nn.Cell):
 
 class GeneratorStep(nn.Cell):
     """One autoencoder micro-step: construct(frames, noise) -> (loss, rec, perceptual, kl, adv, d_weight,
-    reconstruction, finite, updated).
+    reconstruction, boundary, applied): boundary when it ended an accumulation window, applied when that
+    window's update ran (see latte.training.updater.Updater).
 
     discriminator=None: the step before disc_start (adv and d_weight are 0 and the discriminator never runs).
     lpips=None: no perceptual term (reported as 0).
@@ -123,8 +124,8 @@ class GeneratorStep(nn.Cell):
         zero = ops.zeros((), ms.float32)
         if not self.adversarial:
             (loss, rec_loss, perceptual, kl, rec), grads = self.grad_fn(x, noise)
-            finite, updated = self.updater(grads)
-            return loss, rec_loss, perceptual, kl, zero, zero, rec, finite, updated
+            boundary, applied, _ = self.updater(grads)
+            return loss, rec_loss, perceptual, kl, zero, zero, rec, boundary, applied
         (rec, kl, features), pullback = ops.vjp(self.forward, x, noise, weights=self.weights)
         (nll, rec_loss, perceptual), g_nll = self.nll_grad(rec, x)  # gradients w.r.t. the reconstruction
         adv, g_adv = self.adv_grad(rec)
@@ -132,13 +133,13 @@ class GeneratorStep(nn.Cell):
         cotangents = (g_nll + d_weight * g_adv, ops.full_like(kl, self.kl_weight), ops.zeros_like(features))
         grads = pullback(cotangents)[1]  # (input gradients, weight gradients)
         loss = nll + self.kl_weight * kl + d_weight * adv
-        finite, updated = self.updater(grads)
-        return loss, rec_loss, perceptual, kl, adv, d_weight, rec, finite, updated
+        boundary, applied, _ = self.updater(grads)
+        return loss, rec_loss, perceptual, kl, adv, d_weight, rec, boundary, applied
 
 
 class DiscriminatorStep(nn.Cell):
     """One discriminator micro-step: construct(frames, reconstructions) -> (loss, mean logit real, mean logit
-    fake, finite, updated)."""
+    fake, boundary, applied), as GeneratorStep."""
 
     def __init__(self, discriminator, updater):
         super().__init__(auto_prefix=False)
@@ -153,8 +154,8 @@ class DiscriminatorStep(nn.Cell):
 
     def construct(self, x, rec):
         (loss, real, fake), grads = self.grad_fn(x, rec)
-        finite, updated = self.updater(grads)
-        return loss, real, fake, finite, updated
+        boundary, applied, _ = self.updater(grads)
+        return loss, real, fake, boundary, applied
 
 
 class Reconstruct(nn.Cell):

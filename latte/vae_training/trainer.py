@@ -1,5 +1,4 @@
 """Assembling and running an autoencoder training: frames, networks, compiled steps, metrics, grids, checkpoints."""
-import csv
 import logging
 import os
 import time
@@ -11,19 +10,20 @@ from mindspore import nn
 from latte.config import save_config
 from latte.env import progress
 from latte.io import save_image_grid
-from latte.checkpoint_io import load_strict as load_params_strict
+from latte.checkpoint_io import load_strict
 from latte.models.vae import AutoencoderKL
 from latte.models.vae_config import VAEConfig
-from latte.training.checkpoints import resolve_resume
 from latte.training.optim import split_decay_groups
+from latte.training.run_state import (MetricsCSV, RunCheckpoints, load_state, log_key_settings, read_state_record,
+                                      resolve_resume, state_parameters)
 from latte.training.updater import Updater
-from latte.vae_training.checkpoints import VAECheckpoints, load_state, state_parameters
 from latte.vae_training.discriminator import PatchGAN
 from latte.vae_training.frames import FrameBatches, list_frame_images, load_frames, split_frames
 from latte.vae_training.step import AutoencoderForward, DiscriminatorStep, GeneratorStep, Reconstruct
 
 logger = logging.getLogger(__name__)
 ACCUM_KEY = "autoencoder_acc_steps"  # the config key named when the accumulation count is invalid
+WEIGHTS_PREFIX = "vae-"  # ckpt/vae-<step>.ckpt (+ .json): load_vae() loads it; train.py / sample.py take it
 
 ADAM_EPS = 1e-8
 DISC_PREFIX = "discriminator."
@@ -36,25 +36,6 @@ PERCEPTUAL_OFF_HINT = (
     "(or set perceptual_weight: 0 to silence this)")
 METRIC_FIELDS = ("step", "epoch", "loss", "rec_loss", "perceptual_loss", "kl_loss", "adv_loss", "d_weight", "d_loss",
                  "logits_real", "logits_fake", "val_psnr_db", "nonfinite_steps", "step_time_s", "frames_per_s")
-
-
-class MetricsCSV:
-    """metrics.csv, a row per logged step, flushed at once; on resume, rows after the resumed step are dropped."""
-
-    def __init__(self, path, resume_step=None):
-        self.path = path
-        rows = []
-        if resume_step is not None and os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, row):
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
 
 
 def psnr_db(mse):
@@ -75,9 +56,13 @@ class VAETrainer:
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
         self.out = cfg.output_path
-        self.ckpt = VAECheckpoints(os.path.join(self.out, "ckpt"), cfg.ckpt_max_keep)
+        self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), WEIGHTS_PREFIX, cfg.ckpt_max_keep)
         self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out)
-        self.step = 0
+        record = read_state_record(self.resume_path) if self.resume_path else {"step": 0}
+        if record.get("seed", cfg.seed) != cfg.seed:
+            raise ValueError(f"seed={cfg.seed} but {self.resume_path} was trained with seed={record['seed']}: "
+                             f"resume with --seed {record['seed']} (the frame order and noise depend on it)")
+        self.step = record["step"]  # where the run continues, read before anything is built
 
     # ---- setup -------------------------------------------------------------------------------------------
     def build(self):
@@ -104,7 +89,7 @@ class VAETrainer:
         if cfg.pretrained_vae:
             from latte.checkpoint_io import read_ms_checkpoint
 
-            load_params_strict(self.vae, read_ms_checkpoint(cfg.pretrained_vae)[0], what=cfg.pretrained_vae)
+            load_strict(self.vae, read_ms_checkpoint(cfg.pretrained_vae)[0], what=cfg.pretrained_vae)
             logger.info("initialized the autoencoder from %s", cfg.pretrained_vae)
         elif cfg.posterior_logvar_init:
             set_posterior_logvar(self.vae, cfg.posterior_logvar_init)
@@ -144,7 +129,7 @@ class VAETrainer:
         self.state = state_parameters(cells, exclude=frozen)
 
         if self.resume_path:
-            self.step = load_state(self.resume_path, self.state)
+            load_state(self.resume_path, self.state)
             logger.info("resumed from %s at optimizer step %d", self.resume_path, self.step)
         return self
 
@@ -156,7 +141,7 @@ class VAETrainer:
         if not cfg.lpips_checkpoint:
             logger.warning(PERCEPTUAL_OFF_HINT)
             return None
-        from latte.checkpoint_io import CheckpointError as ConversionError
+        from latte.checkpoint_io import CheckpointError
         from latte.vae_training.lpips import load_lpips
 
         if not os.path.isfile(cfg.lpips_checkpoint):
@@ -165,14 +150,14 @@ class VAETrainer:
 
         try:
             lpips = load_lpips(cfg.lpips_checkpoint)
-        except ConversionError as err:
+        except CheckpointError as err:
             raise ValueError(f"lpips_checkpoint: {err}") from None
         logger.info("perceptual term: LPIPS from %s (channels %s), weight %g", cfg.lpips_checkpoint,
                     list(lpips.channels), cfg.perceptual_weight)
         return lpips
 
     # ---- running -----------------------------------------------------------------------------------------
-    def log_key_settings(self):
+    def key_settings(self):
         c = self.cfg
         params = sum(p.size for p in self.vae.trainable_params()) / 1e6
         disc = (f"PatchGAN {c.disc_layers} layers x {c.disc_channels}, hinge, from step {c.disc_start}, weight "
@@ -193,16 +178,17 @@ class VAETrainer:
                               f"clip {c.max_grad_norm if c.clip_grad else 'off'}"),
                 ("schedule", f"{self.total_steps} optimizer steps (epochs {c.autoencoder_epochs}, max_steps "
                              f"{c.max_steps}), starting at {self.step}")]
-        logger.info("key settings:\n%s", "\n".join(f"  {k:<13} {v}" for k, v in rows))
+        return rows
 
     def fit(self):
         cfg = self.cfg
         save_config(cfg, os.path.join(self.out, "config.yaml"))
-        self.log_key_settings()
-        metrics = MetricsCSV(os.path.join(self.out, "metrics.csv"), self.step if self.resume_path else None)
+        log_key_settings(self.key_settings())
+        metrics = MetricsCSV(os.path.join(self.out, "metrics.csv"), METRIC_FIELDS,
+                             self.step if self.resume_path else None)
         acc = cfg.autoencoder_acc_steps
         batches = self.frames.iterate(self.step * acc)
-        nonfinite = 0
+        skipped = 0  # optimizer steps (autoencoder or discriminator) skipped for non-finite gradients
         bar = progress(total=self.total_steps, initial=self.step, desc="train_vae", unit="step")
         if self.step == 0:
             self.write_samples(0)
@@ -215,12 +201,12 @@ class VAETrainer:
             for _ in range(acc):
                 frames, noise = next(batches)
                 x, noise = ms.Tensor(frames), ms.Tensor(noise)
-                loss, rec_loss, perceptual, kl, adv, d_weight, rec, finite, _ = g_step(x, noise)
+                loss, rec_loss, perceptual, kl, adv, d_weight, rec, boundary, applied = g_step(x, noise)
                 values = dict(loss=loss, rec_loss=rec_loss, perceptual_loss=perceptual, kl_loss=kl)
-                nonfinite += 0 if bool(finite.asnumpy()) else 1
+                skipped += int(bool(boundary.asnumpy()) and not bool(applied.asnumpy()))
                 if adversarial:
-                    d_loss, real, fake, d_finite, _ = self.d_step(x, rec)
-                    nonfinite += 0 if bool(d_finite.asnumpy()) else 1
+                    d_loss, real, fake, boundary, applied = self.d_step(x, rec)
+                    skipped += int(bool(boundary.asnumpy()) and not bool(applied.asnumpy()))
                     values.update(adv_loss=adv, d_weight=d_weight, d_loss=d_loss, logits_real=real, logits_fake=fake)
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + float(v.asnumpy()) / acc
@@ -234,7 +220,7 @@ class VAETrainer:
             if self.step % cfg.log_interval == 0 or psnr is not None:
                 row = {k: f"{v:.6g}" for k, v in sums.items()}
                 row.update(step=self.step, epoch=(self.step - 1) // self.steps_per_epoch,
-                           nonfinite_steps=nonfinite, step_time_s=f"{elapsed:.4f}",
+                           nonfinite_steps=skipped, step_time_s=f"{elapsed:.4f}",
                            frames_per_s=f"{cfg.autoencoder_batch_size * acc / elapsed:.2f}",
                            val_psnr_db="" if psnr is None else f"{psnr:.3f}")
                 metrics.append(row)
@@ -244,7 +230,7 @@ class VAETrainer:
         bar.close()
         if last_save != self.step:
             self.save()
-        return self.finish(nonfinite)
+        return self.finish(skipped)
 
     # ---- evaluation, grids, checkpoints --------------------------------------------------------------------
     def evaluate(self, frames=None):
@@ -286,10 +272,12 @@ class VAETrainer:
     def save(self):
         psnr, _, latent_std = self.evaluate()
         self.last_eval = (psnr, latent_std)
-        path = self.ckpt.save(self.step, self.vae, self.state, self.weights_meta(psnr, latent_std))
+        weights = {name: p.asnumpy() for name, p in self.vae.parameters_and_names()}
+        path = self.ckpt.save(self.step, self.state, weights, self.weights_meta(psnr, latent_std),
+                              epoch=self.step // self.steps_per_epoch, seed=self.cfg.seed)
         logger.info("saved %s (%s PSNR %.2f dB) and the resume state", path, self.eval_set, psnr)
 
-    def finish(self, nonfinite):
+    def finish(self, skipped):
         from latte.checkpoint_io import save_ms_checkpoint
 
         if not hasattr(self, "last_eval"):  # resumed at the end: nothing ran
@@ -299,8 +287,8 @@ class VAETrainer:
         meta = self.weights_meta(psnr, latent_std)
         final = os.path.join(self.out, "vae.ckpt")
         save_ms_checkpoint({n: p.asnumpy() for n, p in self.vae.parameters_and_names()}, final, meta)
-        logger.info("finished at optimizer step %d (%d non-finite micro-steps skipped): %s PSNR %.2f dB on %d "
-                    "frames. Wrote %s; use it in Latte configs as vae_checkpoint (latent std %.4f: "
-                    "sd_scale_factor %.5f gives unit-variance latents)", self.step, nonfinite, self.eval_set, psnr,
+        logger.info("finished at optimizer step %d (%d updates skipped for non-finite gradients): %s PSNR %.2f dB "
+                    "on %d frames. Wrote %s; use it in Latte configs as vae_checkpoint (latent std %.4f: "
+                    "sd_scale_factor %.5f gives unit-variance latents)", self.step, skipped, self.eval_set, psnr,
                     len(self.val), final, latent_std, meta["config"]["scaling_factor"])
         return {"step": self.step, "psnr_db": psnr, "vae_checkpoint": final, "latent_std": latent_std}
