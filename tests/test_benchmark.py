@@ -40,8 +40,8 @@ def test_vae_task_times_encode_and_decode(tmp_path):
 
 
 def test_compare_refuses_a_busy_machine():
-    with pytest.raises(SystemExit, match="load average .* --max_load"):
-        benchmark.main(["compare", *TINY, "--max_load", "-1"])
+    with pytest.raises(SystemExit, match="of the CPUs busy .* --max_busy"):
+        benchmark.main(["compare", *TINY, "--max_busy", "-1"])
 
 
 def test_compare_runs_both_sides_and_reports_ratios(tmp_path):

@@ -11,8 +11,9 @@ Tasks:
   compare   latte-ms against the official Latte's computation in PyTorch (tools/benchmark_torch.py), same
             shapes: forward, train step, DDIM sampling step and the VAE, each side in its own process (its
             own peak memory), the two sides alternating; prints port/torch ratios. Refuses to run on a busy
-            machine (load average above --max_load; torch's OpenMP threads spin under contention and distort
-            ratios several-fold) unless --force, which marks the result "busy".
+            machine (other processes using more than --max_busy of the CPUs, measured from /proc/stat
+            before the first run and recorded before each; torch's OpenMP threads spin under contention and
+            distort ratios several-fold) unless --force, which marks the result "busy".
   forward   Latte forward (inference): compile, then seconds per forward.
   train     the compiled train step (loss + backward + AdamW), from frames through the VAE (--vae sd, random
             sd-vae-ft-mse weights) or from cached latents (--vae none): compile, s/step,
@@ -68,8 +69,8 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="compare: runs of each side per task (alternating)")
     parser.add_argument("--compare_tasks", default="forward,train,sample,vae",
                         help="compare: comma-separated tasks to compare")
-    parser.add_argument("--max_load", type=float, default=0.5,
-                        help="compare: refuse when the 1-minute load average is above this")
+    parser.add_argument("--max_busy", type=float, default=0.15,
+                        help="compare: refuse when other processes keep more than this fraction of the CPUs busy")
     parser.add_argument("--force", action="store_true", help="compare: run on a busy machine, marking it busy")
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     return parser.parse_args(argv)
@@ -275,6 +276,24 @@ def _shape_args(args):
     return out + (["--condition", args.condition] if args.condition else [])
 
 
+def cpu_busy(seconds=1.0):
+    """Fraction of all CPUs busy over `seconds`, from /proc/stat (the load average would count this tool's
+    own runs of the last minute); None where /proc/stat does not exist."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return None
+    return round(1.0 - (idle1 - idle0) / max(total1 - total0, 1), 3)
+
+
 def _run_side(task, peer, args):
     """One task of one side in a fresh process (so its peak memory is its own); returns its JSON."""
     with tempfile.TemporaryDirectory() as folder:
@@ -282,13 +301,13 @@ def _run_side(task, peer, args):
         cmd = [sys.executable, "-m", "tools.benchmark", task, "--peer", peer, "--out", out] + _shape_args(args)
         if task == "sample":
             cmd.append("--ddim")
-        load = os.getloadavg()[0]
+        busy = cpu_busy()
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         with open(out) as f:
             result = json.load(f)
-    result["load_before"] = round(load, 2)
+    result["cpu_busy_before"] = busy
     return result
 
 
@@ -297,14 +316,13 @@ def _ratio(a, b):
 
 
 def compare(args):
-    load = os.getloadavg()[0]
-    busy = load > args.max_load
-    if busy and not args.force:
-        raise SystemExit(f"compare: the 1-minute load average is {load:.2f} > --max_load {args.max_load}: torch's "
-                         "OpenMP threads spin under contention and the ratios would be wrong. Stop other jobs "
-                         "and retry, or pass --force to measure anyway (the result is marked busy).")
-    if busy:
-        print(f"WARNING: load average {load:.2f} > {args.max_load}: ratios measured now are unreliable",
+    busy = cpu_busy(3.0)
+    if busy is not None and busy > args.max_busy and not args.force:
+        raise SystemExit(f"compare: other processes keep {busy:.0%} of the CPUs busy (> --max_busy "
+                         f"{args.max_busy:.0%}): torch's OpenMP threads spin under contention and the ratios would "
+                         "be wrong. Stop other jobs and retry, or pass --force to measure anyway (marked busy).")
+    if busy is not None and busy > args.max_busy:
+        print(f"WARNING: {busy:.0%} of the CPUs busy before the first run: ratios measured now are unreliable",
               file=sys.stderr)
     tasks = [t.strip() for t in args.compare_tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))
@@ -318,7 +336,7 @@ def compare(args):
                 result = _run_side(task, peer, args)
                 runs[task][peer].append(result)
                 print(f"{task:8s} {peer:9s} {result['s_per_step']:.4f} s/step  peak {result['peak_rss_gib']:.2f} GiB"
-                      f"  (load {result['load_before']:.2f})", file=sys.stderr)
+                      f"  (CPUs busy before: {result['cpu_busy_before']})", file=sys.stderr)
     summary = {}
     for task, sides in runs.items():
         med = {peer: float(np.median([r["s_per_step"] for r in rs])) for peer, rs in sides.items()}
@@ -336,9 +354,10 @@ def compare(args):
             entry["latte_ms_compile_s"] = round(float(np.median(
                 [r["compile_s_estimate"] for r in sides["latte-ms"]])), 2)
         summary[task] = entry
-    loads = [r["load_before"] for sides in runs.values() for rs in sides.values() for r in rs]
-    return {"busy": busy or max(loads) > args.max_load, "load_before_each_run": loads, "summary": summary,
-            "runs": runs}
+    before = [r["cpu_busy_before"] for sides in runs.values() for rs in sides.values() for r in rs]
+    measured = [b for b in [busy] + before if b is not None]
+    return {"busy": bool(measured) and max(measured) > args.max_busy, "cpu_busy_before_each_run": before,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()], "summary": summary, "runs": runs}
 
 
 def main(argv=None):

@@ -26,11 +26,11 @@ from latte.data.sources import get_source_type
 from latte.data.transforms import as_size, to_channels
 from latte.env import progress
 from latte.models.vae_encoder import LatentEncoder
+from latte.random_streams import Stream
 
 logger = logging.getLogger(__name__)
 
 DECODE_CHUNK_FRAMES = 128  # frames decoded at once: bounds memory for long videos (sequential decoders re-seek)
-NOISE_STREAM = 3  # random stream of posterior samples, after the data pipeline's streams 0-2
 LISTING_CHUNK = 1  # build_video_index with 1-frame clips: every video with a frame is listed
 
 
@@ -156,7 +156,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True):
     try:
         for current in bar:
             entry = index.entries[current]
-            noise_rng = np.random.default_rng([cfg.seed, NOISE_STREAM, current]) if cfg.sample_latents else None
+            noise_rng = np.random.default_rng([cfg.seed, Stream.CACHE_POSTERIOR, current]) if cfg.sample_latents else None
             chunks = []
             try:
                 for pixels in read_video_chunks(source, entry, cfg.data_config, cfg.image_size):

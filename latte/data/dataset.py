@@ -29,13 +29,12 @@ from latte.data.index import build_video_index
 from latte.data.readers import video_read_errors
 from latte.data.sources import get_source_type
 from latte.data.transforms import as_size, sample_clip_indices
+from latte.random_streams import Stream
 
 logger = logging.getLogger(__name__)
 
 CONDITIONS = (None, "class")
 DEFAULT_SEED = 0
-# Independent random streams derived from the seed.
-SHUFFLE_STREAM, CLIP_STREAM, SUBSTITUTE_STREAM = 0, 1, 2
 MAX_SUBSTITUTE_ATTEMPTS = 16  # consecutive unreadable videos tolerated for one sample
 
 
@@ -74,7 +73,7 @@ class ClipSource:
         """Video indices in the order epoch `epoch` visits them (all shards)."""
         if self._order[0] != epoch:
             n = len(self.entries)
-            order = (np.random.default_rng([self.seed, SHUFFLE_STREAM, epoch]).permutation(n)
+            order = (np.random.default_rng([self.seed, Stream.DATA_SHUFFLE, epoch]).permutation(n)
                      if self.data_config.shuffle else np.arange(n))
             self._order = (epoch, order)
         return self._order[1]
@@ -88,7 +87,7 @@ class ClipSource:
     def load_clip(self, video_index, epoch=0):
         """The clip of video video_index for epoch: float32 (F, 3, H, W) in [-1, 1]. Raises VideoReadError."""
         entry = self.entries[video_index]
-        rng = np.random.default_rng([self.seed, CLIP_STREAM, epoch, video_index])
+        rng = np.random.default_rng([self.seed, Stream.DATA_CLIP, epoch, video_index])
         reader = self.source.open_video(entry, self.data_config, self.image_size)
         with video_read_errors(), contextlib.closing(reader):
             indices = sample_clip_indices(reader.num_frames, self.num_frames, self.data_config.sample_stride, rng)
@@ -102,7 +101,7 @@ class ClipSource:
 
     def __getitem__(self, key):
         epoch, global_position, video_index = self.video_at(key)
-        substitutes = np.random.default_rng([self.seed, SUBSTITUTE_STREAM, epoch, global_position])
+        substitutes = np.random.default_rng([self.seed, Stream.DATA_SUBSTITUTE, epoch, global_position])
         for _ in range(MAX_SUBSTITUTE_ATTEMPTS):
             if video_index not in self.failures:
                 try:

@@ -110,16 +110,16 @@ class NoAffineLayerNorm(nn.Cell):
 
 
 def adamw_kernel():
-    """The fused AdamW step: (param, m, v, grad, hyper (7,)) -> (param', m', v'), all float32, where hyper =
-    [lr, weight_decay, beta1, beta2, eps, step_size, bias_correction2_sqrt] (see LatteAdamW)."""
+    """The fused AdamW step: (param, m, v, grad, hyper (6,), weight_decay (1,)) -> (param', m', v'), all float32,
+    where hyper = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt] (see LatteAdamW)."""
     return _custom("LatteAdamW", _adamw_shapes, _adamw_dtypes)
 
 
-def _adamw_shapes(param, m, v, grad, hyper):
+def _adamw_shapes(param, m, v, grad, hyper, weight_decay):
     return param, param, param
 
 
-def _adamw_dtypes(param, m, v, grad, hyper):
+def _adamw_dtypes(param, m, v, grad, hyper, weight_decay):
     return param, param, param
 
 

@@ -218,7 +218,7 @@ extern "C" int LatteLayerNormBackward(int nparam, void **params, int *ndims, int
 // One parameter's torch.optim.AdamW step (single-tensor path), all float32, in torch's order of operations:
 //   p *= 1 - lr * wd;  m += (g - m) * (1 - beta1);  v = v * beta2 + g * g * (1 - beta2)
 //   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
-// Inputs p, m, v, g, hyper (7,) = [lr, weight_decay, beta1, beta2, eps, step_size, bias_correction2_sqrt];
+// Inputs p, m, v, g, hyper (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], weight_decay (1,);
 // outputs p', m', v'.
 // adaLN: y = LayerNorm(x) * (1 + scale) + shift, the scale and shift of sample n applied to all its tokens.
 // Inputs x (N, T, D), shift (N, D), scale (N, D), eps (1,); output y (N, T, D).
@@ -392,16 +392,17 @@ void adamw_range(const float *__restrict p, const float *__restrict m, const flo
 
 extern "C" int LatteAdamW(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                           void *stream, void *extra) {
-  if (nparam != 8) return 1;
+  if (nparam != 9) return 1;
   const float *p = static_cast<const float *>(params[0]);
   const float *m = static_cast<const float *>(params[1]);
   const float *v = static_cast<const float *>(params[2]);
   const float *g = static_cast<const float *>(params[3]);
   const float *h = static_cast<const float *>(params[4]);
-  float *p_out = static_cast<float *>(params[5]);
-  float *m_out = static_cast<float *>(params[6]);
-  float *v_out = static_cast<float *>(params[7]);
-  const float lr = h[0], wd = h[1], beta1 = h[2], beta2 = h[3], eps = h[4], step_size = h[5], bc2 = h[6];
+  const float wd = *static_cast<const float *>(params[5]);
+  float *p_out = static_cast<float *>(params[6]);
+  float *m_out = static_cast<float *>(params[7]);
+  float *v_out = static_cast<float *>(params[8]);
+  const float lr = h[0], beta1 = h[1], beta2 = h[2], eps = h[3], step_size = h[4], bc2 = h[5];
   const float decay = 1.0f - lr * wd, one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
   parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
     adamw_range(p, m, v, g, p_out, m_out, v_out, begin, end, decay, one_minus_beta1, beta2, one_minus_beta2, eps,

@@ -69,14 +69,10 @@ def _adamw_param(beta1, beta2, eps, lr, step_size, bias_correction2_sqrt, one, w
 _adamw_fused = ops.MultitypeFuncGraph("adamw_fused")
 
 
-@_adamw_fused.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Number",
-                       "Tensor", "Tensor", "Tensor", "Tensor")
-def _adamw_fused_param(kernel, lr, beta1, beta2, eps, step_size, bias_correction2_sqrt, one, weight_decay, param, m,
-                       v, grad):
+@_adamw_fused.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _adamw_fused_param(kernel, hyper, weight_decay, param, m, v, grad):
     """The same step as _adamw_param in one pass over memory (latte/kernels/cpu_kernels.cc: LatteAdamW)."""
-    hyper = ops.cat([value.reshape(1) for value in (lr, one * weight_decay, beta1, beta2, eps, step_size,
-                                                    bias_correction2_sqrt)])  # 7 scalars -> (7,)
-    next_p, next_m, next_v = kernel(param.astype(ms.float32), m, v, grad.astype(ms.float32), hyper)
+    next_p, next_m, next_v = kernel(param.astype(ms.float32), m, v, grad.astype(ms.float32), hyper, weight_decay)
     ops.assign(m, next_m)
     ops.assign(v, next_v)
     return ops.assign(param, next_p.astype(param.dtype))
@@ -106,6 +102,9 @@ class AdamW(nn.Optimizer):
         self.one = Tensor(1.0, ms.float32)
         # on CPU the update runs as one fused kernel per parameter (12 elementwise MindSpore ops otherwise)
         self.fused = adamw_kernel() if (kernels or kernel_backend()[0]) == "native" else None
+        if self.fused is not None:  # graph constants: nothing per parameter is computed at each step
+            self.decay_tensors = tuple(Tensor(np.array([w], np.float32)) for w in self.weight_decays)
+            self.betas_eps = Tensor(np.array([beta1, beta2, eps], np.float32))
 
     def construct(self, gradients):
         lr = self.get_lr()  # the learning rate of the current step (global_step before the increment)
@@ -115,10 +114,10 @@ class AdamW(nn.Optimizer):
         bias_correction2_sqrt = ops.sqrt(self.one - ops.pow(self.beta2, step))
         step_size = lr / bias_correction1
         if self.fused is not None:
-            return self.hyper_map(
-                ops.partial(_adamw_fused, self.fused, lr, self.one * self.beta1, self.one * self.beta2,
-                            self.one * self.eps, step_size, bias_correction2_sqrt, self.one),
-                self.weight_decays, self._parameters, self.moments1, self.moments2, gradients)
+            # (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], built once for all parameters
+            hyper = ops.cat([lr.reshape(1), self.betas_eps, step_size.reshape(1), bias_correction2_sqrt.reshape(1)])
+            return self.hyper_map(ops.partial(_adamw_fused, self.fused, hyper), self.decay_tensors,
+                                  self._parameters, self.moments1, self.moments2, gradients)
         return self.hyper_map(
             ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, lr, step_size, bias_correction2_sqrt,
                         self.one),
