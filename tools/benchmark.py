@@ -233,13 +233,14 @@ def bench_torch(args):
 
     torch.set_num_threads(os.cpu_count() or 1)
     if args.task == "vae":
-        return _vae_summary(*benchmark_torch.run_vae(args))
+        encode, decode = benchmark_torch.vae_functions(args)
+        return _vae_summary(_timed(encode, args.steps), _timed(decode, args.steps))
     from latte.models.registry import model_spec
 
     spec = model_spec(args.model_name)
     arch = dict(depth=spec["depth"], hidden_size=spec["hidden_size"], num_heads=spec["num_heads"],
                 patch_size=spec["patch_size"])
-    first, times = benchmark_torch.run(args.task, arch, args)
+    first, times = _timed(benchmark_torch.step_function(args.task, arch, args), args.steps)
     unit = "images" if args.task == "train" else "videos"
     items = args.batch_size * (args.num_frames if args.task == "train" else 1)
     return _summary(first, times, items, unit)

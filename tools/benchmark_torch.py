@@ -9,7 +9,6 @@ Run through the compare command, which starts it as `python -m tools.benchmark .
 repository root.
 """
 import math
-import time
 
 import numpy as np
 import torch
@@ -85,20 +84,8 @@ def ddim_step(model, tab, x, t, y):
         return x0 * torch.sqrt(prev) + torch.sqrt(1 - prev) * eps
 
 
-def _timed(fn, steps):
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, times
-
-
-def run(task, spec, args):
-    """(first call s, [step s]) for task forward | train | sample on the torch Latte of `spec`."""
+def step_function(task, spec, args):
+    """One step of task forward | train | sample on the torch Latte of `spec`, as a function to time."""
     torch.manual_seed(0)
     b, f, s = args.batch_size, args.num_frames, args.latent_size
     model = TorchLatte(input_size=s, num_frames=f, num_classes=101, condition=args.condition, **spec)
@@ -128,11 +115,11 @@ def run(task, spec, args):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return _timed(step, args.steps)
+    return step
 
 
-def run_vae(args):
-    """(encode s per frame, decode s per frame) of a random sd-vae-ft-mse AutoencoderKL (diffusers)."""
+def vae_functions(args):
+    """(encode one frame, decode one latent) of a random sd-vae-ft-mse AutoencoderKL (diffusers), to time."""
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
@@ -142,7 +129,13 @@ def run_vae(args):
     frame = torch.from_numpy(rng.uniform(-1, 1, (1, 3, args.image_size, args.image_size)).astype(np.float32))
     latent = torch.from_numpy(rng.standard_normal((1, 4, args.image_size // 8, args.image_size // 8))
                               .astype(np.float32))
-    with torch.no_grad():
-        enc = _timed(lambda: vae.encode(frame).latent_dist.mean, args.steps)
-        dec = _timed(lambda: vae.decode(latent).sample, args.steps)
-    return enc, dec
+
+    def encode():
+        with torch.no_grad():
+            return vae.encode(frame).latent_dist.mean
+
+    def decode():
+        with torch.no_grad():
+            return vae.decode(latent).sample
+
+    return encode, decode

@@ -154,6 +154,24 @@ inline void row_moments(const float *xr, int64_t d, float eps, float *mean, floa
   *mean = m;
   *rstd = 1.0f / std::sqrt(row_centered_sq(xr, d, m) / static_cast<float>(d) + eps);
 }
+
+// LayerNorm backward of one row from its upstream gradient g: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
+inline void layer_norm_row_backward(const float *g, const float *xr, float m, float s, int64_t d, float *dxr) {
+  float lanes_g[kLanes] = {0.0f}, lanes_g_xhat[kLanes] = {0.0f};
+  int64_t i = 0;
+  for (; i + kLanes <= d; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      lanes_g[j] += g[i + j];
+      lanes_g_xhat[j] += g[i + j] * ((xr[i + j] - m) * s);
+    }
+  for (; i < d; ++i) {
+    lanes_g[0] += g[i];
+    lanes_g_xhat[0] += g[i] * ((xr[i] - m) * s);
+  }
+  const float a = lane_sum(lanes_g) / static_cast<float>(d);
+  const float b = lane_sum(lanes_g_xhat) / static_cast<float>(d);
+  for (int64_t k = 0; k < d; ++k) dxr[k] = s * (g[k] - a - ((xr[k] - m) * s) * b);
+}
 }  // namespace
 
 // Inputs x (..., D), eps (1,); output y (..., D).
@@ -196,30 +214,12 @@ extern "C" int LatteLayerNormBackward(int nparam, void **params, int *ndims, int
       float *dxr = dx + r * d;
       float m, s;
       row_moments(xr, d, eps, &m, &s);
-      float lanes_dy[kLanes] = {0.0f}, lanes_dy_xhat[kLanes] = {0.0f};
-      int64_t i = 0;
-      for (; i + kLanes <= d; i += kLanes)
-        for (int j = 0; j < kLanes; ++j) {
-          lanes_dy[j] += dyr[i + j];
-          lanes_dy_xhat[j] += dyr[i + j] * ((xr[i + j] - m) * s);
-        }
-      for (; i < d; ++i) {
-        lanes_dy[0] += dyr[i];
-        lanes_dy_xhat[0] += dyr[i] * ((xr[i] - m) * s);
-      }
-      const float a = lane_sum(lanes_dy) / static_cast<float>(d);
-      const float b = lane_sum(lanes_dy_xhat) / static_cast<float>(d);
-      for (int64_t i = 0; i < d; ++i) dxr[i] = s * (dyr[i] - a - ((xr[i] - m) * s) * b);
+      layer_norm_row_backward(dyr, xr, m, s, d, dxr);
     }
   });
   return 0;
 }
 
-// One parameter's torch.optim.AdamW step (single-tensor path), all float32, in torch's order of operations:
-//   p *= 1 - lr * wd;  m += (g - m) * (1 - beta1);  v = v * beta2 + g * g * (1 - beta2)
-//   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
-// Inputs p, m, v, g, hyper (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], weight_decay (1,);
-// outputs p', m', v'.
 // adaLN: y = LayerNorm(x) * (1 + scale) + shift, the scale and shift of sample n applied to all its tokens.
 // Inputs x (N, T, D), shift (N, D), scale (N, D), eps (1,); output y (N, T, D).
 extern "C" int LatteModulatedLayerNormForward(int nparam, void **params, int *ndims, int64_t **shapes,
@@ -287,21 +287,8 @@ extern "C" int LatteModulatedLayerNormBackward(int nparam, void **params, int *n
         float *dxr = dx + r * d;
         float m, rs;
         row_moments(xr, d, eps, &m, &rs);
-        float lanes_g[kLanes] = {0.0f}, lanes_g_xhat[kLanes] = {0.0f};
         modulation_grads(dyr, xr, sc, dsh, dsc, g.data(), d, m, rs);
-        int64_t i = 0;
-        for (; i + kLanes <= d; i += kLanes)
-          for (int j = 0; j < kLanes; ++j) {
-            lanes_g[j] += g[i + j];
-            lanes_g_xhat[j] += g[i + j] * ((xr[i + j] - m) * rs);
-          }
-        for (; i < d; ++i) {
-          lanes_g[0] += g[i];
-          lanes_g_xhat[0] += g[i] * ((xr[i] - m) * rs);
-        }
-        const float a = lane_sum(lanes_g) / static_cast<float>(d);
-        const float b = lane_sum(lanes_g_xhat) / static_cast<float>(d);
-        for (int64_t k = 0; k < d; ++k) dxr[k] = rs * (g[k] - a - ((xr[k] - m) * rs) * b);
+        layer_norm_row_backward(g.data(), xr, m, rs, d, dxr);
       }
     }
   });
@@ -372,6 +359,11 @@ extern "C" int LatteScaledSoftmaxBackward(int nparam, void **params, int *ndims,
   return 0;
 }
 
+// One parameter's torch.optim.AdamW step (single-tensor path), all float32, in torch's order of operations:
+//   p *= 1 - lr * wd;  m += (g - m) * (1 - beta1);  v = v * beta2 + g * g * (1 - beta2)
+//   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
+// Inputs p, m, v, g, hyper (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], weight_decay (1,);
+// outputs p', m', v'.
 namespace {
 void adamw_range(const float *__restrict p, const float *__restrict m, const float *__restrict v,
                  const float *__restrict g, float *__restrict p_out, float *__restrict m_out, float *__restrict v_out,
