@@ -21,6 +21,7 @@ from latte.env import resolve_dtype
 from latte.models.precision import FP32_CELLS
 from latte.models.vae_blocks import Decoder, Encoder, conv1x1
 from latte.models.vae_config import VAE_SCALE_FACTOR, VAEConfig, infer_architecture
+from latte.models.vae_encoder import scaled_posterior_sample
 
 __all__ = ["AutoencoderKL", "VAE_SCALE_FACTOR", "VAEConfig", "decode_video", "encode_video", "load_vae"]
 
@@ -120,10 +121,9 @@ def encode_video(vae, video, frames_per_batch=DEFAULT_FRAMES_PER_BATCH, sample=F
     chunks = []
     for start in range(0, b * f, step):
         mean, logvar = vae.encode(frames[start:start + step])
-        if sample:
-            noise = generator.standard_normal(tuple(mean.shape), dtype=np.float32)
-            mean = mean + ops.exp(0.5 * logvar) * ms.Tensor(noise)
-        chunks.append(mean * scale)
+        noise = (ms.Tensor(generator.standard_normal(tuple(mean.shape), dtype=np.float32)) if sample
+                 else ops.zeros_like(mean))
+        chunks.append(scaled_posterior_sample(mean, logvar, noise, scale))
     latents = ops.cat(chunks, axis=0)
     return latents.reshape((b, f) + tuple(latents.shape[1:]))  # (B*F, L, h, w) -> (B, F, L, h, w)
 

@@ -4,6 +4,12 @@ import numpy as np
 from mindspore import nn, ops
 
 
+def scaled_posterior_sample(mean, logvar, noise, scale):
+    """(mean + std * noise) * scale with std = exp(logvar / 2): the latents the diffusion model sees (zero noise:
+    the posterior mean). The one formula of the train loss, the embedding cache and encode_video."""
+    return (mean + ops.exp(0.5 * logvar) * noise) * scale
+
+
 class ScaledPosterior(nn.Cell):
     """(frames (N, in_channels, H, W), noise (N, C, h, w)) -> (mean + std * noise) * scale; zero noise: the mean."""
 
@@ -14,7 +20,7 @@ class ScaledPosterior(nn.Cell):
 
     def construct(self, frames, noise):
         mean, logvar = self.vae.encode(frames)
-        return (mean + ops.exp(0.5 * logvar) * noise) * self.scale
+        return scaled_posterior_sample(mean, logvar, noise, self.scale)
 
 
 class LatentEncoder:

@@ -10,6 +10,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from latte.diffusion import DiffusionLoss
+from latte.models.vae_encoder import scaled_posterior_sample
 from latte.random_streams import Stream
 
 RANDOM_COLUMNS = ("t", "noise", "latent_noise", "force_drop_ids")
@@ -86,8 +87,9 @@ class LatteTrainLoss(nn.Cell):
             means.append(mean)
             logvars.append(logvar)
         mean, logvar = ops.cat(means, 0), ops.cat(logvars, 0)  # (B*F, C, h, w)
-        latents = mean.reshape(latent_noise.shape) + ops.exp(0.5 * logvar).reshape(latent_noise.shape) * latent_noise
-        return ops.stop_gradient(latents * self.scale_factor)  # (B, F, C, h, w)
+        latents = scaled_posterior_sample(mean.reshape(latent_noise.shape), logvar.reshape(latent_noise.shape),
+                                          latent_noise, self.scale_factor)  # (B*F, C, h, w) -> (B, F, C, h, w)
+        return ops.stop_gradient(latents)
 
     def construct(self, x, t, noise, latent_noise, force_drop_ids, y=None):
         if self.vae is not None:
