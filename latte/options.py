@@ -148,7 +148,7 @@ class ModelOptions(VAEOptions):
 
 # the ModelOptions that build a trained model, as train.py records them next to its weights
 RECORDED_MODEL_KEYS = ("model_name", "image_size", "num_frames", "condition", "num_classes", "class_dropout_prob",
-                       "patch_embedder", "vae_checkpoint") + DIFFUSION_KEYS
+                       "patch_embedder", "vae_checkpoint", "sd_scale_factor") + DIFFUSION_KEYS
 _LATTE_CONFIG_KEYS = ("num_frames", "condition", "num_classes", "class_dropout_prob", "patch_embedder")
 
 
@@ -162,6 +162,8 @@ def recorded_model_keys(meta):
                 vae_checkpoint="" if meta.get("pixel_space") else meta.get("vae_checkpoint", ""))
     keys.update({k: config[k] for k in _LATTE_CONFIG_KEYS if k in config})
     keys.update({k: v for k, v in meta["diffusion"].items() if k in DIFFUSION_KEYS})
+    if meta.get("sd_scale_factor") is not None:  # the latent multiplier the model was trained with, if set
+        keys["sd_scale_factor"] = meta["sd_scale_factor"]
     return keys
 
 

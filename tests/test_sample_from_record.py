@@ -78,10 +78,12 @@ def test_record_fills_only_what_is_not_given(tmp_path):
     record = {"model_name": "Latte-S/2", "image_size": 64, "pixel_space": False, "vae_checkpoint": "old/vae.ckpt",
               "config": {"num_frames": 8, "condition": "class", "num_classes": 7, "class_dropout_prob": 0.1,
                          "patch_embedder": "linear"},
-              "diffusion": {"noise_schedule": "linear", "predict_xstart": False, "learn_sigma": False}}
+              "sd_scale_factor": 0.5, "diffusion": {"noise_schedule": "linear", "predict_xstart": False,
+                                                    "learn_sigma": False}}
     with open(meta_path(str(ckpt)), "w") as f:
         json.dump(record, f)
     cfg = load_config(SampleConfig, ["--checkpoint", str(ckpt), "--vae_checkpoint", "moved/vae.ckpt"])
+    assert cfg.sd_scale_factor == 0.5  # the latent multiplier the model was trained with
     assert (cfg.model_name, cfg.image_size, cfg.num_frames, cfg.condition, cfg.num_classes) == \
         ("Latte-S/2", 64, 8, "class", 7)
     assert (cfg.patch_embedder, cfg.learn_sigma, cfg.vae_checkpoint) == ("linear", False, "moved/vae.ckpt")

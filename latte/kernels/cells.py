@@ -49,9 +49,13 @@ class TanhGELU(nn.Cell):
 
     def __init__(self, backend=None):
         super().__init__()
-        self.backend = _resolve(backend)
-        self.native = _NativeGELU() if self.backend == "native" else None
-        self.builtin = nn.GELU(approximate=True) if self.backend == "builtin" else None
+        self.use(_resolve(backend))
+
+    def use(self, backend):
+        """Switches the formulation (before the cell is compiled)."""
+        self.backend = check_backend(backend)
+        self.native = _NativeGELU() if backend == "native" else None
+        self.builtin = nn.GELU(approximate=True) if backend == "builtin" else None
 
     def construct(self, x):
         if self.native is not None:
@@ -91,14 +95,16 @@ class NoAffineLayerNorm(nn.Cell):
 
     def __init__(self, hidden_size, eps, backend=None):
         super().__init__()
-        self.backend = _resolve(backend)
-        if self.backend == "native":
-            self.native = _NativeLayerNorm(eps)
-        else:
-            self.native = None
-            self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
-            self.ones = Tensor(np.ones(hidden_size, np.float32))
-            self.zeros = Tensor(np.zeros(hidden_size, np.float32))
+        self.eps = eps
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+        self.ones = Tensor(np.ones(hidden_size, np.float32))
+        self.zeros = Tensor(np.zeros(hidden_size, np.float32))
+        self.use(_resolve(backend))
+
+    def use(self, backend):
+        """Switches the formulation (before the cell is compiled)."""
+        self.backend = check_backend(backend)
+        self.native = _NativeLayerNorm(self.eps) if backend == "native" else None
 
     def construct(self, x):
         x32 = x.astype(ms.float32)
@@ -163,9 +169,15 @@ class ModulatedLayerNorm(nn.Cell):
 
     def __init__(self, hidden_size, eps, backend=None):
         super().__init__()
-        self.backend = _resolve(backend)
-        self.native = _NativeModulatedLayerNorm(eps) if self.backend == "native" else None
-        self.norm = NoAffineLayerNorm(hidden_size, eps, self.backend)
+        self.eps = eps
+        self.norm = NoAffineLayerNorm(hidden_size, eps, "composite")
+        self.use(_resolve(backend))
+
+    def use(self, backend):
+        """Switches the formulation (before the cell is compiled)."""
+        self.backend = check_backend(backend)
+        self.native = _NativeModulatedLayerNorm(self.eps) if backend == "native" else None
+        self.norm.use("builtin" if backend == "builtin" else "composite")
 
     def construct(self, x, shift, scale):
         if self.native is not None:
@@ -198,11 +210,30 @@ class ScaledSoftmax(nn.Cell):
 
     def __init__(self, scale, backend=None):
         super().__init__()
-        self.backend = _resolve(backend)
         self.scale = scale
-        self.native = _NativeScaledSoftmax(scale) if self.backend == "native" else None
+        self.use(_resolve(backend))
+
+    def use(self, backend):
+        """Switches the formulation (before the cell is compiled)."""
+        self.backend = check_backend(backend)
+        self.native = _NativeScaledSoftmax(self.scale) if backend == "native" else None
 
     def construct(self, x):
         if self.native is not None:
             return self.native(x.astype(ms.float32)).astype(x.dtype)
         return ops.softmax((x * self.scale).astype(ms.float32), axis=-1).astype(x.dtype)
+
+
+KERNEL_CELLS = (TanhGELU, NoAffineLayerNorm, ModulatedLayerNorm, ScaledSoftmax)
+
+
+def float32_kernels_only(net):
+    """The native kernels compute in float32; a net about to run in fp16/bf16 (mixed precision, which on CPU is
+    only a smoke test: MindSpore has no fast fp16 CPU kernels) switches them to the composite formulation.
+    Returns how many cells were switched."""
+    switched = 0
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, KERNEL_CELLS) and cell.backend == "native":
+            cell.use("composite")
+            switched += 1
+    return switched

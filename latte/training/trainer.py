@@ -97,7 +97,7 @@ class Trainer:
         return {"kind": "latte", "model_name": c.model_name,
                 "config": dict(c.latte_kwargs(), **{k: v for k, v in _spec(c.model_name).items()}),
                 "image_size": c.image_size, "pixel_space": c.pixel_space, "vae_checkpoint": c.vae_checkpoint,
-                "diffusion": {k: getattr(c, k) for k in DIFFUSION_KEYS}}
+                "sd_scale_factor": c.sd_scale_factor, "diffusion": {k: getattr(c, k) for k in DIFFUSION_KEYS}}
 
     def build(self):
         cfg, ctx = self.cfg, self.ctx
