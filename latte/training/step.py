@@ -6,6 +6,7 @@ this cell, so saving the cell saves everything an exact resume needs.
 """
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
+from mindspore.graph.api import _pynative_executor
 
 from latte.options import LOSS_SCALERS
 from latte.training.updater import Updater
@@ -43,6 +44,16 @@ class TrainStep(nn.Cell):
         self.scale_factor = scale_factor
         self.scale_window = scale_window
         self.hyper_map = ops.HyperMap()
+
+    def __call__(self, *inputs):
+        try:
+            return super().__call__(*inputs)
+        except Exception:
+            if ms.get_context("mode") == ms.PYNATIVE_MODE:
+                # MindSpore 2.10 keeps an aborted PyNative grad's graph open: every later grad in the process nests
+                # in it (wrong gradients, or "MaxPoolGradGrad does not support on CPU"). Close it before raising.
+                _pynative_executor.clear_res()
+            raise
 
     def _scaled_loss(self, *inputs):
         outputs = self.loss_net(*inputs)  # (loss, *terms)
