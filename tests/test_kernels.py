@@ -83,14 +83,14 @@ def test_unknown_backend_is_refused():
         TanhGELU("fast")
 
 
-class ModulatedGrads(nn.Cell):
+class ThreeInputGrads(nn.Cell):
     def __init__(self, net):
         super().__init__()
         self.net = net
         self.grad = ops.GradOperation(get_all=True, sens_param=True)
 
-    def construct(self, x, shift, scale, sens):
-        return self.grad(self.net)(x, shift, scale, sens)
+    def construct(self, a, b, c, sens):
+        return self.grad(self.net)(a, b, c, sens)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -107,7 +107,7 @@ def test_modulated_layer_norm_matches_torch(mode, backend):
     cell = ModulatedLayerNorm(37, 1e-6, backend)
     args = [ms.Tensor(a) for a in (x, shift, scale)]
     np.testing.assert_allclose(cell(*args).asnumpy(), want.detach().numpy(), atol=2e-5)
-    for got, ref in zip(ModulatedGrads(cell)(*args, ms.Tensor(sens)), (xt, sht, sct)):
+    for got, ref in zip(ThreeInputGrads(cell)(*args, ms.Tensor(sens)), (xt, sht, sct)):
         np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), atol=2e-5 * np.abs(ref.grad.numpy()).max())
 
 
@@ -146,3 +146,54 @@ def test_no_native_library_without_a_usable_cache_or_compiler(tmp_path, monkeypa
     monkeypatch.setenv("CXX", "no-such-compiler")
     library, why_not = native.native_library.__wrapped__()
     assert library is None and "no C++ compiler" in why_not
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(3, 5, 37), (16, 2, 64)])
+def test_gated_residual_matches_torch(mode, backend, shape):
+    """x + gate.unsqueeze(1) * y as the official block's residual: output and the three gradients."""
+    from latte.kernels import GatedResidual
+
+    rng = np.random.default_rng(4)
+    x, y, sens = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    gate = rng.standard_normal((shape[0], shape[2])).astype(np.float32)
+    xt, gt, yt = (torch.from_numpy(a).requires_grad_(True) for a in (x, gate, y))
+    want = xt + gt[:, None] * yt
+    want.backward(torch.from_numpy(sens))
+    cell = GatedResidual(backend)
+    args = [ms.Tensor(a) for a in (x, gate, y)]
+    np.testing.assert_array_equal(cell(*args).asnumpy(), want.detach().numpy())  # one rounding per op, as torch
+    for got, ref in zip(ThreeInputGrads(cell)(*args, ms.Tensor(sens)), (xt, gt, yt)):
+        np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=2e-6 * np.abs(ref.grad.numpy()).max())
+
+
+class ParamGrads(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.weights = ms.ParameterTuple(net.trainable_params())
+        self.grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+
+    def construct(self, x, sens):
+        return self.grad(self.net, self.weights)(x, sens)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["builtin"])
+def test_linear_matches_torch(mode, backend):
+    """Linear (broadcast-add bias on CPU, BiasAdd where builtin) against torch.nn.functional.linear on a 3-D
+    input: output, input, weight and bias gradients."""
+    from latte.kernels import Linear
+
+    rng = np.random.default_rng(5)
+    x, sens = rng.standard_normal((2, 7, 12)).astype(np.float32), rng.standard_normal((2, 7, 5)).astype(np.float32)
+    cell = Linear(12, 5, backend=backend)
+    w, b = (rng.standard_normal(p.shape).astype(np.float32) for p in (cell.weight, cell.bias))
+    cell.weight.set_data(ms.Tensor(w))
+    cell.bias.set_data(ms.Tensor(b))
+    xt, wt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, w, b))
+    want = torch.nn.functional.linear(xt, wt, bt)
+    want.backward(torch.from_numpy(sens))
+    np.testing.assert_allclose(cell(ms.Tensor(x)).asnumpy(), want.detach().numpy(), rtol=0, atol=1e-5)
+    (dx,), (dw, db) = ParamGrads(cell)(ms.Tensor(x), ms.Tensor(sens))
+    for got, ref in ((dx, xt), (dw, wt), (db, bt)):
+        np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=1e-5)

@@ -1,8 +1,8 @@
 """Hot kernels of the models in the fastest exact formulation per device (see backend.py)."""
 from latte.kernels.backend import KERNEL_BACKENDS, kernel_backend
-from latte.kernels.cells import (KERNEL_CELLS, ModulatedLayerNorm, NoAffineLayerNorm, ScaledSoftmax, TanhGELU,
+from latte.kernels.cells import (KERNEL_CELLS, GatedResidual, Linear, ModulatedLayerNorm, NoAffineLayerNorm, ScaledSoftmax, TanhGELU,
                                  adamw_kernel, float32_kernels_only)
 from latte.kernels.native import native_library
 
 __all__ = ["KERNEL_BACKENDS", "kernel_backend", "native_library", "ModulatedLayerNorm", "NoAffineLayerNorm",
-           "ScaledSoftmax", "TanhGELU", "adamw_kernel", "KERNEL_CELLS", "float32_kernels_only"]
+           "GatedResidual", "Linear", "ScaledSoftmax", "TanhGELU", "adamw_kernel", "KERNEL_CELLS", "float32_kernels_only"]

@@ -402,3 +402,59 @@ extern "C" int LatteAdamW(int nparam, void **params, int *ndims, int64_t **shape
   });
   return 0;
 }
+
+// Gated residual of an adaLN-Zero block: out = x + gate * y, the gate of sample n applied to all its tokens
+// (gate * y rounded first, as the unfused x + gate.unsqueeze(1) * y).
+// Inputs x (N, T, D), gate (N, D), y (N, T, D); output out (N, T, D).
+extern "C" int LatteGatedResidualForward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                         const char **dtypes, void *stream, void *extra) {
+  if (nparam != 4 || ndims[0] != 3) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gate = static_cast<const float *>(params[1]);
+  const float *y = static_cast<const float *>(params[2]);
+  float *out = static_cast<float *>(params[3]);
+  const int64_t tokens = shapes[0][1], d = shapes[0][2];
+  const int64_t rows = shapes[0][0] * tokens;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *__restrict xr = x + r * d;
+      const float *__restrict yr = y + r * d;
+      const float *__restrict g = gate + (r / tokens) * d;
+      float *__restrict o = out + r * d;
+      for (int64_t i = 0; i < d; ++i) o[i] = xr[i] + g[i] * yr[i];
+    }
+  });
+  return 0;
+}
+
+// Its backward but for dx (= dout, passed through by the cell): dy = gate * dout, dgate[n] = sum_t dout * y,
+// one pass. Samples are split over the threads; each sums its tokens in order (vectorized along D).
+// Inputs dout (N, T, D), gate (N, D), y (N, T, D); outputs dy (N, T, D), dgate (N, D).
+extern "C" int LatteGatedResidualBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                          const char **dtypes, void *stream, void *extra) {
+  if (nparam != 5 || ndims[0] != 3) return 1;
+  const float *dout = static_cast<const float *>(params[0]);
+  const float *gate = static_cast<const float *>(params[1]);
+  const float *y = static_cast<const float *>(params[2]);
+  float *dy = static_cast<float *>(params[3]);
+  float *dgate = static_cast<float *>(params[4]);
+  const int64_t samples = shapes[0][0], tokens = shapes[0][1], d = shapes[0][2];
+  parallel_for(samples, std::max<int64_t>(1, kElementChunk / (tokens * d)), [=](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const float *__restrict g = gate + n * d;
+      float *__restrict dg = dgate + n * d;
+      for (int64_t i = 0; i < d; ++i) dg[i] = 0.0f;
+      for (int64_t t = 0; t < tokens; ++t) {
+        const int64_t r = (n * tokens + t) * d;
+        const float *__restrict dr = dout + r;
+        const float *__restrict yr = y + r;
+        float *__restrict dyr = dy + r;
+        for (int64_t i = 0; i < d; ++i) {
+          dyr[i] = g[i] * dr[i];
+          dg[i] += dr[i] * yr[i];
+        }
+      }
+    }
+  });
+  return 0;
+}

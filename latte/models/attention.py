@@ -8,7 +8,7 @@ import logging
 import mindspore as ms
 from mindspore import nn, ops
 
-from latte.kernels import ScaledSoftmax
+from latte.kernels import Linear, ScaledSoftmax
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ class Attention(nn.Cell):
         self.scale = self.head_dim**-0.5
         self.use_flash = backend == "flash"
         self.flash_dtype = flash_dtype
-        self.qkv = nn.Dense(dim, dim * 3)
-        self.proj = nn.Dense(dim, dim)
+        self.qkv = Linear(dim, dim * 3, backend=kernels)
+        self.proj = Linear(dim, dim, backend=kernels)
         self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without materializing k^T
         self.softmax = ScaledSoftmax(self.scale, kernels)  # softmax(scores * scale) in float32
 

@@ -11,7 +11,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, XavierUniform, Zero, initializer
 
-from latte.kernels import ModulatedLayerNorm, kernel_backend
+from latte.kernels import GatedResidual, Linear, ModulatedLayerNorm, kernel_backend
 from latte.models.attention import Attention, choose_attention_backend
 from latte.models.layers import LAYER_NORM_EPS, PATCH_EMBEDDERS, LabelEmbedder, Mlp, TimestepEmbedder
 from latte.models.pos_embed import spatial_table, temporal_table
@@ -36,13 +36,15 @@ class TransformerBlock(nn.Cell):
         self.attn = Attention(hidden_size, num_heads, backend=attention_backend, kernels=kernels)
         self.norm2 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), kernels=kernels)
-        self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, ADALN_CHUNKS * hidden_size))
+        self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), Linear(hidden_size, ADALN_CHUNKS * hidden_size,
+                                                                    backend=kernels))
+        self.residual = GatedResidual(kernels)
 
     def construct(self, x, c):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.chunk(
             self.adaLN_modulation(c), ADALN_CHUNKS, axis=1)  # 6 x (N, D)
-        x = x + gate_msa.expand_dims(1) * self.attn(self.norm1(x, shift_msa, scale_msa))  # modulate(norm1(x))
-        x = x + gate_mlp.expand_dims(1) * self.mlp(self.norm2(x, shift_mlp, scale_mlp))
+        x = self.residual(x, gate_msa, self.attn(self.norm1(x, shift_msa, scale_msa)))  # x + gate * attn(...)
+        x = self.residual(x, gate_mlp, self.mlp(self.norm2(x, shift_mlp, scale_mlp)))
         return x
 
 
@@ -52,8 +54,8 @@ class FinalLayer(nn.Cell):
     def __init__(self, hidden_size, patch_size, out_channels, kernels=None):
         super().__init__()
         self.norm_final = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
-        self.linear = nn.Dense(hidden_size, patch_size * patch_size * out_channels)
-        self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), nn.Dense(hidden_size, 2 * hidden_size))
+        self.linear = Linear(hidden_size, patch_size * patch_size * out_channels, backend=kernels)
+        self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), Linear(hidden_size, 2 * hidden_size, backend=kernels))
 
     def construct(self, x, c):
         shift, scale = ops.chunk(self.adaLN_modulation(c), 2, axis=1)  # 2 x (N, D)

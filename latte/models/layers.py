@@ -9,7 +9,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from latte.kernels import TanhGELU
+from latte.kernels import Linear, TanhGELU
 
 LAYER_NORM_EPS = 1e-6
 TIMESTEP_FREQ_DIM = 256
@@ -21,9 +21,9 @@ class Mlp(nn.Cell):
 
     def __init__(self, in_features, hidden_features, kernels=None):
         super().__init__()
-        self.fc1 = nn.Dense(in_features, hidden_features)
+        self.fc1 = Linear(in_features, hidden_features, backend=kernels)
         self.act = TanhGELU(backend=kernels)
-        self.fc2 = nn.Dense(hidden_features, in_features)
+        self.fc2 = Linear(hidden_features, in_features, backend=kernels)
 
     def construct(self, x):
         return self.fc2(self.act(self.fc1(x)))
@@ -71,7 +71,7 @@ class LinearPatchEmbed(nn.Cell):
     def __init__(self, patch_size, in_channels, hidden_size, kernels=None):
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Dense(in_channels * patch_size * patch_size, hidden_size)
+        self.proj = Linear(in_channels * patch_size * patch_size, hidden_size, backend=kernels)
 
     def construct(self, x):
         n, c, hh, ww = x.shape
