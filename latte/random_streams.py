@@ -19,6 +19,8 @@ class Stream(enum.IntEnum):
     CACHE_POSTERIOR = 3  # [seed, id, video]: posterior samples of the cached latents
     # Latte training (latte.training.loss.StepNoise)
     TRAIN_STEP = 4  # [seed, id, global sample]: timestep, diffusion noise, VAE posterior noise, label dropout
+    # the text-to-video scheduler loop (latte.diffusion.scheduler_loop)
+    SCHEDULER_NOISE = 20  # [seed, id]: per-step noise of DDPM / Euler ancestral / DDIM with eta > 0
     # autoencoder training (latte.vae_training.frames)
     VAE_CAPTURE = 10  # [seed, id, crc32(video name)]: which frames are captured
     VAE_SPLIT = 11  # [seed, id]: the held-out frames
