@@ -16,7 +16,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from latte.checkpoint_io import CheckpointError, read_meta
+from latte.checkpoint_io import CheckpointError, read_meta, save_ms_checkpoint
 from latte.convert.io import cli_main
 from latte.models import load_t5
 from latte.models.t5 import T5EncoderModel, relative_position_bucket
@@ -242,6 +242,16 @@ def test_half_precision_files(tmp_path, source_dtype, storage):
     assert max_err(load_t5(target), model.float(), ids, mask) <= TOL
 
 
+def test_fp16_compute_keeps_norms_and_wo_in_fp32(sources, torch_t5, tmp_path):
+    """fp16 on CPU is a smoke test (MindSpore's CPU fp16 kernels are slow); parity is checked in fp32."""
+    net = load_t5(convert(sources / "single", tmp_path / "t5.ckpt"), dtype="fp16")
+    dtypes = {name: p.dtype for name, p in net.parameters_and_names()}
+    assert {n for n, d in dtypes.items() if d == ms.float32} == {
+        n for n in dtypes if n.endswith(("layer_norm.weight", "DenseReluDense.wo.weight"))}
+    ids, mask = padded_batch(seed=5)
+    assert max_err(net, torch_t5, ids, mask) <= 0.05  # fp16 rounding of values up to ~4 (measured 0.02)
+
+
 def test_missing_tensor_is_named(sources, tmp_path, capsys):
     state = safetensors_torch.load_file(str(sources / "single" / "model.safetensors"))
     missing = "encoder.block.1.layer.1.DenseReluDense.wi_1.weight"
@@ -256,6 +266,15 @@ def test_missing_tensor_is_named(sources, tmp_path, capsys):
     assert cli_main(convert_main, args) == 2
     assert missing in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "t5.ckpt")
+
+
+def test_load_t5_refuses_other_checkpoints(tmp_path):
+    save_ms_checkpoint({"weight": np.zeros(2, np.float32)}, str(tmp_path / "vae.ckpt"), {"model": "AutoencoderKL"})
+    with pytest.raises(CheckpointError, match="holds a AutoencoderKL, not a T5 text encoder"):
+        load_t5(str(tmp_path / "vae.ckpt"))
+    save_ms_checkpoint({"weight": np.zeros(2, np.float32)}, str(tmp_path / "bare.ckpt"))
+    with pytest.raises(CheckpointError, match="no architecture record"):
+        load_t5(str(tmp_path / "bare.ckpt"))
 
 
 def test_wrong_architecture_and_missing_config(sources, tmp_path):

@@ -11,9 +11,10 @@ or one weights file with --config. The decoder half of a whole T5 checkpoint is 
 `latte.models.load_t5(target)` rebuilds the encoder from it and loads the weights strictly.
 
 Memory (T5-XXL's encoder: 4.76e9 parameters): the .ckpt is 19 GB in fp32 and 9.5 GB with --dtype fp16/bf16.
-Converting needs about the target's size in RAM (safetensors sources are memory-mapped, not loaded; a bf16 or a
-.bin source is first held in fp32: 19 GB) plus disk for the target. Running it on CPU with load_t5 holds the
-fp32 weights (19 GB) plus a transient copy while loading; fp16/bf16 compute is for Ascend/GPU.
+Converting peaks at about 1.5-1.7x the fp32 size resident (~30 GB; part of it is the memory-mapped safetensors
+source, which the OS can page out; a bf16 or .bin source is read into RAM), plus disk for the target. On CPU,
+load_t5 peaks at about 2x the fp32 size from an fp32 .ckpt (~38 GB), 1.5x from an fp16/bf16 one (~29 GB), and
+then holds 19 GB for fp32 compute; fp16/bf16 compute is for Ascend/GPU.
 """
 import argparse
 import os
