@@ -3,11 +3,12 @@
 `read_state_dict` understands the files users download or train with the official code:
 - torch zip archives written by `torch.save` (.pt / .pth / .bin / .ckpt) -- parsed with a restricted unpickler
   that rebuilds tensors as numpy arrays and never executes code from the file;
-- `.safetensors` files.
+- `.safetensors` files (memory-mapped; bfloat16 widened to float32 like torch's, so no torch is needed).
 Older (pre-zip) torch files fall back to `torch.load` when torch is installed.
 
 Writing and reading MindSpore checkpoints is latte/checkpoint_io.py; every problem is its CheckpointError.
 """
+import json
 import os
 import pickle
 import zipfile
@@ -32,6 +33,12 @@ _STORAGE_DTYPES = {
     "CharStorage": np.int8,
     "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
+}
+
+# safetensors dtype -> numpy dtype; BF16 is widened to float32
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bfloat16", "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
 }
 
 
@@ -146,11 +153,33 @@ def _torch_tree_to_numpy(obj, torch):
 
 
 def _read_safetensors(path):
-    from safetensors.numpy import load_file
-
+    """name -> array of a .safetensors file, memory-mapped (read-only views: a 19 GB file costs no RAM until
+    read); BF16 tensors (which numpy lacks) are widened to float32. Parses the format itself: the safetensors
+    library's numpy loader rejects BF16."""
+    size = os.path.getsize(path)
     try:
-        return OrderedDict(load_file(path))
-    except Exception as err:  # safetensors raises its own error types for truncated/invalid headers
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if not 0 < header_len <= size - 8:
+                raise ValueError(f"header length {header_len} does not fit the {size}-byte file")
+            header = json.loads(f.read(header_len))
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len) if size > 8 + header_len else None
+        tensors = OrderedDict()
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            shape, dtype = tuple(info["shape"]), info["dtype"]
+            if dtype not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"tensor {name} has unsupported dtype {dtype}")
+            if end > size - 8 - header_len or start > end:
+                raise ValueError(f"tensor {name} lies past the end of the file (truncated download?)")
+            raw = data[start:end] if end > start else np.zeros(0, np.uint8)
+            wanted = _SAFETENSORS_DTYPES[dtype]
+            array = _bf16_to_fp32(raw) if wanted == "bfloat16" else raw.view(wanted)
+            tensors[name] = array.reshape(shape)
+        return tensors
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
 
 
