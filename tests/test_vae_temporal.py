@@ -185,8 +185,9 @@ def test_converter_names_a_missing_mix_factor(tmp_path, converted, capsys):
     assert err.count("\n") == 0 and "parameters not filled: decoder.up_blocks.1.resnets.2.time_mixer.mix_factor" in err
 
 
-def test_latte1_config_builds_diffusers_names_and_shapes():
-    """Latte-1's real config.json builds cells named and shaped like diffusers' state dict (no weights needed)."""
+def test_latte1_config_builds_diffusers_names_shapes_and_norms():
+    """Latte-1's real config.json builds cells named and shaped like diffusers' state dict (no weights needed),
+    every GroupNorm with diffusers' groups and epsilon (1e-5 in the temporal resnets, 1e-6 elsewhere)."""
     with torch.device("meta"):
         reference = diffusers.AutoencoderKLTemporalDecoder(
             **{k: v for k, v in LATTE1_TEMPORAL_CONFIG.items() if not k.startswith("_")})
@@ -195,6 +196,8 @@ def test_latte1_config_builds_diffusers_names_and_shapes():
     vae = build_vae(LATTE1_TEMPORAL_CONFIG)
     assert isinstance(vae, AutoencoderKLTemporalDecoder) and vae.downsample_factor == 8
     assert {p.name: tuple(p.shape) for p in vae.get_parameters()} == renamed
+    norms = {name: (m.num_groups, m.eps) for name, m in reference.named_modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert {name: (c.num_groups, c.eps) for name, c in vae.cells_and_names() if isinstance(c, nn.GroupNorm)} == norms
 
 
 @pytest.mark.parametrize("fields, message", [

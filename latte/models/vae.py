@@ -24,7 +24,7 @@ from latte.env import resolve_dtype
 from latte.models.precision import FP32_CELLS
 from latte.models.vae_blocks import Decoder, Encoder, conv1x1
 from latte.models.vae_config import (CLASS_NAMES, KIND_KL, KIND_TEMPORAL, VAE_SCALE_FACTOR, VAEConfig,
-                                     infer_architecture)
+                                     infer_architecture, kind_of)
 from latte.models.vae_encoder import scaled_posterior_sample
 from latte.models.vae_temporal import TemporalDecoder
 
@@ -54,12 +54,13 @@ class AutoencoderKL(nn.Cell):
     def __init__(self, dtype=ms.float32, **config):
         super().__init__()
         if "kind" not in config and "_class_name" not in config:
-            config = {**config, "kind": self.KIND}
+            config = {**config, "kind": self.KIND}  # the class says what it builds
+        kind = kind_of(config)
+        if kind != self.KIND:
+            raise ValueError(f"config is for {CLASS_NAMES[kind]!r}, not {CLASS_NAMES[self.KIND]!r}: "
+                             "build it with latte.models.vae.build_vae (or load_vae for a converted checkpoint)")
         self.config = VAEConfig.from_dict(config)
         cfg = self.config
-        if cfg.kind != self.KIND:
-            raise ValueError(f"config is for {cfg.class_name!r}, not {CLASS_NAMES[self.KIND]!r}: build it with "
-                             f"latte.models.vae.build_vae (or load_vae for a converted checkpoint)")
         self.compute_dtype = _to_ms_dtype(dtype)
         self.scaling_factor = cfg.scaling_factor
         self.downsample_factor = cfg.downsample_factor
@@ -140,8 +141,7 @@ def build_vae(config, **overrides):
     AutoencoderKLTemporalDecoder by its kind. overrides: fields or `dtype` that win."""
     fields = config.to_dict() if isinstance(config, VAEConfig) else dict(config)
     fields.update(overrides)
-    kind = VAEConfig.from_dict({k: v for k, v in fields.items() if k != "dtype"}).kind
-    return VAE_CLASSES[kind](**fields)
+    return VAE_CLASSES[kind_of(fields)](**fields)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -55,8 +55,7 @@ class VAEConfig:
     scaling_factor: float = VAE_SCALE_FACTOR
 
     def __post_init__(self):
-        if self.kind not in CLASS_NAMES:
-            raise ValueError(f"kind={self.kind!r} is not a VAE kind latte-ms builds: use one of {sorted(CLASS_NAMES)}")
+        kind_of({"kind": self.kind})  # a kind latte-ms builds
         levels = len(self.block_out_channels)
         # frozen dataclass: normalise lists from JSON to tuples and fill the per-level block types
         object.__setattr__(self, "block_out_channels", tuple(int(c) for c in self.block_out_channels))
@@ -115,17 +114,8 @@ class VAEConfig:
         A diffusers `_class_name` sets the kind (AutoencoderKL or AutoencoderKLTemporalDecoder).
         """
         known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {}
-        class_name = fields.get("_class_name")
-        if class_name is not None:
-            kinds = {name: kind for kind, name in CLASS_NAMES.items()}
-            if class_name not in kinds:
-                raise ValueError(f"config is for {class_name!r}, not one of {sorted(kinds)}: these converters and "
-                                 "cells only handle the Stable Diffusion KL autoencoder and its temporal decoder")
-            if fields.get("kind", kinds[class_name]) != kinds[class_name]:
-                raise ValueError(f"config says kind={fields['kind']!r} but _class_name={class_name!r}: drop one")
-            kwargs["kind"] = kinds[class_name]
-        name_of = CLASS_NAMES.get(kwargs.get("kind", fields.get("kind", KIND_KL)), "VAE")  # for the message below
+        kind = kind_of(fields)
+        kwargs = {"kind": kind}
         for name, value in fields.items():
             if name in known:
                 kwargs[name] = value
@@ -133,13 +123,31 @@ class VAEConfig:
                 raise ValueError(f"config sets {name}={value!r}: latent shift/normalisation is not supported "
                                  f"(only configs with {name}=null)")
             elif name not in IGNORED_FIELDS and name not in UNSUPPORTED_WHEN_SET:
-                raise ValueError(f"unknown {name_of} config field {name!r}: supported fields are "
-                                 f"{sorted(known)} (ignored: {sorted(IGNORED_FIELDS)})")
+                raise ValueError(f"unknown {CLASS_NAMES[kind]} config field {name!r}: supported fields "
+                                 f"are {sorted(known)} (ignored: {sorted(IGNORED_FIELDS)})")
         return cls(**kwargs)
 
     def to_dict(self):
         """JSON-able dict of every field (tuples as lists), loadable by from_dict."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def kind_of(fields):
+    """The kind config fields describe: their `kind`, or the one their diffusers `_class_name` names (KIND_KL
+    when neither is given). An unknown class, or a kind and a class that disagree, is an error."""
+    class_name = fields.get("_class_name")
+    if class_name is None:
+        kind = fields.get("kind", KIND_KL)
+        if kind not in CLASS_NAMES:
+            raise ValueError(f"kind={kind!r} is not a VAE kind latte-ms builds: use one of {sorted(CLASS_NAMES)}")
+        return kind
+    kinds = {name: kind for kind, name in CLASS_NAMES.items()}
+    if class_name not in kinds:
+        raise ValueError(f"config is for {class_name!r}, not one of {sorted(kinds)}: these converters and cells "
+                         "only handle the Stable Diffusion KL autoencoder and its temporal decoder")
+    if fields.get("kind", kinds[class_name]) != kinds[class_name]:
+        raise ValueError(f"config says kind={fields['kind']!r} but _class_name={class_name!r}: drop one")
+    return kinds[class_name]
 
 
 # ---------------------------------------------------------------------------------------------------------
