@@ -2,6 +2,10 @@
 
     python tools/vae_converter.py --source path/to/sd-vae-ft-mse --target models/sd-vae-ft-mse.ckpt
     python tools/vae_converter.py --source vae-ft-mse-840000-ema-pruned.ckpt --target models/sd-vae-ft-mse.ckpt
+    python tools/vae_converter.py --source Latte-1/vae_temporal_decoder --target models/vae_temporal.ckpt
+
+Both diffusers AutoencoderKL and AutoencoderKLTemporalDecoder (Latte-1's default decoder) are converted; which
+one a source holds comes from its config.json (_class_name) or, without one, from its weights.
 
 The architecture (from config.json, or inferred from the weight shapes) is recorded next to the target as
 `<target>.json`; `latte.models.vae.load_vae(target)` rebuilds and loads it strictly. Torch is not needed.
@@ -16,7 +20,7 @@ from latte.checkpoint_io import CheckpointError, load_strict, meta_path, save_ms
 from latte.convert.io import check_mapping, cli_main, read_state_dict
 from latte.convert.vae_keys import (convert_state, detect_layout, locate_source, read_config, select_vae_keys,
                                     split_known, summarize_ignored)
-from latte.models.vae import AutoencoderKL
+from latte.models.vae import build_vae
 from latte.models.vae_config import VAEConfig, infer_architecture
 
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -75,21 +79,21 @@ def main(argv=None):
     # 3. Rename to our parameter names and settle the architecture
     params, origin = convert_state(vae_state, layout)
     config, config_origin = resolve_architecture(config_path, params, args.norm_num_groups)
-    print(f"[3/5] architecture from {config_origin}: block_out_channels={list(config.block_out_channels)} "
+    print(f"[3/5] {config.class_name} from {config_origin}: block_out_channels={list(config.block_out_channels)} "
           f"layers_per_block={config.layers_per_block} latent_channels={config.latent_channels} "
           f"norm_num_groups={config.norm_num_groups} mid attention={config.mid_block_add_attention}")
 
     # 4. Every tensor used, every parameter filled, every shape as the network expects; then load it
-    vae = AutoencoderKL(**config.to_dict())
+    vae = build_vae(config)
     expected = {p.name: tuple(p.shape) for p in vae.get_parameters()}
     known, unused = split_known(params, origin, expected)
     check_mapping(known, expected, unused, what=weights_path)
     load_strict(vae, known, what=weights_path)
-    print(f"[4/5] all {len(expected)} parameters filled, shapes checked, strict load into AutoencoderKL passed")
+    print(f"[4/5] all {len(expected)} parameters filled, shapes checked, strict load into {config.class_name} passed")
 
     # 5. Write weights and the architecture record
     storage = STORAGE_DTYPES[args.dtype]
-    meta = {"model": "AutoencoderKL", "config": config.to_dict(), "source": os.path.abspath(weights_path),
+    meta = {"model": config.class_name, "config": config.to_dict(), "source": os.path.abspath(weights_path),
             "source_format": layout, "architecture_from": config_origin, "dtype": args.dtype}
     save_ms_checkpoint({k: np.asarray(v, dtype=storage) for k, v in known.items()}, args.target, meta)
     print(f"[5/5] wrote {args.target} ({args.dtype}) and {meta_path(args.target)}")

@@ -1,5 +1,9 @@
-"""The architecture of an AutoencoderKL, spelled with diffusers' config.json field names.
+"""The architecture of a KL autoencoder, spelled with diffusers' config.json field names.
 
+One record for both kinds latte-ms builds (`kind`):
+- "kl": diffusers' AutoencoderKL, the Stable Diffusion VAE (per-frame encoder and decoder);
+- "temporal_decoder": diffusers' AutoencoderKLTemporalDecoder (Stable Video Diffusion's VAE, Latte-1's
+  `vae_temporal_decoder/`): the same encoder, a decoder that mixes frames, no post_quant_conv.
 Importing this module needs neither MindSpore nor torch, so converters and config checks can read an
 architecture cheaply (only inferring one from a .ckpt without its record loads MindSpore).
 Defaults are stabilityai/sd-vae-ft-mse (the VAE Latte uses).
@@ -17,9 +21,13 @@ from latte.checkpoint_io import CheckpointError, meta_path, read_ms_checkpoint
 
 VAE_SCALE_FACTOR = 0.18215  # sd-vae-ft-mse: latents are multiplied by this before the diffusion model sees them
 DOWN_BLOCK_TYPE = "DownEncoderBlock2D"
-UP_BLOCK_TYPE = "UpDecoderBlock2D"
 SUPPORTED_ACTIVATIONS = ("silu", "swish")  # both names mean x * sigmoid(x) in diffusers
-CLASS_NAME = "AutoencoderKL"
+KIND_KL = "kl"
+KIND_TEMPORAL = "temporal_decoder"
+CLASS_NAMES = {KIND_KL: "AutoencoderKL", KIND_TEMPORAL: "AutoencoderKLTemporalDecoder"}  # kind -> diffusers class
+UP_BLOCK_TYPES = {KIND_KL: "UpDecoderBlock2D", KIND_TEMPORAL: "UpBlockTemporalDecoder"}  # the decoder's levels
+# A weight only the temporal decoder has (its last layer, a conv over frames): tells the kind from the weights.
+TEMPORAL_MARKER = "decoder.time_conv_out.weight"
 
 # config.json fields that do not change the cells (bookkeeping, tiling size, pipeline hints): accepted, unused.
 IGNORED_FIELDS = frozenset({
@@ -31,40 +39,55 @@ UNSUPPORTED_WHEN_SET = ("shift_factor", "latents_mean", "latents_std")
 
 @dataclass(frozen=True)
 class VAEConfig:
+    kind: str = KIND_KL  # KIND_KL or KIND_TEMPORAL (see the module docstring); config.json says it as _class_name
     in_channels: int = 3
     out_channels: int = 3
     block_out_channels: tuple = (128, 256, 512, 512)  # width of each resolution level, highest resolution first
     down_block_types: tuple = None  # None: DOWN_BLOCK_TYPE at every level
-    up_block_types: tuple = None  # None: UP_BLOCK_TYPE at every level
+    up_block_types: tuple = None  # None: UP_BLOCK_TYPES[kind] at every level
     layers_per_block: int = 2  # resnets per encoder level; decoder levels have one more
     act_fn: str = "silu"
     latent_channels: int = 4
     norm_num_groups: int = 32
     use_quant_conv: bool = True
-    use_post_quant_conv: bool = True
+    use_post_quant_conv: bool = None  # None: the kind's (True for "kl"; the temporal decoder has none)
     mid_block_add_attention: bool = True
     scaling_factor: float = VAE_SCALE_FACTOR
 
     def __post_init__(self):
+        kind_of({"kind": self.kind})  # a kind latte-ms builds
         levels = len(self.block_out_channels)
         # frozen dataclass: normalise lists from JSON to tuples and fill the per-level block types
         object.__setattr__(self, "block_out_channels", tuple(int(c) for c in self.block_out_channels))
         object.__setattr__(self, "down_block_types", tuple(self.down_block_types or (DOWN_BLOCK_TYPE,) * levels))
-        object.__setattr__(self, "up_block_types", tuple(self.up_block_types or (UP_BLOCK_TYPE,) * levels))
+        object.__setattr__(self, "up_block_types",
+                           tuple(self.up_block_types or (UP_BLOCK_TYPES[self.kind],) * levels))
+        if self.use_post_quant_conv is None:
+            object.__setattr__(self, "use_post_quant_conv", self.kind == KIND_KL)
         self._validate()
+
+    @property
+    def class_name(self):
+        """The diffusers class of this architecture."""
+        return CLASS_NAMES[self.kind]
+
+    @property
+    def temporal(self):
+        """The decoder mixes the frames of a video (decode needs num_frames)."""
+        return self.kind == KIND_TEMPORAL
 
     def _validate(self):
         levels = len(self.block_out_channels)
         if levels == 0:
             raise ValueError("block_out_channels is empty: give one width per resolution level, e.g. (128, 256)")
         for name, types, wanted in (("down_block_types", self.down_block_types, DOWN_BLOCK_TYPE),
-                                    ("up_block_types", self.up_block_types, UP_BLOCK_TYPE)):
+                                    ("up_block_types", self.up_block_types, UP_BLOCK_TYPES[self.kind])):
             if len(types) != levels:
                 raise ValueError(f"{name} has {len(types)} entries but block_out_channels has {levels}: "
                                  "give one block type per level")
             other = sorted(set(types) - {wanted})
             if other:
-                raise ValueError(f"{name} contains {other}: this AutoencoderKL only supports {wanted!r}")
+                raise ValueError(f"{name} contains {other}: this {self.class_name} only supports {wanted!r}")
         if self.act_fn not in SUPPORTED_ACTIVATIONS:
             raise ValueError(f"act_fn={self.act_fn!r} is not supported: the VAE cells use SiLU ('silu')")
         if self.layers_per_block < 1:
@@ -72,6 +95,12 @@ class VAEConfig:
         bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if bad:
             raise ValueError(f"norm_num_groups={self.norm_num_groups} does not divide block widths {bad}")
+        if self.temporal and self.use_post_quant_conv:
+            raise ValueError("use_post_quant_conv=True with kind='temporal_decoder': AutoencoderKLTemporalDecoder "
+                             "has no post_quant_conv; drop the field")
+        if self.temporal and not self.mid_block_add_attention:
+            raise ValueError("mid_block_add_attention=False with kind='temporal_decoder': "
+                             "AutoencoderKLTemporalDecoder always has its mid-block attentions; drop the field")
 
     @property
     def downsample_factor(self):
@@ -80,26 +109,45 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, fields):
-        """Builds a config from diffusers config.json fields (or keyword arguments); unknown fields are errors."""
+        """Builds a config from diffusers config.json fields (or keyword arguments); unknown fields are errors.
+
+        A diffusers `_class_name` sets the kind (AutoencoderKL or AutoencoderKLTemporalDecoder).
+        """
         known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {}
+        kind = kind_of(fields)
+        kwargs = {"kind": kind}
         for name, value in fields.items():
             if name in known:
                 kwargs[name] = value
-            elif name == "_class_name" and value != CLASS_NAME:
-                raise ValueError(f"config is for {value!r}, not {CLASS_NAME!r}: this converter and cell only "
-                                 "handle the Stable Diffusion KL autoencoder")
             elif name in UNSUPPORTED_WHEN_SET and value is not None:
                 raise ValueError(f"config sets {name}={value!r}: latent shift/normalisation is not supported "
-                                 f"(only {CLASS_NAME} configs with {name}=null)")
+                                 f"(only configs with {name}=null)")
             elif name not in IGNORED_FIELDS and name not in UNSUPPORTED_WHEN_SET:
-                raise ValueError(f"unknown {CLASS_NAME} config field {name!r}: supported fields are "
-                                 f"{sorted(known)} (ignored: {sorted(IGNORED_FIELDS)})")
+                raise ValueError(f"unknown {CLASS_NAMES[kind]} config field {name!r}: supported fields "
+                                 f"are {sorted(known)} (ignored: {sorted(IGNORED_FIELDS)})")
         return cls(**kwargs)
 
     def to_dict(self):
         """JSON-able dict of every field (tuples as lists), loadable by from_dict."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def kind_of(fields):
+    """The kind config fields describe: their `kind`, or the one their diffusers `_class_name` names (KIND_KL
+    when neither is given). An unknown class, or a kind and a class that disagree, is an error."""
+    class_name = fields.get("_class_name")
+    if class_name is None:
+        kind = fields.get("kind", KIND_KL)
+        if kind not in CLASS_NAMES:
+            raise ValueError(f"kind={kind!r} is not a VAE kind latte-ms builds: use one of {sorted(CLASS_NAMES)}")
+        return kind
+    kinds = {name: kind for kind, name in CLASS_NAMES.items()}
+    if class_name not in kinds:
+        raise ValueError(f"config is for {class_name!r}, not one of {sorted(kinds)}: these converters and cells "
+                         "only handle the Stable Diffusion KL autoencoder and its temporal decoder")
+    if fields.get("kind", kinds[class_name]) != kinds[class_name]:
+        raise ValueError(f"config says kind={fields['kind']!r} but _class_name={class_name!r}: drop one")
+    return kinds[class_name]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -118,7 +166,7 @@ def _indices(state, pattern):
 
 
 def infer_architecture(state):
-    """AutoencoderKL config fields readable from weight shapes (canonical or MindSpore names).
+    """VAE config fields readable from weight shapes (canonical or MindSpore names), the kind included.
 
     norm_num_groups, act_fn and scaling_factor leave no trace in the weights and are not returned.
     """
@@ -126,6 +174,7 @@ def infer_architecture(state):
     if not levels:
         raise CheckpointError("cannot infer the VAE architecture: no encoder.down_blocks.* weights")
     return {
+        "kind": KIND_TEMPORAL if TEMPORAL_MARKER in state else KIND_KL,
         "in_channels": _shape(state, "encoder.conv_in.weight", 1),
         "out_channels": _shape(state, "decoder.conv_out.weight", 0),
         "latent_channels": _shape(state, "decoder.conv_in.weight", 1),
