@@ -251,3 +251,14 @@ def test_load_latte_builds_a_class_conditional_checkpoint(tmp_path):
         want = ref(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(y)).numpy()
     got = net(ms.Tensor(x), ms.Tensor(t.astype(np.int32)), ms.Tensor(y.astype(np.int32))).asnumpy()
     assert np.abs(got - want).max() <= TOL
+
+
+def test_load_latte_without_a_record(pipeline_folder, tmp_path):
+    """A LatteT2V .ckpt without its .json: refused naming the fix, or built from model_name."""
+    from latte.checkpoint_io import CheckpointError
+
+    _, root = pipeline_folder
+    shutil.copy(root / "latte1.ckpt", tmp_path / "bare.ckpt")
+    with pytest.raises(CheckpointError, match="no architecture record"):
+        load_latte(str(tmp_path / "bare.ckpt"))
+    assert isinstance(load_latte(str(tmp_path / "bare.ckpt"), model_name="Latte-1-T"), LatteT2V)

@@ -116,8 +116,9 @@ def infer_config(state, num_heads=None, source="checkpoint"):
 
 
 def _check_buffer(name, value, wanted, source):
-    value = np.asarray(value, np.float64).reshape(-1, wanted.shape[-1]) if np.ndim(value) else None
-    if value is None or value.shape != wanted.shape or np.abs(value - wanted).max() > BUFFER_TOLERANCE:
+    value = np.asarray(value, np.float64)
+    value = value[0] if value.ndim == 3 and value.shape[0] == 1 else value  # (1, N, D) -> (N, D)
+    if value.shape != wanted.shape or np.abs(value - wanted).max() > BUFFER_TOLERANCE:
         raise CheckpointError(f"{source}: its {name} table is not the sin-cos table of the config "
                               f"({tuple(wanted.shape)}); the config (sample_size / video_length) does not fit "
                               "these weights")

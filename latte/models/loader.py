@@ -6,18 +6,19 @@
 The `<ckpt>.json` record says what the weights are: "kind" ("latte": the class / unconditional Latte of
 latte/models/latte.py; "latte_t2v": LatteT2V) and "config" (the constructor's keyword arguments), as
 tools/latte_converter.py and train.py write it. Keyword overrides win over the record (e.g. latent_size,
-enable_flash_attention); for a "latte" checkpoint, model_name expands to its registry spec, which the other
-keywords override, so a file without a record loads when the overrides describe it.
+enable_flash_attention); model_name expands to its registry spec (Latte or LatteT2V, as the kind says), which the
+other keywords override, so a file without a record loads when the overrides describe it.
 """
 from mindspore.nn.utils import no_init_parameters
 
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
 from latte.env import resolve_dtype
 from latte.models.precision import apply_amp
-from latte.models.registry import model_spec
+from latte.models.registry import model_spec, t2v_spec
 
 KIND_CLASS, KIND_T2V = "latte", "latte_t2v"
 KINDS = (KIND_CLASS, KIND_T2V)
+T2V_MARKER = "adaln_single.linear.weight"  # a LatteT2V weight the class Latte does not have
 _DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
@@ -31,16 +32,20 @@ def _network(kind, config):
     return Latte(**config)
 
 
-def latte_architecture(meta, overrides, ckpt_path):
-    """(kind, constructor kwargs) of a checkpoint from its record and the caller's overrides."""
-    kind = meta.get("kind", KIND_CLASS)
+def latte_architecture(meta, overrides, ckpt_path, params=()):
+    """(kind, constructor kwargs) of a checkpoint from its record and the caller's overrides; without a record the
+    kind is told by the weights (`params`: their names)."""
+    kind = meta.get("kind") or (KIND_T2V if T2V_MARKER in params else KIND_CLASS)
     if kind not in KINDS:
         raise CheckpointError(f"{ckpt_path}: its record says kind={kind!r}, not a Latte ({' or '.join(KINDS)}); "
                               "load it with the loader of that kind")
     config = dict(meta.get("config", {}))
-    model_name = overrides.pop("model_name", None) if kind == KIND_CLASS else None
+    model_name = overrides.pop("model_name", None)
     if model_name is not None:
-        config.update(model_spec(model_name))
+        try:
+            config.update(model_spec(model_name) if kind == KIND_CLASS else t2v_spec(model_name))
+        except ValueError as err:
+            raise CheckpointError(f"{ckpt_path} holds a {kind}: {err}") from None
     config.update(overrides)
     if not config:
         raise CheckpointError(f"{ckpt_path} has no architecture record ({ckpt_path}.json): convert it with "
@@ -57,7 +62,7 @@ def load_latte(ckpt_path, dtype=None, describe="", **overrides):
     import mindspore as ms
 
     params, meta = read_ms_checkpoint(ckpt_path, what="Latte checkpoint")
-    kind, config = latte_architecture(meta, dict(overrides), ckpt_path)
+    kind, config = latte_architecture(meta, dict(overrides), ckpt_path, params)
     try:
         with no_init_parameters():
             net = _network(kind, config)
