@@ -16,7 +16,6 @@ video_length. Dropout is not applied (inference cells).
 """
 import numpy as np
 
-import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from latte.kernels import ModulatedLayerNorm, TanhGELU, kernel_backend
