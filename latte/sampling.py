@@ -7,14 +7,11 @@ from collections import OrderedDict
 import numpy as np
 
 import mindspore as ms
-from mindspore.nn.utils import no_init_parameters
 
-from latte.checkpoint_io import load_checkpoint_into
 from latte.diffusion import duplicate_for_cfg, guidance_enabled, sample_loop
 from latte.env import resolve_dtype
 from latte.io import save_video, video_to_uint8
-from latte.models.factory import create_latte
-from latte.models.precision import apply_amp
+from latte.models.loader import load_latte
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +48,8 @@ def load_latte_for_inference(cfg, device_target):
     """Latte for `cfg`'s options with the checkpoint loaded strictly, in eval mode and cfg.dtype."""
     describe = (f"{cfg.model_name} (image_size {cfg.image_size}, num_frames {cfg.num_frames}, "
                 f"condition {cfg.condition})")
-    with no_init_parameters():
-        net = create_latte(cfg.model_name, **cfg.latte_kwargs())
-    load_checkpoint_into(net, cfg.checkpoint, describe)
-    net.set_train(False)
-    return apply_amp(net, resolve_dtype(cfg.dtype, device_target))
+    return load_latte(cfg.checkpoint, resolve_dtype(cfg.dtype, device_target), describe, model_name=cfg.model_name,
+                      **cfg.latte_kwargs())
 
 
 def choose_labels(cfg, count, rng):

@@ -1,11 +1,15 @@
-"""Convert official PyTorch Latte checkpoints to MindSpore (.ckpt), and back.
+"""Convert official PyTorch Latte checkpoints and Latte-1 (LatteT2V) transformers to MindSpore (.ckpt), and back.
 
     python tools/latte_converter.py --source models/skytimelapse.pt --target models/skytimelapse.ckpt
+    python tools/latte_converter.py --source Latte-1/transformer --target models/latte1.ckpt
     python tools/latte_converter.py --source outputs/run/ckpt/ema.ckpt --target latte_official.pt
 
 Sources: {"ema": sd} (released files), {"model": sd, "ema": sd} (official train.py; EMA preferred, see --use),
-a plain state dict, .safetensors; `_orig_mod.` / `module.` prefixes are removed. torch is NOT needed for
-torch -> MindSpore; MindSpore -> .pt needs torch (MindSpore -> .safetensors does not).
+a plain state dict, .safetensors; `_orig_mod.` / `module.` prefixes are removed. A LatteT2V (text-to-video) is
+a diffusers `transformer/` folder (config.json + diffusion_pytorch_model.safetensors, or sharded with its
+.index.json), or one weights file of it (architecture from the shapes; --num_heads if it is no registered
+variant). The architecture is recorded in `<target>.json` (kind "latte" or "latte_t2v"); load_latte reads it.
+torch is NOT needed for torch -> MindSpore; MindSpore -> .pt needs torch (MindSpore -> .safetensors does not).
 """
 import argparse
 import os
@@ -13,6 +17,7 @@ import os
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint, save_ms_checkpoint
 from latte.convert.io import cli_main, read_checkpoint_tree, strip_prefixes, unwrap_state_dict
 from latte.convert.latte_keys import WRAPPER_PREFIXES, convert_official, describe_official, ms_to_official
+from latte.convert.t2v_keys import convert_t2v, infer_config, is_t2v_state, locate_source, read_config, variant_name
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -21,7 +26,8 @@ ENTRY_ORDER = {"ema": ("ema", "model", "state_dict", "module"), "model": ("model
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", required=True, help="official .pt/.pth/.bin/.safetensors, or a latte-ms .ckpt")
+    parser.add_argument("--source", required=True, help="official .pt/.pth/.bin/.safetensors, a diffusers "
+                                                        "transformer/ folder (LatteT2V), or a latte-ms .ckpt")
     parser.add_argument("--target", required=True,
                         help="output path: .ckpt (to MindSpore), or .pt/.pth/.safetensors (back to official)")
     parser.add_argument("--use", choices=sorted(ENTRY_ORDER), default="ema",
@@ -29,7 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--patch_embedder", choices=("conv", "linear"), default="conv",
                         help="patch embedder of the MindSpore model the .ckpt is for (default: conv, official)")
     parser.add_argument("--num_heads", type=int, default=None,
-                        help="only for models outside the Latte-S/B/L/XL registry (not visible in shapes)")
+                        help="only for models outside the registry (Latte-S/B/L/XL, Latte-1) given without their "
+                             "config.json (not visible in shapes)")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="class-conditional only: set if the model was trained with class_dropout_prob=0 "
                              "(default: table rows - 1, the last row being the null class)")
@@ -46,12 +53,15 @@ def pick_entry(tree, use, source):
 
 
 def to_mindspore(args):
-    # 1. Read the official checkpoint (no torch needed)
-    state, entry = pick_entry(read_checkpoint_tree(args.source), args.use, args.source)
-    print(f"read {args.source}: {len(state)} tensors from the {entry!r} entry")
+    # 1. Read the checkpoint, or the weights of a diffusers folder (no torch needed)
+    weights, config_path = locate_source(args.source)
+    state, entry = pick_entry(read_checkpoint_tree(weights), args.use, weights)
+    print(f"read {weights}: {len(state)} tensors from the {entry!r} entry")
+    state = strip_prefixes(state, WRAPPER_PREFIXES)
+    if is_t2v_state(state):
+        return t2v_to_mindspore(args, state, entry, weights, config_path)
 
     # 2. Detect the variant from the tensor shapes
-    state = strip_prefixes(state, WRAPPER_PREFIXES)
     config = describe_official(state, args.num_heads, args.num_classes, source=args.source)
     model_name = config.pop("model_name")
     print(f"detected {model_name or 'a custom variant'}: " + ", ".join(f"{k}={v}" for k, v in config.items()))
@@ -73,9 +83,46 @@ def to_mindspore(args):
     print(f"wrote {args.target} ({len(params)} parameters) and {args.target}.json")
 
 
+def t2v_to_mindspore(args, state, entry, weights, config_path):
+    # 2. The architecture: the folder's config.json, else the tensor shapes
+    if args.patch_embedder != "conv" or args.num_classes is not None:
+        raise CheckpointError(f"{weights} is a LatteT2V (text-to-video): --patch_embedder and --num_classes are "
+                              "for class/unconditional Latte checkpoints; leave them out")
+    if config_path is not None:
+        config, origin = read_config(config_path), config_path
+        if args.num_heads not in (None, config.num_attention_heads):
+            raise CheckpointError(f"--num_heads {args.num_heads} but {config_path} says num_attention_heads="
+                                  f"{config.num_attention_heads}: leave --num_heads out")
+    else:
+        config, origin = infer_config(state, args.num_heads, source=weights)
+    model_name = variant_name(config)
+    print(f"LatteT2V {model_name or '(custom)'} from {origin}: " + ", ".join(
+        f"{k}={v}" for k, v in config.to_dict().items()))
+
+    # 3. Build the MindSpore model (parameters not initialized) and map every tensor onto it
+    from mindspore.nn.utils import no_init_parameters
+
+    from latte.models.latte_t2v import LatteT2V
+
+    with no_init_parameters():
+        net = LatteT2V(**config.to_dict())
+    expected = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    params = convert_t2v(state, config, expected, source=weights)
+
+    # 4. Save weights + the architecture record, then prove a strict load
+    meta = {"kind": "latte_t2v", "model_name": model_name, "config": config.to_dict(),
+            "source": os.path.abspath(weights), "source_entry": entry, "architecture_from": origin}
+    save_ms_checkpoint(params, args.target, meta)
+    load_strict(net, read_ms_checkpoint(args.target)[0], what=args.target)
+    print(f"wrote {args.target} ({len(params)} parameters) and {args.target}.json")
+
+
 def to_official(args):
     # 1. Read the MindSpore checkpoint and what built it
     params, meta = read_ms_checkpoint(args.source)
+    if meta.get("kind") == "latte_t2v":
+        raise CheckpointError(f"{args.source} is a LatteT2V: converting back is only for class/unconditional "
+                              "Latte (its weights already have diffusers' names)")
     config = meta.get("config", {})
     patch = params.get("x_embedder.proj.weight")
     if patch is None:

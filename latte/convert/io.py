@@ -1,6 +1,7 @@
 """Reading torch / safetensors checkpoints without torch, and checking a converted mapping.
 
 `read_state_dict` understands the files users download or train with the official code:
+- sharded checkpoints through their `*.index.json` (transformers / diffusers save_pretrained);
 - torch zip archives written by `torch.save` (.pt / .pth / .bin / .ckpt) -- parsed with a restricted unpickler
   that rebuilds tensors as numpy arrays and never executes code from the file;
 - `.safetensors` files (memory-mapped; bfloat16 widened to float32 like torch's, so no torch is needed).
@@ -19,6 +20,7 @@ import numpy as np
 from latte.checkpoint_io import CheckpointError
 
 _SAFETENSORS_SUFFIX = ".safetensors"
+SHARD_INDEX_SUFFIX = ".index.json"  # a sharded checkpoint: {"weight_map": {tensor name: shard file}}
 _ZIP_MAGIC = b"PK\x03\x04"
 
 # torch storage class -> numpy dtype; bfloat16 is widened to float32 (numpy has no bfloat16)
@@ -183,14 +185,36 @@ def _read_safetensors(path):
         raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
 
 
+def _read_sharded(index_path):
+    """The state dict of a sharded checkpoint: its `*.index.json` weight_map names each tensor's shard file."""
+    try:
+        with open(index_path) as f:
+            weight_map = json.load(f)["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{index_path}: not a readable shard index with a 'weight_map' ({err})") from err
+    folder, state = os.path.dirname(index_path), OrderedDict()
+    for shard in sorted(set(weight_map.values())):
+        tensors = read_checkpoint_tree(os.path.join(folder, shard))
+        wanted = {k for k, v in weight_map.items() if v == shard}
+        missing, extra = sorted(wanted - set(tensors)), sorted(set(tensors) - wanted)
+        if missing or extra:
+            raise CheckpointError(f"{index_path}: shard {shard} does not hold what the index says (missing: "
+                                  f"{_listing(missing) or 'none'}; not in the index: {_listing(extra) or 'none'})")
+        state.update((k, tensors[k]) for k in sorted(wanted))
+    return state
+
+
 def read_checkpoint_tree(path):
-    """Reads a torch or safetensors checkpoint into nested dicts whose leaves are numpy arrays."""
+    """Reads a torch or safetensors checkpoint (or a sharded one's `*.index.json`) into nested dicts whose leaves
+    are numpy arrays."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: is a folder; give the checkpoint file inside it")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: file is empty")
+    if path.endswith(SHARD_INDEX_SUFFIX):
+        return _read_sharded(path)
     if path.endswith(_SAFETENSORS_SUFFIX):
         return _read_safetensors(path)
     if zipfile.is_zipfile(path):

@@ -1,7 +1,9 @@
-"""Multi-head self-attention with the official 'math' semantics, and Ascend flash attention.
+"""Multi-head attention with the official 'math' semantics, and Ascend flash attention.
 
-The path is chosen once at construction (`choose_attention_backend`), never by catching a failure later:
-in graph mode an unsupported kernel only fails at compile time.
+`AttentionCore` is softmax(q k^T * scale) v over heads, on the path chosen once at construction
+(`choose_attention_backend`), never by catching a failure later: in graph mode an unsupported kernel only fails
+at compile time. Two projections use it: `Attention` (the official Latte's fused qkv) and `ProjectedAttention`
+(diffusers' separate to_q / to_k / to_v / to_out.0, self- or cross-attention; LatteT2V).
 """
 import logging
 
@@ -17,21 +19,66 @@ FLASH_HEAD_DIMS = (64, 80, 96, 120, 128, 256)  # head sizes the Ascend FlashAtte
 _logged_choices = set()
 
 
+def flash_head_dim(head_dim):
+    """The FLASH_HEAD_DIMS size a head is zero-padded to for the flash kernel (72 -> 80), None above 256.
+
+    Zero columns add nothing to q k^T and give zero output columns, which are cut off: the result is exact.
+    """
+    return next((d for d in FLASH_HEAD_DIMS if d >= head_dim), None)
+
+
 def choose_attention_backend(enable_flash_attention, head_dim, device_target=None):
     """Returns ('flash' | 'math', reason). Logs the decision once per distinct outcome."""
     device_target = device_target or ms.get_context("device_target")
+    padded = flash_head_dim(head_dim)
     if not enable_flash_attention:
         backend, reason = "math", "enable_flash_attention is off"
     elif device_target != FLASH_DEVICE:
         backend, reason = "math", f"flash attention needs {FLASH_DEVICE}, this run uses {device_target}"
-    elif head_dim not in FLASH_HEAD_DIMS:
-        backend, reason = "math", f"head_dim={head_dim} is not one of {FLASH_HEAD_DIMS}"
+    elif padded is None:
+        backend, reason = "math", f"head_dim={head_dim} is above the flash kernel's {FLASH_HEAD_DIMS[-1]}"
     else:
-        backend, reason = "flash", f"FlashAttentionScore on {device_target}, head_dim={head_dim}"
+        backend, reason = "flash", f"FlashAttentionScore on {device_target}, head_dim={head_dim}" + (
+            f" zero-padded to {padded}" if padded != head_dim else "")
     if (backend, reason) not in _logged_choices:
         _logged_choices.add((backend, reason))
         logger.info("attention: %s path (%s)", backend, reason)
     return backend, reason
+
+
+class AttentionCore(nn.Cell):
+    """softmax(q k^T / sqrt(Dh)) v for q (B, H, Nq, Dh), k and v (B, H, Nk, Dh) -> (B, H, Nq, Dh).
+
+    math: scores in the compute dtype, softmax in float32 (ScaledSoftmax). flash: FlashAttentionScore in
+    `flash_dtype`, heads zero-padded to a size the kernel supports (flash_head_dim).
+    """
+
+    def __init__(self, num_heads, head_dim, backend="math", flash_dtype=ms.float16, kernels=None):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = head_dim**-0.5
+        self.use_flash = backend == "flash"
+        self.flash_dtype = flash_dtype
+        self.flash_pad = (flash_head_dim(head_dim) or head_dim) - head_dim if self.use_flash else 0
+        self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without materializing k^T
+        self.softmax = ScaledSoftmax(self.scale, kernels)  # softmax(scores * scale) in float32
+
+    def construct(self, q, k, v):
+        if self.use_flash:
+            head_dim = q.shape[-1]
+            if self.flash_pad:
+                q = ops.pad(q, (0, self.flash_pad))  # (B, H, Nq, Dh) -> (B, H, Nq, Dh + pad)
+                k = ops.pad(k, (0, self.flash_pad))
+                v = ops.pad(v, (0, self.flash_pad))
+            out = ops.flash_attention_score(
+                q.astype(self.flash_dtype), k.astype(self.flash_dtype), v.astype(self.flash_dtype),
+                self.num_heads, scalar_value=self.scale, input_layout="BNSD",
+            )  # (B, H, Nq, Dh + pad)
+            if self.flash_pad:
+                out = out[:, :, :, :head_dim]  # -> (B, H, Nq, Dh)
+            return out.astype(q.dtype)
+        attn = self.softmax(self.scores(q, k))  # (B, H, Nq, Nk)
+        return ops.bmm(attn, v)  # (B, H, Nq, Dh)
 
 
 class Attention(nn.Cell):
@@ -43,13 +90,9 @@ class Attention(nn.Cell):
             raise ValueError(f"hidden_size={dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
-        self.use_flash = backend == "flash"
-        self.flash_dtype = flash_dtype
         self.qkv = Linear(dim, dim * 3, backend=kernels)
         self.proj = Linear(dim, dim, backend=kernels)
-        self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without materializing k^T
-        self.softmax = ScaledSoftmax(self.scale, kernels)  # softmax(scores * scale) in float32
+        self.core = AttentionCore(num_heads, self.head_dim, backend, flash_dtype, kernels)
 
     def construct(self, x):
         b, n, d = x.shape
@@ -58,14 +101,37 @@ class Attention(nn.Cell):
         # Split along the leading axis (three contiguous blocks): indexing qkv[0], qkv[1], qkv[2] runs as
         # StridedSlice copies that cost ~8x more on CPU, forward and backward.
         q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B, H, N, Dh)
-        q, k, v = q.squeeze(0), k.squeeze(0), v.squeeze(0)  # (B, H, N, Dh) each
-        if self.use_flash:
-            out = ops.flash_attention_score(
-                q.astype(self.flash_dtype), k.astype(self.flash_dtype), v.astype(self.flash_dtype),
-                self.num_heads, scalar_value=self.scale, input_layout="BNSD",
-            ).astype(x.dtype)  # (B, H, N, Dh)
-        else:
-            attn = self.softmax(self.scores(q, k))  # (B, H, N, N)
-            out = ops.bmm(attn, v)  # (B, H, N, Dh)
+        out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B, H, N, Dh)
         out = out.swapaxes(1, 2).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
         return self.proj(out)
+
+
+class ProjectedAttention(nn.Cell):
+    """diffusers' Attention (AttnProcessor2_0): to_q from x, to_k / to_v from the context (x itself for
+    self-attention), heads of attention_head_dim, to_out.0 back to `dim`. Parameter names as diffusers'."""
+
+    def __init__(self, dim, num_heads, head_dim, context_dim=None, bias=True, backend="math",
+                 flash_dtype=ms.float16, kernels=None):
+        super().__init__()
+        inner = num_heads * head_dim
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.to_q = Linear(dim, inner, has_bias=bias, backend=kernels)
+        self.to_k = Linear(context_dim or dim, inner, has_bias=bias, backend=kernels)
+        self.to_v = Linear(context_dim or dim, inner, has_bias=bias, backend=kernels)
+        self.to_out = nn.SequentialCell([Linear(inner, dim, backend=kernels)])  # diffusers' [Linear, Dropout]: dropout is a no-op
+        self.core = AttentionCore(num_heads, head_dim, backend, flash_dtype, kernels)
+
+    def _heads(self, x):
+        b, n, _ = x.shape
+        return x.reshape(b, n, self.num_heads, self.head_dim).swapaxes(1, 2)  # (B, N, H*Dh) -> (B, H, N, Dh)
+
+    def construct(self, x, context=None):
+        context = x if context is None else context
+        b, n, _ = x.shape
+        q = self._heads(self.to_q(x))  # (B, H, N, Dh)
+        k = self._heads(self.to_k(context))  # (B, H, M, Dh)
+        v = self._heads(self.to_v(context))  # (B, H, M, Dh)
+        out = self.core(q, k, v)  # (B, H, N, Dh)
+        out = out.swapaxes(1, 2).reshape(b, n, self.num_heads * self.head_dim)  # -> (B, N, H, Dh) -> (B, N, H*Dh)
+        return self.to_out(out)

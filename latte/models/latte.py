@@ -13,7 +13,8 @@ from mindspore.common.initializer import Normal, XavierUniform, Zero, initialize
 
 from latte.kernels import GatedResidual, Linear, ModulatedLayerNorm, kernel_backend
 from latte.models.attention import Attention, choose_attention_backend
-from latte.models.layers import LAYER_NORM_EPS, PATCH_EMBEDDERS, LabelEmbedder, Mlp, TimestepEmbedder
+from latte.models.layers import (LAYER_NORM_EPS, PATCH_EMBEDDERS, LabelEmbedder, Mlp, TimestepEmbedder,
+                                 tokens_to_images)
 from latte.models.pos_embed import spatial_table, temporal_table
 from latte.models.registry import CONDITIONS
 
@@ -142,11 +143,7 @@ class Latte(nn.Cell):
 
     def unpatchify(self, x):
         """(N, T, p*p*c) -> (N, c, H, W)."""
-        c, p, g = self.out_channels, self.patch_size, self.grid_size
-        n = x.shape[0]
-        x = x.reshape(n, g, g, p, p, c)  # (N, T, p*p*c) -> (N, h, w, p, p, c)
-        x = x.transpose(0, 5, 1, 3, 2, 4)  # -> (N, c, h, p, w, p)
-        return x.reshape(n, c, g * p, g * p)  # -> (N, c, H, W)
+        return tokens_to_images(x, self.grid_size, self.grid_size, self.patch_size, self.out_channels)
 
     def construct(self, x, t, y=None, text_embedding=None, force_drop_ids=None):
         """x (B, F, C, H, W), t (B,) int, y (B,) int labels or None, text_embedding (B, 77, 768) or None,

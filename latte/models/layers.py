@@ -92,24 +92,46 @@ def timestep_frequencies(dim=TIMESTEP_FREQ_DIM, max_period=TIMESTEP_MAX_PERIOD):
     return np.exp(np.float32(-math.log(max_period)) * np.arange(half, dtype=np.float32) / np.float32(half))
 
 
+class TimestepSinusoid(nn.Cell):
+    """Timesteps t (N,) (int or float) -> [cos(t f) | sin(t f)] (N, dim) in float32, f = timestep_frequencies(dim).
+
+    A cell of its own so mixed precision keeps it float32 (precision.FP32_CELLS): in fp16, t * f for t near 1000
+    would lose the phase (fp16 spacing 0.5 there).
+    """
+
+    def __init__(self, dim=TIMESTEP_FREQ_DIM):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"frequency_embedding_size={dim} must be even")
+        self.freqs = Tensor(timestep_frequencies(dim)[None])  # (1, half)
+
+    def construct(self, t):
+        args = t.astype(ms.float32).expand_dims(1) * self.freqs  # (N, 1) * (1, half) -> (N, half)
+        return ops.cat([ops.cos(args), ops.sin(args)], axis=-1)  # (N, dim)
+
+
+def tokens_to_images(x, grid_h, grid_w, patch_size, channels):
+    """Tokens (N, h*w, p*p*c), each ordered (p_h, p_w, c) -> images (N, c, h*p, w*p)."""
+    n, p = x.shape[0], patch_size
+    x = x.reshape(n, grid_h, grid_w, p, p, channels)  # (N, T, p*p*c) -> (N, h, w, p, p, c)
+    x = x.transpose(0, 5, 1, 3, 2, 4)  # -> (N, c, h, p, w, p)
+    return x.reshape(n, channels, grid_h * p, grid_w * p)  # -> (N, c, H, W)
+
+
 class TimestepEmbedder(nn.Cell):
     """Timestep t (N,) -> [cos | sin] sinusoid (N, 256) -> Linear, SiLU, Linear -> (N, D)."""
 
     def __init__(self, hidden_size, frequency_embedding_size=TIMESTEP_FREQ_DIM):
         super().__init__()
-        if frequency_embedding_size % 2:
-            raise ValueError(f"frequency_embedding_size={frequency_embedding_size} must be even")
+        self.sinusoid = TimestepSinusoid(frequency_embedding_size)
         self.mlp = nn.SequentialCell(
             nn.Dense(frequency_embedding_size, hidden_size),
             nn.SiLU(),
             nn.Dense(hidden_size, hidden_size),
         )
-        self.freqs = Tensor(timestep_frequencies(frequency_embedding_size)[None])  # (1, half)
 
     def construct(self, t):
-        args = t.astype(ms.float32).expand_dims(1) * self.freqs  # (N, 1) * (1, half) -> (N, half)
-        t_freq = ops.cat([ops.cos(args), ops.sin(args)], axis=-1)  # (N, 256)
-        return self.mlp(t_freq)
+        return self.mlp(self.sinusoid(t))  # (N, 256) -> (N, D)
 
 
 class LabelEmbedder(nn.Cell):

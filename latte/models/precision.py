@@ -1,12 +1,15 @@
-"""Mixed precision (AMP O2): compute in fp16/bf16, keep norms and softmax in fp32, weights stay fp32."""
+"""Mixed precision (AMP O2): compute in fp16/bf16, keep norms, softmax and timestep sinusoids in fp32, weights stay
+fp32."""
 import logging
 
 import mindspore as ms
 from mindspore import amp, nn
 
 from latte.kernels import ModulatedLayerNorm, NoAffineLayerNorm, float32_kernels_only
+from latte.models.layers import TimestepSinusoid
 
-FP32_CELLS = [NoAffineLayerNorm, ModulatedLayerNorm, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax]
+FP32_CELLS = [NoAffineLayerNorm, ModulatedLayerNorm, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax,
+              TimestepSinusoid]
 
 
 def apply_amp(net, dtype):

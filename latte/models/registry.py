@@ -1,6 +1,6 @@
 """Named Latte variants (as the official Latte_models), plus a tiny one for tests and demos, and the
-conditioning modes. Plain Python: config checks read it without importing MindSpore (create_latte builds one:
-latte/models/factory.py)."""
+conditioning modes; and the text-to-video (LatteT2V) variants. Plain Python: config checks read it without
+importing MindSpore (create_latte builds one: latte/models/factory.py; load_latte builds any recorded one)."""
 import difflib
 
 CONDITIONS = (None, "class", "text")  # unconditional, class labels, text embeddings
@@ -38,5 +38,40 @@ def find_variant(depth, hidden_size, patch_size):
     """Name of the registered variant with this shape, or None (num_heads is not visible in a state dict)."""
     for name, spec in LATTE_MODELS.items():
         if (spec["depth"], spec["hidden_size"], spec["patch_size"]) == (depth, hidden_size, patch_size):
+            return name
+    return None
+
+
+# Text-to-video: LatteT2V (diffusers' LatteTransformer3DModel) variants as config.json fields (T2VConfig).
+T2V_MODELS = {
+    # maxin-cn/Latte-1 transformer/config.json (video_length is diffusers' default; 512x512 px, 16 frames)
+    "Latte-1": dict(in_channels=4, out_channels=8, num_layers=28, num_attention_heads=16, attention_head_dim=72,
+                    cross_attention_dim=1152, caption_channels=4096, sample_size=64, patch_size=2,
+                    norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+                    activation_fn="gelu-approximate", attention_bias=True, num_embeds_ada_norm=1000, dropout=0.0,
+                    video_length=16),
+    # tiny, Latte-1's layout: tests and CPU demos
+    "Latte-1-T": dict(in_channels=4, out_channels=8, num_layers=2, num_attention_heads=2, attention_head_dim=8,
+                      cross_attention_dim=16, caption_channels=24, sample_size=8, patch_size=2,
+                      norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
+                      activation_fn="gelu-approximate", attention_bias=True, num_embeds_ada_norm=1000, dropout=0.0,
+                      video_length=4),
+}
+# what the weights of a LatteT2V show (num_attention_heads and sample_size do not show)
+T2V_SHAPE_FIELDS = ("in_channels", "out_channels", "num_layers", "patch_size", "caption_channels", "attention_bias")
+
+
+def t2v_spec(model_name):
+    """config.json fields of a named LatteT2V variant; unknown names raise with the known ones."""
+    if model_name not in T2V_MODELS:
+        raise ValueError(f"model_name={model_name!r} is not a LatteT2V variant (known: {', '.join(T2V_MODELS)})")
+    return dict(T2V_MODELS[model_name])
+
+
+def find_t2v_variant(inner_dim, **shape_fields):
+    """Name of the LatteT2V variant with this token width and these T2V_SHAPE_FIELDS values, or None."""
+    for name, spec in T2V_MODELS.items():
+        if spec["num_attention_heads"] * spec["attention_head_dim"] == inner_dim and all(
+                spec[k] == v for k, v in shape_fields.items()):
             return name
     return None

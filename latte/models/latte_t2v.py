@@ -1,0 +1,244 @@
+"""LatteT2V: Latte-1's text-to-video transformer (diffusers' LatteTransformer3DModel, the official LatteT2V).
+
+Same math and parameter names as diffusers, so a converted checkpoint is the diffusers state dict unchanged:
+patch embedding + 2-D sin-cos positions (`pos_embed`), adaLN-single timestep conditioning (`adaln_single`: one
+timestep MLP -> 6*D, a `scale_shift_table` per block), the caption projected to D (`caption_projection`),
+spatial blocks (`transformer_blocks`: self-attention `attn1`, cross-attention `attn2` to the caption, tanh-GELU
+`ff`) alternating with temporal blocks (`temporal_transformer_blocks`: self-attention over frames + `ff`), the
+temporal position table added before the first temporal block when there are 2+ frames, and the final
+`norm_out` + `scale_shift_table` + `proj_out`. The position tables are fixed (not parameters), as in diffusers.
+
+    net = LatteT2V(**T2VConfig fields)                   # e.g. **t2v_spec("Latte-1")
+    out = net(x, t, encoder_hidden_states)             # (B, F, C, H, W), (B,), (B, L, caption) -> (B, F, out, H, W)
+
+Frames F may be 1 (text-to-image: the temporal blocks still run, without the position table) up to
+video_length. Dropout is not applied (inference cells).
+"""
+import numpy as np
+
+from mindspore import Parameter, Tensor, nn, ops
+
+from latte.kernels import Linear, ModulatedLayerNorm, TanhGELU, kernel_backend
+from latte.models.attention import ProjectedAttention, choose_attention_backend
+from latte.models.layers import TIMESTEP_FREQ_DIM, ConvPatchEmbed, TimestepSinusoid, tokens_to_images
+from latte.models.pos_embed import spatial_table, temporal_table
+from latte.models.t2v_config import T2VConfig
+
+ADALN_CHUNKS = 6  # shift/scale/gate for self-attention and for the feed-forward
+FINAL_NORM_EPS = 1e-6  # norm_out's eps (fixed in diffusers, whatever norm_eps says)
+FF_MULT = 4  # feed-forward hidden width / D
+
+
+#################################################################################
+#                         Embeddings and feed-forward                           #
+#################################################################################
+
+class TimestepEmbedding(nn.Cell):
+    """diffusers' Timesteps(256, flip_sin_to_cos=True, shift 0) + TimestepEmbedding: t (N,) -> [cos | sin] (N, 256)
+    -> linear_1, SiLU, linear_2 -> (N, D)."""
+
+    def __init__(self, dim, frequency_dim=TIMESTEP_FREQ_DIM):
+        super().__init__()
+        self.sinusoid = TimestepSinusoid(frequency_dim)  # float32 under mixed precision
+        self.linear_1 = nn.Dense(frequency_dim, dim)
+        self.act = nn.SiLU()
+        self.linear_2 = nn.Dense(dim, dim)
+
+    def construct(self, t):
+        return self.linear_2(self.act(self.linear_1(self.sinusoid(t))))  # (N,) -> (N, 256) -> (N, D)
+
+
+class CombinedTimestepEmbedding(nn.Cell):
+    """PixArt-alpha's timestep embedding without the resolution / aspect-ratio conditions (Latte-1's case)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.timestep_embedder = TimestepEmbedding(dim)
+
+    def construct(self, t):
+        return self.timestep_embedder(t)
+
+
+class AdaLayerNormSingle(nn.Cell):
+    """adaLN-single: t (N,) -> (linear(SiLU(emb)) (N, 6D) for every block, emb (N, D) for the final layer)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.emb = CombinedTimestepEmbedding(dim)
+        self.silu = nn.SiLU()
+        self.linear = nn.Dense(dim, ADALN_CHUNKS * dim)
+
+    def construct(self, t):
+        embedded = self.emb(t)  # (N, D)
+        return self.linear(self.silu(embedded)), embedded
+
+
+class CaptionProjection(nn.Cell):
+    """PixArtAlphaTextProjection: linear_1 (caption -> D), tanh-GELU, linear_2 (D -> D)."""
+
+    def __init__(self, in_features, dim, kernels=None):
+        super().__init__()
+        self.linear_1 = nn.Dense(in_features, dim)
+        self.act_1 = TanhGELU(backend=kernels)
+        self.linear_2 = nn.Dense(dim, dim)
+
+    def construct(self, caption):
+        return self.linear_2(self.act_1(self.linear_1(caption)))
+
+
+class GELUProjection(nn.Cell):
+    """diffusers' activations.GELU(approximate='tanh'): proj, then tanh-GELU."""
+
+    def __init__(self, dim_in, dim_out, kernels=None):
+        super().__init__()
+        self.proj = Linear(dim_in, dim_out, backend=kernels)
+        self.act = TanhGELU(backend=kernels)
+
+    def construct(self, x):
+        return self.act(self.proj(x))
+
+
+class FeedForward(nn.Cell):
+    """net.0 (proj D -> 4D + tanh-GELU), net.1 (dropout: identity here), net.2 (4D -> D), as diffusers names them."""
+
+    def __init__(self, dim, kernels=None):
+        super().__init__()
+        self.net = nn.SequentialCell([GELUProjection(dim, FF_MULT * dim, kernels), nn.Identity(),
+                                      Linear(FF_MULT * dim, dim, backend=kernels)])
+
+    def construct(self, x):
+        return self.net(x)
+
+
+#################################################################################
+#                                   Blocks                                      #
+#################################################################################
+
+class BasicTransformerBlock(nn.Cell):
+    """diffusers' BasicTransformerBlock with norm_type 'ada_norm_single' (PixArt-alpha):
+
+        shift/scale/gate (msa, mlp) = scale_shift_table + t.reshape(6, D)
+        x = x + gate_msa * attn1(norm1(x) * (1 + scale_msa) + shift_msa)
+        x = x + attn2(x, caption)                       (spatial blocks only; no norm before it, as PixArt)
+        x = x + gate_mlp * ff(norm2(x) * (1 + scale_mlp) + shift_mlp)
+    """
+
+    def __init__(self, dim, num_heads, head_dim, cross_attention_dim=None, attention_bias=True, norm_eps=1e-6,
+                 attention_backend="math", kernels=None):
+        super().__init__()
+        self.dim = dim
+        self.norm1 = ModulatedLayerNorm(dim, norm_eps, kernels)
+        self.attn1 = ProjectedAttention(dim, num_heads, head_dim, bias=attention_bias, backend=attention_backend,
+                                        kernels=kernels)
+        self.attn2 = None if cross_attention_dim is None else ProjectedAttention(
+            dim, num_heads, head_dim, context_dim=cross_attention_dim, bias=attention_bias, backend=attention_backend,
+            kernels=kernels)
+        self.norm2 = ModulatedLayerNorm(dim, norm_eps, kernels)
+        self.ff = FeedForward(dim, kernels)
+        table = np.random.standard_normal((ADALN_CHUNKS, dim)) / dim**0.5  # diffusers: randn(6, D) / sqrt(D)
+        self.scale_shift_table = Parameter(Tensor(table.astype(np.float32)), name="scale_shift_table")
+
+    def construct(self, x, timestep, context=None):
+        """x (N, T, D), timestep (N, 6D) from adaln_single, context (N, L, D) or None -> (N, T, D)."""
+        n = x.shape[0]
+        mod = self.scale_shift_table.expand_dims(0) + timestep.reshape(n, ADALN_CHUNKS, self.dim)  # (N, 6, D)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.unstack(mod, axis=1)  # 6 x (N, D)
+        x = x + gate_msa.expand_dims(1) * self.attn1(self.norm1(x, shift_msa, scale_msa))
+        if self.attn2 is not None:
+            x = x + self.attn2(x, context)
+        return x + gate_mlp.expand_dims(1) * self.ff(self.norm2(x, shift_mlp, scale_mlp))
+
+
+#################################################################################
+#                                 LatteT2V                                      #
+#################################################################################
+
+class LatteT2V(nn.Cell):
+    """Latte-1's transformer. Keyword arguments are T2VConfig (config.json) fields, plus:
+
+    latent_size: (h, w) or int latent size the model runs at (None: sample_size); other sizes get positions
+        scaled as diffusers does (base grid sample_size / patch_size).
+    enable_flash_attention: FlashAttentionScore on Ascend (see latte.models.attention.choose_attention_backend).
+    kernels: the GELU / LayerNorm / softmax formulation (latte.kernels.KERNEL_BACKENDS); None picks this device's.
+    """
+
+    def __init__(self, latent_size=None, enable_flash_attention=False, kernels=None, **config):
+        super().__init__()
+        cfg = T2VConfig.from_dict(config)
+        self.config = cfg
+        self.patch_size = cfg.patch_size
+        self.out_channels = cfg.output_channels
+        self.video_length = cfg.video_length
+        self.inner_dim = dim = cfg.inner_dim
+        latent_h, latent_w = _pair(latent_size or cfg.sample_size)
+        if latent_h % cfg.patch_size or latent_w % cfg.patch_size:
+            raise ValueError(f"latent_size={latent_size} is not divisible by patch_size={cfg.patch_size}")
+        self.latent_size = (latent_h, latent_w)
+        self.grid = (latent_h // cfg.patch_size, latent_w // cfg.patch_size)
+        self.num_patches = self.grid[0] * self.grid[1]
+
+        self.kernels = kernels or kernel_backend()[0]
+        backend, _ = choose_attention_backend(enable_flash_attention, cfg.attention_head_dim)
+        self.attention_backend = backend
+
+        # 1. Input: patches + fixed 2-D positions, the timestep, the caption
+        self.pos_embed = ConvPatchEmbed(cfg.patch_size, cfg.in_channels, dim, kernels=self.kernels)
+        table = spatial_table(dim, self.grid, base_size=cfg.sample_size // cfg.patch_size,
+                              interpolation_scale=cfg.interpolation_scale)
+        self.spatial_positions = Tensor(table[None].astype(np.float32))  # (1, T, D)
+        self.adaln_single = AdaLayerNormSingle(dim)
+        self.caption_projection = CaptionProjection(cfg.caption_channels, dim, self.kernels)
+
+        # 2. Spatial and temporal blocks
+        def block(cross_attention_dim):
+            return BasicTransformerBlock(dim, cfg.num_attention_heads, cfg.attention_head_dim, cross_attention_dim,
+                                         cfg.attention_bias, cfg.norm_eps, backend, self.kernels)
+
+        self.transformer_blocks = nn.CellList([block(cfg.cross_attention_dim) for _ in range(cfg.num_layers)])
+        self.temporal_transformer_blocks = nn.CellList([block(None) for _ in range(cfg.num_layers)])
+        self.temporal_positions = Tensor(temporal_table(dim, cfg.video_length)[None].astype(np.float32))  # (1, Fmax, D)
+
+        # 3. Output
+        self.norm_out = ModulatedLayerNorm(dim, FINAL_NORM_EPS, self.kernels)
+        table = np.random.standard_normal((2, dim)) / dim**0.5  # diffusers: randn(2, D) / sqrt(D)
+        self.scale_shift_table = Parameter(Tensor(table.astype(np.float32)), name="scale_shift_table")
+        self.proj_out = nn.Dense(dim, cfg.patch_size * cfg.patch_size * self.out_channels)
+
+    def construct(self, x, timestep, encoder_hidden_states, enable_temporal_attentions=True):
+        """x (B, F, C, H, W) latents, timestep (B,) int or float, encoder_hidden_states (B, L, caption_channels)
+        -> (B, F, out_channels, H, W). enable_temporal_attentions=False skips every temporal block."""
+        b, f, c, h, w = x.shape
+        if f > self.video_length:
+            raise ValueError(f"{f} frames but the temporal position table has video_length={self.video_length}")
+        if (h, w) != self.latent_size:
+            raise ValueError(f"latents of {h}x{w} but the model was built for latent_size {self.latent_size}: build "
+                             f"it with latent_size=({h}, {w})")
+        tokens, dim = self.num_patches, self.inner_dim
+        x = x.reshape(b * f, c, h, w)  # (B, F, C, H, W) -> (B*F, C, H, W)
+        x = self.pos_embed(x) + self.spatial_positions  # (B*F, T, D)
+
+        t_blocks, t_final = self.adaln_single(timestep)  # (B, 6D), (B, D)
+        context = self.caption_projection(encoder_hidden_states)  # (B, L, D)
+        context = ops.repeat_interleave(context, f, 0)  # (B, L, D) -> (B*F, L, D), batch-major
+        t_spatial = ops.repeat_interleave(t_blocks, f, 0)  # (B, 6D) -> (B*F, 6D)
+        t_temporal = ops.repeat_interleave(t_blocks, tokens, 0)  # (B, 6D) -> (B*T, 6D)
+
+        for i in range(len(self.transformer_blocks)):
+            x = self.transformer_blocks[i](x, t_spatial, context)  # spatial: the T tokens of a frame
+            if enable_temporal_attentions:
+                x = x.reshape(b, f, tokens, dim).swapaxes(1, 2).reshape(b * tokens, f, dim)  # -> (B*T, F, D)
+                if i == 0 and f > 1:
+                    x = x + self.temporal_positions[:, :f]  # once, before the first temporal block
+                x = self.temporal_transformer_blocks[i](x, t_temporal)  # temporal: the F frames of a token
+                x = x.reshape(b, tokens, f, dim).swapaxes(1, 2).reshape(b * f, tokens, dim)  # -> (B*F, T, D)
+
+        t_final = ops.repeat_interleave(t_final, f, 0)  # (B, D) -> (B*F, D)
+        mod = self.scale_shift_table.expand_dims(0) + t_final.expand_dims(1)  # (1, 2, D) + (B*F, 1, D) -> (B*F, 2, D)
+        shift, scale = ops.unstack(mod, axis=1)  # 2 x (B*F, D)
+        x = self.proj_out(self.norm_out(x, shift, scale))  # (B*F, T, p*p*out)
+        x = tokens_to_images(x, self.grid[0], self.grid[1], self.patch_size, self.out_channels)  # (B*F, out, H, W)
+        return x.reshape(b, f, self.out_channels, h, w)  # (B*F, out, H, W) -> (B, F, out, H, W)
+
+
+def _pair(size):
+    return (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
