@@ -274,12 +274,28 @@ class GatedResidual(nn.Cell):
         return x + gate.expand_dims(1) * y
 
 
-class Linear(nn.Dense):
-    """nn.Dense with the same parameters (weight (out, in), bias (out,)) whose bias is a broadcast add on CPU.
+class _BiasAdd(nn.Cell):
+    """BiasAdd forward, its bias gradient as a ReduceSum over the rows (MindSpore's CPU BiasAddGrad is slow)."""
 
-    MindSpore's CPU BiasAddGrad took ~14 ms on a (4096, 1536) gradient, 10% of a Latte-S/2 train step; the
-    broadcast add's gradient (a ReduceSum over the rows) is several times faster and the forward no slower. The
-    same sums, so the same math; on Ascend/GPU ("builtin") it is nn.Dense's fused BiasAdd.
+    def __init__(self):
+        super().__init__()
+        self.bias_add = ops.BiasAdd()
+        self.reduce = ops.ReduceSum()
+
+    def construct(self, y, bias):
+        return self.bias_add(y, bias)
+
+    def bprop(self, y, bias, out, dout):
+        return dout, self.reduce(dout, 0)
+
+
+class Linear(nn.Dense):
+    """nn.Dense with the same parameters (weight (out, in), bias (out,)) whose bias gradient is a ReduceSum on CPU.
+
+    MindSpore's CPU BiasAddGrad took ~14 ms on a (4096, 1536) gradient, 10% of a Latte-S/2 train step; a
+    ReduceSum over the rows is several times faster. (A broadcast add instead of BiasAdd would also get that
+    gradient, but doubled the graph's peak memory.) The same sums, so the same math; on Ascend/GPU ("builtin")
+    it is nn.Dense's BiasAdd with its own gradient.
     """
 
     def __init__(self, in_channels, out_channels, has_bias=True, backend=None):
@@ -289,13 +305,13 @@ class Linear(nn.Dense):
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
         self.backend = check_backend(backend)
-        self.broadcast_bias = backend != "builtin"
+        self.cpu_bias = _BiasAdd() if backend != "builtin" else None
 
     def construct(self, x):
         shape = x.shape
         y = self.matmul(x.reshape(-1, shape[-1]), self.weight)  # (..., in) -> (N, out)
         if self.has_bias:
-            y = y + self.bias if self.broadcast_bias else self.bias_add(y, self.bias)
+            y = self.cpu_bias(y, self.bias) if self.cpu_bias is not None else self.bias_add(y, self.bias)
         return y.reshape(shape[:-1] + (y.shape[-1],))  # (N, out) -> (..., out)
 
 
