@@ -23,8 +23,8 @@ import sys
 import numpy as np
 
 from latte.checkpoint_io import CheckpointError, meta_path, save_ms_checkpoint
-from latte.convert.io import check_mapping, cli_main
-from latte.convert.t5_keys import convert_state, locate_source, read_json, read_state, split_decoder
+from latte.convert.io import check_mapping, cli_main, read_json
+from latte.convert.t5_keys import convert_state, locate_source, read_state, split_decoder
 from latte.models.t5_config import T5EncoderConfig
 
 STORAGE_DTYPES = ("fp32", "fp16", "bf16")

@@ -185,13 +185,32 @@ def _read_safetensors(path):
         raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
 
 
+def read_json(path, what="config.json"):
+    """The JSON object in `path` (a config.json, a shard index); a one-line CheckpointError naming the file for a
+    missing, malformed or non-object file."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the {what} ({err.strerror})") from None
+    except ValueError as err:
+        raise CheckpointError(f"{path}: the {what} is not valid JSON ({err}); download it again") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: the {what} must hold a JSON object")
+    return value
+
+
+def read_shard_index(path):
+    """The weight_map (tensor name -> shard file name) of a sharded checkpoint's `*.index.json`."""
+    weight_map = read_json(path, "shard index").get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{path}: no 'weight_map' (tensor -> shard file) in the shard index")
+    return weight_map
+
+
 def _read_sharded(index_path):
     """The state dict of a sharded checkpoint: its `*.index.json` weight_map names each tensor's shard file."""
-    try:
-        with open(index_path) as f:
-            weight_map = json.load(f)["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{index_path}: not a readable shard index with a 'weight_map' ({err})") from err
+    weight_map = read_shard_index(index_path)
     folder, state = os.path.dirname(index_path), OrderedDict()
     for shard in sorted(set(weight_map.values())):
         tensors = read_checkpoint_tree(os.path.join(folder, shard))

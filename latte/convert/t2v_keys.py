@@ -7,7 +7,6 @@ names, and so do our cells (latte/models/latte_t2v.py): the rename table is the 
 wrapper prefixes. The fixed sin-cos tables (`pos_embed.pos_embed`, `temp_pos_embed`) are buffers, not
 parameters: when a file carries them they are checked against the tables the config gives, then dropped.
 """
-import json
 import os
 import re
 from collections import OrderedDict
@@ -15,7 +14,7 @@ from collections import OrderedDict
 import numpy as np
 
 from latte.checkpoint_io import CheckpointError
-from latte.convert.io import check_mapping, strip_prefixes
+from latte.convert.io import check_mapping, read_json, strip_prefixes
 from latte.convert.latte_keys import WRAPPER_PREFIXES
 from latte.models.pos_embed import spatial_table, temporal_table
 from latte.models.registry import T2V_MODELS, find_t2v_variant
@@ -63,14 +62,7 @@ def locate_source(source):
 def read_config(path):
     """T2VConfig of a config.json; a CheckpointError naming the file for anything unreadable or unsupported."""
     try:
-        with open(path) as f:
-            fields = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable config.json ({err})") from err
-    if not isinstance(fields, dict):
-        raise CheckpointError(f"{path}: config.json must hold a JSON object")
-    try:
-        return T2VConfig.from_dict(fields)
+        return T2VConfig.from_dict(read_json(path))
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from None
 

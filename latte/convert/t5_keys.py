@@ -9,14 +9,13 @@ Sources users have:
 Our parameter names are transformers' own; the one rename is the token embedding, which transformers ties
 between `shared.weight` and `encoder.embed_tokens.weight` and saves under either name or both.
 """
-import json
 import os
 from collections import OrderedDict
 
 import numpy as np
 
 from latte.checkpoint_io import CheckpointError
-from latte.convert.io import read_checkpoint_tree, unwrap_state_dict
+from latte.convert.io import read_checkpoint_tree, read_shard_index, unwrap_state_dict
 
 CONFIG_FILE = "config.json"
 # A transformers folder's weights, in order of preference: (index json listing shards, or the single file)
@@ -51,7 +50,7 @@ def locate_source(source, config_path=None):
     if config_path is None and os.path.isfile(folder_config):
         config_path = folder_config
     if source.endswith(INDEX_SUFFIX):
-        index = read_index(source)
+        index = read_shard_index(source)
         folder = os.path.dirname(source)
         files = [os.path.join(folder, name) for name in sorted(set(index.values()))]
         absent = [f for f in files if not os.path.isfile(f)]
@@ -60,24 +59,6 @@ def locate_source(source, config_path=None):
                                   "every shard of the folder")
         return files, source, config_path
     return [source], None, config_path
-
-
-def read_json(path, what):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: the {what} is not valid JSON ({err}); download it again") from None
-
-
-def read_index(path):
-    """The weight_map (tensor name -> shard file name) of a sharded checkpoint's index json."""
-    weight_map = read_json(path, "shard index").get("weight_map")
-    if not isinstance(weight_map, dict) or not weight_map:
-        raise CheckpointError(f"{path}: no 'weight_map' (tensor -> shard file) in the index")
-    return weight_map
 
 
 def read_state(files, index_path=None):
@@ -90,7 +71,7 @@ def read_state(files, index_path=None):
                 raise CheckpointError(f"{name} is in both {where[name]} and {path}: the shards overlap")
             state[name], where[name] = value, path
     if index_path is not None:
-        index = read_index(index_path)
+        index = read_shard_index(index_path)
         misplaced = sorted(n for n in index if n in where and os.path.basename(where[n]) != index[n])
         missing = sorted(n for n in index if n not in where)
         unlisted = sorted(n for n in where if n not in index)

@@ -10,12 +10,12 @@ Torch-free (numpy only). Layouts users have:
 Everything is first renamed to the current diffusers names ("canonical"); our cells use those names with
 GroupNorm `weight`/`bias` called `gamma`/`beta`.
 """
-import json
 import os
 import re
 from collections import OrderedDict
 
 from latte.checkpoint_io import CheckpointError
+from latte.convert.io import read_json
 
 CONFIG_FILE = "config.json"
 # Weight files of a diffusers folder, in order of preference.
@@ -75,14 +75,7 @@ def locate_source(source, config_path=None):
 
 def read_config(path):
     """The dict in a diffusers config.json; a CheckpointError for a missing or malformed file."""
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable config.json ({err})") from err
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: config.json must hold a JSON object")
-    return config
+    return read_json(path)
 
 
 def select_vae_keys(state):

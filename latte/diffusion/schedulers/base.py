@@ -153,6 +153,14 @@ class TextScheduler:
                                      cfg["num_train_timesteps"], cfg["trained_betas"])
         self.alphas_cumprod = alphas_cumprod_of(self.betas)
 
+    def set_timesteps(self, num_inference_steps):
+        """Integer timesteps of the config's spacing (DDIM, DDPM; the sigma schedulers override this)."""
+        cfg = self._config
+        t = spaced_timesteps(cfg["timestep_spacing"], cfg["num_train_timesteps"], num_inference_steps,
+                             cfg["steps_offset"])
+        self.timesteps = np.round(t).astype(np.int64)
+        self.num_inference_steps = int(num_inference_steps)
+
     @property
     def needs_noise(self):
         return False

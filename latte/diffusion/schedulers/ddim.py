@@ -2,7 +2,7 @@
 import numpy as np
 from mindspore import ops
 
-from latte.diffusion.schedulers.base import F32, ONE, TextScheduler, as_latents, require, scalar, spaced_timesteps
+from latte.diffusion.schedulers.base import F32, ONE, TextScheduler, as_latents, require, scalar
 
 
 class DDIMScheduler(TextScheduler):
@@ -34,13 +34,6 @@ class DDIMScheduler(TextScheduler):
     @property
     def needs_noise(self):
         return self.eta > 0
-
-    def set_timesteps(self, num_inference_steps):
-        cfg = self._config
-        t = spaced_timesteps(cfg["timestep_spacing"], cfg["num_train_timesteps"], num_inference_steps,
-                             cfg["steps_offset"])
-        self.timesteps = np.round(t).astype(np.int64)
-        self.num_inference_steps = int(num_inference_steps)
 
     def _alpha_prod(self, timestep):
         return self.alphas_cumprod[timestep] if timestep >= 0 else self.final_alpha_cumprod

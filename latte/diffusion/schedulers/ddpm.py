@@ -3,7 +3,7 @@ import numpy as np
 from mindspore import ops
 
 from latte.diffusion.gaussian import CHANNEL_AXIS
-from latte.diffusion.schedulers.base import ONE, F32, TextScheduler, as_latents, require, scalar, spaced_timesteps
+from latte.diffusion.schedulers.base import ONE, F32, TextScheduler, as_latents, require, scalar
 
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "learned", "learned_range")
 LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
@@ -38,13 +38,6 @@ class DDPMScheduler(TextScheduler):
     @property
     def needs_noise(self):
         return True
-
-    def set_timesteps(self, num_inference_steps):
-        cfg = self._config
-        t = spaced_timesteps(cfg["timestep_spacing"], cfg["num_train_timesteps"], num_inference_steps,
-                             cfg["steps_offset"])
-        self.timesteps = np.round(t).astype(np.int64)
-        self.num_inference_steps = int(num_inference_steps)
 
     def previous_timestep(self, timestep):
         index = np.flatnonzero(self.timesteps == timestep)
