@@ -14,9 +14,8 @@ What LattePipeline does, and so this module:
 - the starting noise is scaled by the scheduler's init_noise_sigma (scheduler_sample_loop).
 Layout: latents (B, F, C, h, w) as everywhere in latte-ms (LattePipeline's are (B, C, F, h, w)).
 
-The T5 outputs of the prompts can be computed once and stored (tools/text_embeddings.py writes a text embeddings
-file, see save_text_embeddings): prepare_prompt_embeddings then does from the stored (embeddings, mask) pairs
-exactly what encode_prompts does from the text encoder.
+The T5 states of the prompts can be computed once and stored (tools/text_embeddings.py, latte.text.embeddings):
+prompt_embeddings_from then does with the stored (states, mask) pairs exactly what encode_prompts does with T5.
 """
 import json
 import os
@@ -90,75 +89,9 @@ def mask_text_embeddings(embeds, mask, negative=None):
     return embeds * mask[:, :, None].astype(embeds.dtype), negative
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Text embeddings file: T5 states stored per text, so sampling needs no text encoder
-# ---------------------------------------------------------------------------------------------------------
-
-EMBEDDINGS_FORMAT = "latte-ms text embeddings 1"
-
-
-def save_text_embeddings(path, texts, states, mask, text_encoder=""):
-    """Writes a text embeddings file (.npz, uncompressed) of the T5 states of `texts`:
-
-        format  ()            str    EMBEDDINGS_FORMAT
-        texts   (N,)          str    the texts as given (prompts and negative prompts, before lower-casing)
-        states  (N, 120, D)   float  T5 last hidden states, all 120 positions (padding included: a negative
-                                     prompt is cut to its prompt's length, which may reach into its padding)
-        mask    (N, 120)      int32  1 on the tokens and </s>, 0 on padding
-        text_encoder ()       str    the T5 checkpoint that computed them (information only)
-    """
-    texts = [str(t) for t in texts]
-    if len(set(texts)) != len(texts):
-        raise ValueError("save_text_embeddings: the texts repeat; store each text once")
-    if states.shape[:2] != mask.shape or states.shape[0] != len(texts):
-        raise ValueError(f"states {states.shape}, mask {mask.shape} and {len(texts)} texts do not match")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, format=np.array(EMBEDDINGS_FORMAT), texts=np.array(texts, dtype=np.str_), states=states,
-             mask=mask.astype(np.int32), text_encoder=np.array(str(text_encoder)))
-    os.replace(tmp, path)
-    return path
-
-
-class TextEmbeddings:
-    """A text embeddings file (save_text_embeddings) read whole; called like encode_texts' text side:
-    texts -> (states (N, 120, D) float32, mask (N, 120) int32). A text it does not hold is a one-line error."""
-
-    def __init__(self, path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"text_embeddings {path!r} not found: write it with tools/text_embeddings.py")
-        with np.load(path, allow_pickle=False) as data:
-            if "format" not in data or str(data["format"]) != EMBEDDINGS_FORMAT:
-                raise ValueError(f"{path} is not a text embeddings file ({EMBEDDINGS_FORMAT!r}): write it with "
-                                 "tools/text_embeddings.py")
-            self.texts = [str(t) for t in data["texts"]]
-            self.states = data["states"].astype(np.float32)
-            self.mask = data["mask"].astype(np.int32)
-            self.text_encoder = str(data["text_encoder"])
-        self.path = path
-        self.index = {text: i for i, text in enumerate(self.texts)}
-
-    @property
-    def width(self):
-        """D, the T5 width of the stored states."""
-        return self.states.shape[-1]
-
-    def missing(self, texts):
-        return [t for t in texts if t not in self.index]
-
-    def __call__(self, texts):
-        absent = self.missing(texts)
-        if absent:
-            raise KeyError(f"{self.path} holds no embeddings for {absent[0]!r} ({len(absent)} text(s) missing): "
-                           "add them with tools/text_embeddings.py, or sample with the text_encoder")
-        rows = [self.index[t] for t in texts]
-        return self.states[rows], self.mask[rows]
-
-
 def prompt_embeddings_from(source, prompts, negative_prompt="", guidance=True, mask_feature=True):
-    """encode_prompts with the T5 states of a `source` texts -> (states, mask): a TextEmbeddings file, or
-    functools.partial(encode_texts, tokenizer, text_encoder)."""
+    """encode_prompts with the T5 states from `source`, texts -> (states, mask): a text embeddings file
+    (latte.text.embeddings.TextEmbeddings) or functools.partial(encode_texts, tokenizer, text_encoder)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     embeds, mask = source(prompts)
     negative = source(negative_prompts(negative_prompt, len(prompts)))[0] if guidance else None
