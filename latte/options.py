@@ -399,10 +399,10 @@ class PromptOptions:
     def validate_text_encoder(self, why="encode the prompts"):
         if not self.text_encoder:
             raise ConfigError(f"text_encoder is empty: give the T5 .ckpt from tools/t5_converter.py to {why}")
+        if not self.tokenizer:
+            raise ConfigError("tokenizer is empty: give T5's sentencepiece model (the Latte-1 folder, its "
+                              "tokenizer/ or spiece.model) with the text_encoder")
         for key in ("text_encoder", "tokenizer"):
-            if not getattr(self, key):
-                raise ConfigError(f"{key} is empty: give T5's sentencepiece model (the Latte-1 folder, its "
-                                  "tokenizer/ or spiece.model) with the text_encoder")
             if not os.path.exists(getattr(self, key)):
                 raise ConfigError(f"{key} {getattr(self, key)!r} not found")
 
@@ -464,6 +464,10 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
         if not os.path.isfile(self.checkpoint):
             raise ConfigError(f"checkpoint {self.checkpoint!r} not found: convert Latte-1's transformer/ with "
                               "tools/latte_converter.py")
+        kind = read_meta(self.checkpoint).get("kind")
+        if kind not in (None, KIND_T2V):
+            raise ConfigError(f"checkpoint {self.checkpoint} holds a {kind!r} model, not a LatteT2V: sample it with "
+                              "the class / unconditional keys")
         if self.pixel_space:
             raise ConfigError("vae_checkpoint is empty: Latte-1 samples latents; give the .ckpt of "
                               "tools/vae_converter.py on Latte-1's vae_temporal_decoder/ (or vae/)")

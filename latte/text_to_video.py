@@ -17,6 +17,7 @@ Layout: latents (B, F, C, h, w) as everywhere in latte-ms (LattePipeline's are (
 The T5 states of the prompts can be computed once and stored (tools/text_embeddings.py, latte.text.embeddings):
 prompt_embeddings_from then does with the stored (states, mask) pairs exactly what encode_prompts does with T5.
 """
+import functools
 import json
 import os
 
@@ -63,11 +64,17 @@ def encode_prompts(tokenizer, text_encoder, prompts, negative_prompt="", guidanc
     a callable (ids Tensor, mask Tensor) -> (B, 120, D) Tensor, e.g. latte.models.load_t5(...). L is 120, or the
     prompt's token count when there is one prompt and mask_feature is on.
     """
+    source = functools.partial(encode_texts, tokenizer, text_encoder)
+    return prompt_embeddings_from(source, prompts, negative_prompt, guidance, mask_feature)
+
+
+def prompt_embeddings_from(source, prompts, negative_prompt="", guidance=True, mask_feature=True):
+    """encode_prompts with the T5 states from `source`, texts -> (states (N, 120, D), mask (N, 120)): the text
+    encoder (functools.partial(encode_texts, tokenizer, text_encoder)) or a text embeddings file
+    (latte.text.embeddings.TextEmbeddings)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    embeds, mask = encode_texts(tokenizer, text_encoder, prompts)
-    negative = None
-    if guidance:
-        negative, _ = encode_texts(tokenizer, text_encoder, negative_prompts(negative_prompt, len(prompts)))
+    embeds, mask = source(prompts)
+    negative = source(negative_prompts(negative_prompt, len(prompts)))[0] if guidance else None
     return prepare_prompt_embeddings(embeds, mask, negative, mask_feature)
 
 
@@ -87,15 +94,6 @@ def mask_text_embeddings(embeds, mask, negative=None):
         keep = int(mask.sum())
         return embeds[:, :keep], None if negative is None else negative[:, :keep]
     return embeds * mask[:, :, None].astype(embeds.dtype), negative
-
-
-def prompt_embeddings_from(source, prompts, negative_prompt="", guidance=True, mask_feature=True):
-    """encode_prompts with the T5 states from `source`, texts -> (states, mask): a text embeddings file
-    (latte.text.embeddings.TextEmbeddings) or functools.partial(encode_texts, tokenizer, text_encoder)."""
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    embeds, mask = source(prompts)
-    negative = source(negative_prompts(negative_prompt, len(prompts)))[0] if guidance else None
-    return prepare_prompt_embeddings(embeds, mask, negative, mask_feature)
 
 
 # ---------------------------------------------------------------------------------------------------------

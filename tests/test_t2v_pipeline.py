@@ -6,8 +6,6 @@ DDIM config and with DPM-Solver++ built from it, guidance 4.5, output_type="late
 within 1e-4 relative L2; the prompt embeddings of one prompt (cut to its tokens) and of two (padding zeroed) are
 LattePipeline.encode_prompt's; our temporal VAE decodes the final latents as LattePipeline.decode_latents.
 """
-import functools
-
 import numpy as np
 import pytest
 
@@ -18,7 +16,7 @@ from latte.models import load_latte, load_t5  # noqa: E402
 from latte.models.vae import decode_video, load_vae  # noqa: E402
 from latte.text.tokenizer import T5Tokenizer  # noqa: E402
 from latte.text_to_video import (TextGuidedDenoiser, create_sampling_scheduler, encode_prompts,  # noqa: E402
-                                 encode_texts, keeps_variance, sample_text_to_video)
+                                 keeps_variance, sample_text_to_video)
 
 STEPS = 6
 GUIDANCE = 4.5
