@@ -2,6 +2,10 @@
 
     python sample.py -c configs/inference/sky.yaml                       # unconditional
     python sample.py -c configs/inference/ucf101.yaml --guidance_scale 7  # class-conditional with guidance
+    python sample.py -c configs/inference/t2v.yaml --prompt "a cat wearing sunglasses"   # Latte-1 text-to-video
+
+The checkpoint's record picks the keys: a LatteT2V (kind latte_t2v) reads TextToVideoSampleConfig's, any other
+Latte SampleConfig's.
 
 Writes <output_path>/<timestamp>/ with the videos (gif and/or mp4), a PNG grid of first frames, optional
 trajectory videos, and config.yaml (the resolved config that ran).
@@ -15,7 +19,7 @@ import numpy as np
 from latte.config import load_config, save_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.io import save_image_grid, save_video, video_to_uint8
-from latte.options import SampleConfig
+from latte.options import TextToVideoSampleConfig, sample_config_class
 
 logger = logging.getLogger("sample")
 
@@ -23,7 +27,9 @@ logger = logging.getLogger("sample")
 def main(argv=None):
     start = time.perf_counter()
     # 1. Config, device, output folder (a config error comes before MindSpore is imported)
-    cfg = load_config(SampleConfig, argv, __doc__)
+    cfg = load_config(sample_config_class(argv), argv, __doc__)
+    if isinstance(cfg, TextToVideoSampleConfig):
+        return main_text_to_video(cfg, start)
     from latte.sampling import (FrameDecoder, Timer, VideoSampler, choose_labels, enlarge, load_latte_for_inference,
                                 run_dir, trajectory_frames, video_name, write_video)
 
@@ -67,6 +73,57 @@ def main(argv=None):
     timer.sections["denoising"] -= sampler.compile_seconds(step_times)
     extra = [("graph compile", sampler.compile_seconds(step_times)),
              ("total", time.perf_counter() - start),
+             ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
+    logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
+    return out_dir
+
+
+def main_text_to_video(cfg, start):
+    """Prompts -> videos with a LatteT2V (Latte-1), as the official sample/sample_t2x.py: one prompt at a time."""
+    # 1. Device, output folder, scheduler
+    from latte.sampling import Timer, VideoSampler, run_dir
+    from latte.t2v_sampling import (TextToVideoSampler, VideoDecoder, load_transformer, prompt_embeddings,
+                                    sample_stem, write_sample)
+    from latte.text_to_video import create_sampling_scheduler
+
+    setup_logging()
+    ctx = setup_context_from(cfg)
+    scheduler = create_sampling_scheduler(cfg.scheduler, cfg.scheduler_config, cfg.ddim_eta)
+    out_dir = run_dir(cfg.output_path)
+    save_config(cfg, os.path.join(out_dir, "config.yaml"))
+    prompts = cfg.prompts()
+    logger.info("sampling %d prompt(s) x %d with %s, %s %d steps, guidance %.1f, %d frame(s) of %dx%d -> %s",
+                len(prompts), cfg.num_samples_per_prompt, cfg.checkpoint, type(scheduler).__name__,
+                cfg.sampling_steps, cfg.guidance_scale, cfg.video_length, *cfg.frame_size, out_dir)
+    timer = Timer()
+
+    # 2. Prompt embeddings: T5 (then released) or the text embeddings file
+    with timer.section("text encoding"):
+        embeddings = prompt_embeddings(cfg, ctx.device_target)
+
+    # 3. Models: LatteT2V and the VAE, strictly loaded
+    with timer.section("checkpoint load"):
+        sampler = TextToVideoSampler(cfg, load_transformer(cfg, ctx.device_target), scheduler)
+        decode = VideoDecoder(cfg, ctx.device_target)
+
+    # 4. Denoise, decode and write, one video at a time
+    written, step_times, compile_seconds = [], [], 0.0
+    for p, (prompt, (embeds, negative)) in enumerate(zip(prompts, embeddings)):
+        for s in range(cfg.num_samples_per_prompt):
+            logger.info("prompt %d/%d, sample %d: %r", p + 1, len(prompts), s + 1, prompt)
+            times = []
+            with timer.section("denoising"):
+                latents = sampler.sample(embeds, negative, p, s, step_times=times)
+            with timer.section("VAE decode"):
+                frames = decode(latents)[0]  # (F, H, W, 3) uint8
+            with timer.section("writing"):
+                written += write_sample(frames, sample_stem(out_dir, p, prompt, s, cfg.num_samples_per_prompt), cfg)
+            compile_seconds += VideoSampler.compile_seconds(times)  # a new text length compiles a new graph
+            step_times += times
+
+    # 5. Report
+    timer.sections["denoising"] -= compile_seconds
+    extra = [("graph compile", compile_seconds), ("total", time.perf_counter() - start),
              ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
     logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
     return out_dir

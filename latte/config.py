@@ -7,7 +7,8 @@
 - A field with metadata `include` (e.g. `data_config_file`) names a yaml file whose top-level mapping of that
   name is the base of the nested field; keys given inline or on the command line override it.
 - `field(default, help, choices=..., minimum=...)` declares a key: its help and choices show in --help, and a
-  value outside its choices or below its minimum is a ConfigError naming the (dotted) key.
+  value outside its choices or below its minimum is a ConfigError naming the (dotted) key. A list field with
+  `split=False` takes a string as one item (a prompt may hold commas); by default "a,b" is two items.
 - A config class may define `fill_defaults(given)` (a classmethod): defaults that depend on the keys given, e.g.
   sample.py's model keys from the checkpoint's record. Then `validate()` checks the keys together.
 - `save_config(cfg, path)` writes the resolved config, which is what ran.
@@ -30,10 +31,11 @@ class ConfigError(ValueError):
 
 
 def field(default=dataclasses.MISSING, help="", include=None, choices=None, minimum=None,
-          default_factory=dataclasses.MISSING):
+          default_factory=dataclasses.MISSING, split=True):
     """A dataclass field with help text (shown by --help), optional allowed values (`choices`; for a list, of
-    each item) and an optional lower bound (`minimum`; None values pass: "not set")."""
-    meta = {"help": help, "include": include, "choices": choices, "minimum": minimum}
+    each item) and an optional lower bound (`minimum`; None values pass: "not set"). split=False: a string
+    given to a list field is one item, never cut at commas."""
+    meta = {"help": help, "include": include, "choices": choices, "minimum": minimum, "split": split}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -192,6 +194,8 @@ def from_dict(cls, data, where="config", prefix=""):
                 raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
             kwargs[key] = from_dict(tp, value, where=f"{where} ({key})", prefix=f"{prefix}{key}.")
             continue
+        if isinstance(value, str) and not fields[key].metadata.get("split", True):
+            value = [value]  # one item (a prompt), whatever it holds
         kwargs[key] = coerce(value, tp, prefix + key)
     fill_defaults = getattr(cls, "fill_defaults", None)
     if fill_defaults is not None:  # defaults that depend on given keys (sample.py: the checkpoint's record)
@@ -262,6 +266,25 @@ def load_config(cls, argv=None, description=""):
     for dotted, value in overrides.items():
         _set_dotted(data, dotted, value)
     return from_dict(cls, data, where=args.config or "the command line")
+
+
+def given_keys(argv=None):
+    """The keys a command line gives, unvalidated: the yaml of `-c` with each `--key value` flag's raw string on
+    top (dotted flags stay dotted). For choosing the config class before parsing (sample.py reads the checkpoint's
+    record first)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument(*CONFIG_FLAGS, dest="config", default=None)
+    args, rest = parser.parse_known_args(argv)
+    data = _read_yaml(args.config) if args.config else {}
+    for i, token in enumerate(rest):
+        if not token.startswith("--"):
+            continue
+        key, has_value, value = token[2:].partition("=")
+        if not has_value:  # --key value, or a bare --key (true)
+            following = rest[i + 1] if i + 1 < len(rest) else "--"
+            value = "true" if following.startswith("--") else following
+        data[key] = value
+    return data
 
 
 def save_config(cfg, path):

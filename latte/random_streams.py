@@ -20,7 +20,9 @@ class Stream(enum.IntEnum):
     # Latte training (latte.training.loss.StepNoise)
     TRAIN_STEP = 4  # [seed, id, global sample]: timestep, diffusion noise, VAE posterior noise, label dropout
     # the text-to-video scheduler loop (latte.diffusion.scheduler_loop)
-    SCHEDULER_NOISE = 20  # [seed, id]: per-step noise of DDPM / Euler ancestral / DDIM with eta > 0
+    SCHEDULER_NOISE = 20  # [seed, id, *position]: per-step noise of DDPM / Euler ancestral / DDIM with eta > 0
+    # text-to-video sampling (latte.t2v_sampling)
+    T2V_LATENTS = 21  # [seed, id, prompt, sample]: the starting noise of each video
     # autoencoder training (latte.vae_training.frames)
     VAE_CAPTURE = 10  # [seed, id, crc32(video name)]: which frames are captured
     VAE_SPLIT = 11  # [seed, id]: the held-out frames

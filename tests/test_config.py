@@ -102,9 +102,23 @@ def test_sample_config_validation(values, needle):
         from_dict(SampleConfig, values)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "inference", "*.yaml"))))
+T2V_CONFIGS = ("t2v.yaml",)  # LatteT2V (Latte-1): TextToVideoSampleConfig's keys
+
+
+@pytest.mark.parametrize("path", sorted(p for p in glob.glob(os.path.join(REPO, "configs", "inference", "*.yaml"))
+                                        if os.path.basename(p) not in T2V_CONFIGS))
 def test_shipped_inference_configs_parse(path):
     load_config(SampleConfig, ["-c", path])
+
+
+@pytest.mark.parametrize("name", T2V_CONFIGS)
+def test_shipped_text_to_video_configs_parse(name):
+    """Every key is known; the one complaint left is the Latte-1 checkpoint nobody converted here."""
+    from latte.options import TextToVideoSampleConfig
+
+    with pytest.raises(ValueError, match="checkpoint 'models/latte1.ckpt' not found: convert"):
+        load_config(TextToVideoSampleConfig, ["-c", os.path.join(REPO, "configs", "inference", name),
+                                              "--prompt", "a cat"])
 
 
 def test_include_found_from_another_working_directory(tmp_path, monkeypatch):

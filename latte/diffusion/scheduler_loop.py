@@ -15,9 +15,10 @@ from latte.env import progress as progress_bar
 from latte.random_streams import Stream
 
 
-def step_noise_generator(seed):
-    """The numpy generator of the loop's per-step noise for `seed`."""
-    return np.random.default_rng([int(seed), Stream.SCHEDULER_NOISE])
+def step_noise_generator(seed, position=()):
+    """The numpy generator of the loop's per-step noise for `seed` (and what the loop samples: `position`, e.g.
+    sample.py's (prompt, sample) indices, so each video gets its own noise)."""
+    return np.random.default_rng([int(seed), Stream.SCHEDULER_NOISE, *map(int, position)])
 
 
 def draw_step_noise(rng, shape):
@@ -32,7 +33,7 @@ def timestep_batch(timestep, batch):
 
 
 def scheduler_sample_loop(denoiser, latents, scheduler, num_inference_steps, seed=0, progress=True,
-                          step_times=None, desc=None):
+                          step_times=None, desc=None, noise_position=()):
     """Denoise `latents` with `scheduler` in num_inference_steps steps; returns the final latents (Tensor).
 
     Args:
@@ -41,11 +42,12 @@ def scheduler_sample_loop(denoiser, latents, scheduler, num_inference_steps, see
             t: (B,) Tensor (see timestep_batch). Guidance, if any, lives inside the denoiser.
         latents: unit-variance starting noise (Tensor or array), e.g. (B, F, C, H, W); it is multiplied by
             scheduler.init_noise_sigma, as diffusers' prepare_latents does.
-        seed: seed of the per-step noise (read only by schedulers whose needs_noise is True).
+        seed: seed of the per-step noise (read only by schedulers whose needs_noise is True); noise_position:
+            ints that tell this loop's noise apart from other loops of the same seed (step_noise_generator).
         step_times: a list that receives each step's wall time in seconds (waits for each step to finish).
     """
     scheduler.set_timesteps(num_inference_steps)
-    rng = step_noise_generator(seed)
+    rng = step_noise_generator(seed, noise_position)
     x = as_latents(latents).astype(ms.float32) * float(scheduler.init_noise_sigma)
     name = desc or f"{type(scheduler).__name__} sampling"
     for t in progress_bar(scheduler.timesteps, total=len(scheduler.timesteps), disable=not progress, desc=name):

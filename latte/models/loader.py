@@ -14,10 +14,8 @@ from mindspore.nn.utils import no_init_parameters
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
 from latte.env import resolve_dtype
 from latte.models.precision import apply_amp
-from latte.models.registry import model_spec, t2v_spec
+from latte.models.registry import KIND_CLASS, KIND_T2V, KINDS, model_spec, t2v_spec
 
-KIND_CLASS, KIND_T2V = "latte", "latte_t2v"
-KINDS = (KIND_CLASS, KIND_T2V)
 T2V_MARKER = "adaln_single.linear.weight"  # a LatteT2V weight the class Latte does not have
 _DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 

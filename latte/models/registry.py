@@ -42,6 +42,10 @@ def find_variant(depth, hidden_size, patch_size):
     return None
 
 
+# The "kind" a Latte checkpoint's record (.ckpt.json) names: the class / unconditional Latte, or LatteT2V.
+KIND_CLASS, KIND_T2V = "latte", "latte_t2v"
+KINDS = (KIND_CLASS, KIND_T2V)
+
 # Text-to-video: LatteT2V (diffusers' LatteTransformer3DModel) variants as config.json fields (T2VConfig).
 T2V_MODELS = {
     # maxin-cn/Latte-1 transformer/config.json (video_length is diffusers' default; 512x512 px, 16 frames)

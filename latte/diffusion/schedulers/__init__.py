@@ -15,11 +15,11 @@ from latte.diffusion.schedulers.ddim import DDIMScheduler
 from latte.diffusion.schedulers.ddpm import DDPMScheduler
 from latte.diffusion.schedulers.dpm_solver import DPMSolverMultistepScheduler
 from latte.diffusion.schedulers.euler import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
-from latte.diffusion.schedulers.registry import (OFFICIAL_SAMPLE_METHODS, SCHEDULER_NAMES, TEXT_SCHEDULERS,
-                                                 create_text_scheduler, scheduler_class)
+from latte.diffusion.schedulers.registry import (LATTE1_SCHEDULER_CONFIG, OFFICIAL_SAMPLE_METHODS, SCHEDULER_NAMES,
+                                                 TEXT_SCHEDULERS, create_text_scheduler, scheduler_class)
 
 __all__ = [
     "DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
-    "EulerDiscreteScheduler", "OFFICIAL_SAMPLE_METHODS", "SCHEDULER_NAMES", "TEXT_SCHEDULERS", "TextScheduler",
-    "create_text_scheduler", "scheduler_class",
+    "EulerDiscreteScheduler", "LATTE1_SCHEDULER_CONFIG", "OFFICIAL_SAMPLE_METHODS", "SCHEDULER_NAMES",
+    "TEXT_SCHEDULERS", "TextScheduler", "create_text_scheduler", "scheduler_class",
 ]

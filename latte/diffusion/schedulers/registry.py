@@ -21,6 +21,13 @@ OFFICIAL_SAMPLE_METHODS = {
     "EulerAncestralDiscrete": "euler_ancestral",
     "DPMSolverMultistep": "dpmsolver++",
 }
+# maxin-cn/Latte-1 scheduler/scheduler_config.json without its file metadata: the DDIM config every scheduler is
+# built from when no other config is given (as sample_t2x.py builds them all from it).
+LATTE1_SCHEDULER_CONFIG = {
+    "beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001, "clip_sample": False,
+    "num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": False, "steps_offset": 1,
+    "timestep_spacing": "leading", "trained_betas": None,
+}
 SCHEDULER_NAMES = tuple(TEXT_SCHEDULERS) + tuple(OFFICIAL_SAMPLE_METHODS)  # every name scheduler_class takes
 # Config keys that diffusers' other schedulers write (a pipeline folder's scheduler_config.json may come from
 # any of them); besides the keys of the schedulers above, PNDM's, which Stable-Diffusion-style folders carry.
