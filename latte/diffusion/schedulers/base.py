@@ -110,29 +110,24 @@ class TextScheduler:
         """The scheduler of a diffusers scheduler config (a dict, e.g. a parsed scheduler_config.json).
 
         `overrides` (config keys, or sampling options such as DDIM's eta) win over the file, as keyword
-        arguments of diffusers' from_pretrained do. Keys starting with "_" are file metadata. Keys of the other
-        schedulers (e.g. DDIM's set_alpha_to_one given to Euler) are ignored, as diffusers ignores them; any
-        other key is an error.
+        arguments of diffusers' from_pretrained do. Keys starting with "_" are file metadata; any other key this
+        class does not take is an error (create_text_scheduler first drops the keys of the other schedulers, as
+        diffusers ignores them).
         """
-        from latte.diffusion.schedulers.registry import sibling_config_keys  # the table imports this module
-
         own = set(cls.config_keys())
-        siblings = sibling_config_keys()
         kwargs = {}
         for key, value in dict(config).items():
             if key.startswith(METADATA_PREFIX):
                 continue
-            if key in own:
-                kwargs[key] = value
-            elif key not in siblings:
+            if key not in own:
                 raise ValueError(f"{cls.__name__}: unknown scheduler config key {key!r}; valid keys are "
                                  f"{sorted(own)} (remove it from the config)")
+            kwargs[key] = value
         for key, value in overrides.items():
-            if key in own or key in cls.RUN_OPTIONS:
-                kwargs[key] = value
-            elif key not in siblings:
+            if key not in own and key not in cls.RUN_OPTIONS:
                 raise ValueError(f"{cls.__name__}: unknown scheduler argument {key!r}; valid ones are "
                                  f"{sorted(own | set(cls.RUN_OPTIONS))}")
+            kwargs[key] = value
         return cls(**kwargs)
 
     @property

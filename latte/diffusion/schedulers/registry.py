@@ -46,7 +46,11 @@ def scheduler_class(name):
 def create_text_scheduler(name, config=None, **overrides):
     """Scheduler `name` from a diffusers scheduler config dict (e.g. Latte-1's scheduler/scheduler_config.json,
     a DDIM config, also for the other schedulers, as sample_t2x.py's from_pretrained does), with overrides."""
-    return scheduler_class(name).from_config(config or {}, **overrides)
+    cls = scheduler_class(name)
+    others = sibling_config_keys() - set(cls.config_keys()) - set(cls.RUN_OPTIONS)  # e.g. DDIM's keys for Euler
+    config = {key: value for key, value in (config or {}).items() if key not in others}
+    overrides = {key: value for key, value in overrides.items() if key not in others}
+    return cls.from_config(config, **overrides)
 
 
 @functools.lru_cache(maxsize=None)
