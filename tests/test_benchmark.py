@@ -22,6 +22,16 @@ def test_benchmark_tasks_write_json(tmp_path, task, extra, rate):
     assert result["s_per_step"] > 0 and result[rate] > 0 and result["peak_rss_gib"] > 0
 
 
+def test_text_to_video_forward(tmp_path):
+    """A text-to-video variant times the guided denoiser call: the model batch is doubled by --cfg_scale."""
+    out = tmp_path / "t2v.json"
+    assert benchmark.main(["forward", "--model_name", "Latte-1-T", "--num_frames", "2", "--latent_size", "4",
+                           "--steps", "1", "--device_target", "CPU", "--cfg_scale", "7.5", "--text_tokens", "5",
+                           "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model_batch"] == 2 and result["s_per_step"] > 0 and result["params_m"] > 0
+
+
 @pytest.mark.parametrize("task", ["forward", "train", "sample"])
 def test_torch_peer_tasks(tmp_path, task):
     """The PyTorch side of compare times the official computation on the same shapes."""

@@ -6,6 +6,7 @@
     python tools/benchmark.py train --model_name Latte-S/2 --num_frames 16 --latent_size 32 --vae sd --out t.json
     python tools/benchmark.py sample --model_name Latte-S/2 --num_frames 16 --latent_size 32 --ddim --out s.json
     python tools/benchmark.py profile --profile_of train --model_name Latte-S/2 --num_frames 16 --latent_size 32
+    python tools/benchmark.py forward --model_name Latte-1 --num_frames 16 --latent_size 32 --cfg_scale 7.5
 
 Tasks:
   compare   latte-ms against the official Latte's computation in PyTorch (tools/benchmark_torch.py), same
@@ -46,7 +47,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", choices=TASKS + ("compare", "profile"), help="what to time")
     parser.add_argument("--peer", choices=PEERS, default="latte-ms", help="which implementation to time")
-    parser.add_argument("--model_name", default="Latte-S/2")
+    parser.add_argument("--model_name", default="Latte-S/2",
+                        help="a Latte variant, or a text-to-video one (Latte-1, Latte-1-T: forward only)")
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--latent_size", type=int, default=32, help="latent side (image_size / 8)")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -63,6 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--ddim", action="store_true", help="sample: DDIM instead of DDPM")
     parser.add_argument("--cfg_scale", type=float, default=1.0, help="sample: guidance (> 1 needs --condition class)")
     parser.add_argument("--image_size", type=int, default=256, help="vae: frame side in pixels")
+    parser.add_argument("--text_tokens", type=int, default=120,
+                        help="text-to-video models: caption tokens (120 = T5 padded; one mask-cut prompt is fewer)")
     parser.add_argument("--profile_of", choices=("forward", "train"), default="forward",
                         help="profile: what to profile")
     parser.add_argument("--profile_top", type=int, default=12, help="profile: op types listed")
@@ -80,8 +84,44 @@ def peak_rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def bench_t2v_forward(args, ctx):
+    """A text-to-video transformer (random weights) as sample.py calls it: the guided denoiser of
+    latte.text_to_video on (B, F, 4, h, w) latents and (B, text_tokens, caption) embeddings; with --cfg_scale > 1
+    the model batch is doubled as LattePipeline's guidance does."""
+    import mindspore as ms
+
+    from latte.env import resolve_dtype
+    from latte.models.latte_t2v import LatteT2V
+    from latte.models.precision import apply_amp
+    from latte.models.registry import t2v_spec
+    from latte.text_to_video import TextGuidedDenoiser
+
+    spec = t2v_spec(args.model_name)
+    spec["video_length"] = args.num_frames
+    net = LatteT2V(latent_size=args.latent_size, **spec)
+    net.set_train(False)
+    net = apply_amp(net, resolve_dtype(args.dtype, ctx.device_target))
+    denoiser = TextGuidedDenoiser(net, guidance_scale=args.cfg_scale)
+    batch = args.batch_size * (2 if denoiser.guided else 1)
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.standard_normal((args.batch_size, args.num_frames, spec["in_channels"], args.latent_size,
+                                       args.latent_size)).astype(np.float32))
+    t = ms.Tensor(rng.integers(0, 1000, args.batch_size).astype(np.int32))
+    text = ms.Tensor(rng.standard_normal((batch, args.text_tokens, spec["caption_channels"])).astype(np.float32))
+    first, times = _timed(lambda: denoiser(x, t, text).asnumpy(), args.steps)
+    out = _summary(first, times, args.batch_size, "videos")
+    out["params_m"] = round(sum(p.size for p in net.get_parameters()) / 1e6, 2)
+    out["model_batch"] = batch
+    return out
+
+
 def bench_forward(args, ctx):
     import mindspore as ms
+
+    from latte.models.registry import T2V_MODELS
+
+    if args.model_name in T2V_MODELS:
+        return bench_t2v_forward(args, ctx)
 
     from latte.env import resolve_dtype
     from latte.models.factory import create_latte
