@@ -50,6 +50,12 @@ class _SigmaScheduler(SigmaIndexMixin, TextScheduler):
         sigma = self.sigmas[self._current_index(timestep)]
         return as_latents(sample) / scalar(np.sqrt(sigma * sigma + ONE))
 
+    def _step_inputs(self, model_output, timestep, sample):
+        """(index of timestep, model output, float32 sample, its sigma) at the start of a step."""
+        self._check_ready()
+        index = self._current_index(timestep)
+        return index, as_latents(model_output), float32_sample(sample), self.sigmas[index]
+
     def _pred_original(self, model_output, sample, sigma, sigma_hat):
         kind = self._config["prediction_type"]
         if kind in ("sample", "original_sample"):
@@ -89,11 +95,7 @@ class EulerDiscreteScheduler(_SigmaScheduler):
         return F32(0.0)
 
     def step(self, model_output, timestep, sample, noise=None):
-        self._check_ready()
-        index = self._current_index(timestep)
-        model_output = as_latents(model_output)
-        sample = float32_sample(sample)
-        sigma = self.sigmas[index]
+        index, model_output, sample, sigma = self._step_inputs(model_output, timestep, sample)
         sigma_hat = sigma * F32(0.0 + 1)  # gamma = 0: no churn
         pred_x0 = self._pred_original(model_output, sample, sigma, sigma_hat)
         derivative = (sample - pred_x0) / scalar(sigma_hat)
@@ -124,11 +126,7 @@ class EulerAncestralDiscreteScheduler(_SigmaScheduler):
         return True
 
     def step(self, model_output, timestep, sample, noise=None):
-        self._check_ready()
-        index = self._current_index(timestep)
-        model_output = as_latents(model_output)
-        sample = float32_sample(sample)
-        sigma = self.sigmas[index]
+        index, model_output, sample, sigma = self._step_inputs(model_output, timestep, sample)
         pred_x0 = self._pred_original(model_output, sample, sigma, sigma)
         sigma_from, sigma_to = self.sigmas[index], self.sigmas[index + 1]
         sigma_up = np.sqrt(sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to)
