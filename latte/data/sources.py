@@ -33,6 +33,7 @@ class VideoEntry:
     num_frames: Optional[int] = None  # None until the video is opened (video files without a scan)
     class_name: Optional[str] = None  # set by the listing when the type defines it (synthetic)
     index: int = 0  # synthetic only: which generated video
+    caption: Optional[str] = None  # text-to-video: the video's caption (CSV, .txt beside it, or synthetic)
 
 
 def natural_key(name):
