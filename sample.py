@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from latte.config import load_config, save_config
+from latte.config import load_config, save_config, to_dict
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
+from latte.graph_cache import graph_cache
 from latte.io import save_image_grid, save_video, video_to_uint8
 from latte.options import TextToVideoSampleConfig, sample_config_class
 
@@ -42,39 +43,40 @@ def main(argv=None):
                 cfg.guidance_scale, out_dir)
     timer = Timer()
 
-    # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models)
-    with timer.section("checkpoint load"):
-        latte = load_latte_for_inference(cfg, ctx.device_target)
-        decode = FrameDecoder(cfg, ctx.device_target)
-    sampler = VideoSampler(cfg, latte)
+    with graph_cache(cfg.graph_cache, cfg.output_path, "sample.py", to_dict(cfg), ctx):
+        # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models)
+        with timer.section("checkpoint load"):
+            latte = load_latte_for_inference(cfg, ctx.device_target)
+            decode = FrameDecoder(cfg, ctx.device_target)
+        sampler = VideoSampler(cfg, latte)
 
-    # 3. Denoise and decode, batch by batch
-    labels = choose_labels(cfg, cfg.num_samples, np.random.default_rng(cfg.seed))
-    first_frames, written, step_times = [], [], []
-    for first in range(0, cfg.num_samples, cfg.batch_size):
-        count = min(cfg.batch_size, cfg.num_samples - first)
-        batch_labels = None if labels is None else labels[first:first + count]
-        with timer.section("denoising"):
-            latents, path = sampler.sample(batch_labels, count, seed=cfg.seed + first,
-                                           trajectory=cfg.save_trajectory, step_times=step_times)
-        with timer.section("VAE decode"):
-            videos = enlarge(video_to_uint8(decode(latents).asnumpy()), cfg.display_scale)  # (B, F, H, W, 3)
-        with timer.section("writing"):
-            for i in range(count):
-                stem = os.path.join(out_dir, video_name(first + i, None if labels is None else batch_labels[i]))
-                written += write_video(videos[i], stem, cfg)
-                first_frames.append(videos[i][0])
-                if path is not None:
-                    save_video(trajectory_frames(decode, path, i, cfg), stem + "_trajectory.gif", fps=cfg.fps)
-    if cfg.save_grid:
-        save_image_grid(np.stack(first_frames), os.path.join(out_dir, "first_frames.png"))
+        # 3. Denoise and decode, batch by batch
+        labels = choose_labels(cfg, cfg.num_samples, np.random.default_rng(cfg.seed))
+        first_frames, written, step_times = [], [], []
+        for first in range(0, cfg.num_samples, cfg.batch_size):
+            count = min(cfg.batch_size, cfg.num_samples - first)
+            batch_labels = None if labels is None else labels[first:first + count]
+            with timer.section("denoising"):
+                latents, path = sampler.sample(batch_labels, count, seed=cfg.seed + first,
+                                               trajectory=cfg.save_trajectory, step_times=step_times)
+            with timer.section("VAE decode"):
+                videos = enlarge(video_to_uint8(decode(latents).asnumpy()), cfg.display_scale)  # (B, F, H, W, 3)
+            with timer.section("writing"):
+                for i in range(count):
+                    stem = os.path.join(out_dir, video_name(first + i, None if labels is None else batch_labels[i]))
+                    written += write_video(videos[i], stem, cfg)
+                    first_frames.append(videos[i][0])
+                    if path is not None:
+                        save_video(trajectory_frames(decode, path, i, cfg), stem + "_trajectory.gif", fps=cfg.fps)
+        if cfg.save_grid:
+            save_image_grid(np.stack(first_frames), os.path.join(out_dir, "first_frames.png"))
 
-    # 4. Report
-    timer.sections["denoising"] -= sampler.compile_seconds(step_times)
-    extra = [("graph compile", sampler.compile_seconds(step_times)),
-             ("total", time.perf_counter() - start),
-             ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
-    logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
+        # 4. Report
+        timer.sections["denoising"] -= sampler.compile_seconds(step_times)
+        extra = [("graph compile", sampler.compile_seconds(step_times)),
+                 ("total", time.perf_counter() - start),
+                 ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
+        logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
     return out_dir
 
 

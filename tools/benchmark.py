@@ -76,6 +76,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_busy", type=float, default=0.15,
                         help="compare: refuse when other processes keep more than this fraction of the CPUs busy")
     parser.add_argument("--force", action="store_true", help="compare: run on a busy machine, marking it busy")
+    parser.add_argument("--graph_cache", default="",
+                        help="forward/train/sample: a folder for MindSpore's compile cache (as train.py and "
+                             "sample.py keep under output_path): run twice to time the compile of a later run")
     parser.add_argument("--out", default=None, help="JSON file to write (default: print only)")
     return parser.parse_args(argv)
 
@@ -420,7 +423,12 @@ def main(argv=None):
         result["device"] = ctx.device_target
         tasks = {"forward": bench_forward, "train": bench_train, "sample": bench_sample, "vae": bench_vae,
                  "profile": profile}
-        result.update(tasks[args.task](args, ctx))
+        from latte.graph_cache import graph_cache
+
+        settings = {k: v for k, v in vars(args).items() if k not in ("out", "graph_cache")}
+        with graph_cache(bool(args.graph_cache), args.graph_cache, "benchmark.py", settings, ctx) as folder:
+            result.update(tasks[args.task](args, ctx))
+        result["graph_cache"] = folder
     result["peak_rss_gib"] = round(peak_rss_gib(), 2)
     text = json.dumps(result, indent=2)
     print(text if args.task != "compare" else json.dumps(result["summary"], indent=2))

@@ -8,10 +8,11 @@ import mindspore as ms
 from mindspore import nn
 
 from latte.checkpoint_io import load_checkpoint_into
-from latte.config import save_config
+from latte.config import save_config, to_dict
 from latte.data import iterate_batches
 from latte.data.transforms import to_channels
 from latte.env import progress, resolve_dtype
+from latte.graph_cache import graph_cache
 from latte.io import RGB_CHANNELS
 from latte.models.factory import create_latte
 from latte.models.precision import apply_amp
@@ -182,6 +183,14 @@ class Trainer:
         return None, 1
 
     def fit(self):
+        """Trains to total_steps (the compiled graphs reused from an earlier run of these settings when cached)."""
+        cfg = self.cfg
+        settings = dict(to_dict(cfg), total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+                        num_videos=self.info.num_videos)  # the data decide the schedule's length
+        with graph_cache(cfg.graph_cache, cfg.output_path, "train.py", settings, self.ctx):
+            return self._fit()
+
+    def _fit(self):
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             save_config(cfg, os.path.join(self.out, "config.yaml"))
