@@ -42,15 +42,17 @@ def clean_caption(text):
 
 
 def _path_key(path):
-    return os.path.normcase(os.path.realpath(path))
+    """How a CSV row and a listed video are matched: absolute normalized paths (symlinks are not resolved, so two
+    links to one file stay two videos)."""
+    return os.path.normcase(os.path.abspath(path))
 
 
 @dataclasses.dataclass
 class CaptionTable:
-    """The rows of a caption CSV, by the real path of the video they name."""
+    """The rows of a caption CSV, by the path of the video they name (_path_key)."""
     path: str
-    captions: dict  # real path -> (line, caption as written, cleaned; '' when the cell is empty or absent)
-    twice: dict  # real path -> [lines] of videos listed more than once (not in captions)
+    captions: dict  # path key -> (line, caption cleaned; '' when the cell is empty or absent)
+    twice: dict  # path key -> [lines] of videos listed more than once (not in captions)
     bad_rows: list  # (name, reason) of rows naming no file, or a file that is not on disk
 
 
@@ -69,14 +71,16 @@ def read_caption_csv(path, data_folder=""):
                             f"{VIDEO_COLUMN!r} and {CAPTION_COLUMN!r} columns: begin the file with "
                             f"'{VIDEO_COLUMN},{CAPTION_COLUMN}'")
         video_at, caption_at = columns.index(VIDEO_COLUMN), columns.index(CAPTION_COLUMN)
-        rows = []  # (line, name as written, real path, caption)
+        rows = []  # (line the row starts on, name as written, path key, caption)
+        end = reader.line_num
         for cells in reader:
+            start, end = end + 1, reader.line_num  # a quoted cell may span lines
             if not any(c.strip() for c in cells):
                 continue  # a blank line
             name = cells[video_at].strip().replace("\\", "/") if video_at < len(cells) else ""
             caption = clean_caption(cells[caption_at]) if caption_at < len(cells) else ""
             key = _path_key(os.path.join(folder, name)) if name else None
-            rows.append((reader.line_num, name, key, caption))
+            rows.append((start, name, key, caption))
 
     lines_of = {}
     for line, _, key, _ in rows:
