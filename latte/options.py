@@ -574,8 +574,9 @@ class TextEmbeddingsConfig(DeviceOptions, PromptOptions):
 
 
 # keys only text-to-video sampling reads: given for another checkpoint, they say the checkpoint is the wrong one
-T2V_ONLY_KEYS = tuple(f.name for f in dataclasses.fields(TextToVideoSampleConfig)
-                      if f.name not in {g.name for g in dataclasses.fields(SampleConfig)})
+T2V_ONLY_KEYS = tuple(sorted((f.name for f in dataclasses.fields(TextToVideoSampleConfig)
+                             if f.name not in {g.name for g in dataclasses.fields(SampleConfig)}),
+                            key=lambda name: name != "prompt"))  # prompt first: the key an error names
 
 
 def sample_config_class(argv=None):
