@@ -3,7 +3,6 @@ mindrecord), read back by create_cache_dataset(condition="text"), resumed after 
 
 The text encoder is a tiny transformers T5 with every weight re-drawn, converted by tools/t5_converter.py, and a
 sentencepiece model trained like Latte-1's tokenizer folder (tests/t2v_support.py)."""
-import dataclasses
 import json
 import os
 
@@ -120,7 +119,7 @@ def test_text_cache_dataset_yields_each_videos_caption_states(text_cache, text_e
                                          condition="text", seed=1, num_shards=2, shard_id=1)
     index = read_cache_index(str(cache))
     assert info.text_encoder == index.header["text"] and info.captions == [v["caption"] for v in index.videos]
-    files = {name: stored for name, stored in cached_files(cache).items()}
+    files = cached_files(cache)
     shown = []
     for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
         assert sorted(batch) == ["text_mask", "text_states", "video"]
