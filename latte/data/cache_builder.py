@@ -93,8 +93,8 @@ class CaptionEncoder:
     """T5 and its tokenizer as the cache uses them: texts -> (states (N, L, D) float32, mask (N, L) int32)."""
     encode: Callable  # e.g. functools.partial(latte.text_to_video.encode_texts, tokenizer, t5, max_length=L)
     record: dict  # the header's text record {"text_encoder", "width", "max_length"}
-    tokenizer: str  # the tokenizer's path, and T5's compute dtype name: header keys too
-    dtype: str
+    tokenizer: str  # the tokenizer's path (header key text_tokenizer)
+    dtype: str  # T5's compute dtype name (header key text_encoder_dtype)
     batch_size: int  # captions per encode call (the last group is padded with "")
 
 
