@@ -60,12 +60,18 @@ def resolve_device_target(requested=None):
     return "CPU"
 
 
+def dtype_name(name, device_target):
+    """The compute dtype a config's dtype key means: as given, or (None) fp32 on CPU and fp16 elsewhere."""
+    if name is None:
+        return "fp32" if device_target == "CPU" else "fp16"
+    return name
+
+
 def resolve_dtype(name, device_target):
     """'fp32' | 'fp16' | 'bf16' (None: fp32 on CPU, fp16 elsewhere) -> mindspore dtype, with device checks."""
     import mindspore as ms
 
-    if name is None:
-        name = "fp32" if device_target == "CPU" else "fp16"
+    name = dtype_name(name, device_target)
     if name not in DTYPES:
         raise ValueError(f"dtype={name!r} is not one of {DTYPES}")
     if name == "bf16" and device_target == "CPU":

@@ -6,6 +6,8 @@ reads. Plain Python: parsing a config or --help does not import MindSpore.
     VAEOptions         the frozen VAE: its checkpoint and latent scale, and what its record says
     ModelOptions       + the Latte variant and its diffusion (train.py, sample.py)
     SampleConfig, TrainConfig, EmbeddingCacheConfig: the configs of sample.py, train.py, tools/embedding_cache.py
+    TextEncoderOptions the T5 text encoder and its tokenizer (text-to-video)
+    CaptionEncoderOptions  + its dtype and token count, for the captions of training videos
     PromptOptions      prompts and the text encoder that reads them (text-to-video)
     TextToVideoSampleConfig, TextEmbeddingsConfig: sample.py on a LatteT2V (Latte-1), tools/text_embeddings.py
     sample_config_class: which config sample.py parses (the checkpoint's record decides)
@@ -23,6 +25,7 @@ from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.io import RGB_CHANNELS
 from latte.models.registry import CONDITIONS, KIND_T2V, model_spec
 from latte.models.vae_config import VAEConfig, read_vae_architecture
+from latte.text.tokenizer import MAX_LENGTH as MAX_TEXT_LENGTH
 
 SD_VAE = VAEConfig()  # sd-vae-ft-mse: what a VAE checkpoint without a record is taken to be
 LOSS_SCALERS = ("dynamic", "static", "none")  # loss_scaler_type choices (latte.training.step)
@@ -322,14 +325,67 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, GraphCacheOptions):
             raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1)")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The T5 text encoder (text-to-video)
+# ---------------------------------------------------------------------------------------------------------
+
 @dataclasses.dataclass
-class EmbeddingCacheConfig(ContextOptions, VAEOptions, DataOptions):
+class TextEncoderOptions:
+    """The frozen T5 text encoder and its tokenizer."""
+    text_encoder: str = field("", "T5 encoder .ckpt from tools/t5_converter.py (Latte-1's text_encoder/)")
+    tokenizer: str = field("", "T5's sentencepiece model: the Latte-1 pipeline folder, its tokenizer/ folder, or "
+                               "spiece.model")
+
+    def text_encoder_paths(self):
+        """(T5 .ckpt, tokenizer path) that text_encoder and tokenizer name. The one place a built-in name would be
+        resolved: the demo's `demo` (latte.text.demo.resolve_text_encoder, from the demo branch) is not in this
+        branch yet, so both are paths as given."""
+        return self.text_encoder, self.tokenizer
+
+    def validate_text_encoder(self, why="encode the prompts"):
+        if not self.text_encoder:
+            raise ConfigError(f"text_encoder is empty: give the T5 .ckpt from tools/t5_converter.py to {why}")
+        if not self.tokenizer:
+            raise ConfigError("tokenizer is empty: give T5's sentencepiece model (the Latte-1 folder, its "
+                              "tokenizer/ or spiece.model) with the text_encoder")
+        for key, path in zip(("text_encoder", "tokenizer"), self.text_encoder_paths()):
+            if not os.path.exists(path):
+                raise ConfigError(f"{key} {path!r} not found")
+
+
+@dataclasses.dataclass
+class CaptionEncoderOptions(TextEncoderOptions):
+    """T5 on the captions of training videos: the encoder, its compute dtype and the token count."""
+    text_encoder_dtype: Optional[str] = field(None, "T5 compute dtype: fp32, fp16 or bf16. Empty: fp32 on CPU, "
+                                                    "fp16 on Ascend/GPU", choices=(None,) + DTYPES)
+    max_text_length: int = field(MAX_TEXT_LENGTH, "T5 tokens per caption (padded; longer captions are cut, with "
+                                                  "a warning): Latte-1 uses 120", minimum=1)
+
+    def check_text_keys(self, condition):
+        """The text encoder keys are read only for condition 'text': there they are required, elsewhere errors."""
+        if condition == "text":
+            self.validate_text_encoder("encode the captions")
+            return
+        given = [f.name for f in dataclasses.fields(CaptionEncoderOptions)
+                 if getattr(self, f.name) != f.default]
+        if given:
+            raise ConfigError(f"{given[0]} is read only with condition 'text' (condition is {condition!r}): remove "
+                              "it, or set condition: text")
+
+
+@dataclasses.dataclass
+class EmbeddingCacheConfig(CaptionEncoderOptions, ContextOptions, VAEOptions, DataOptions):
     """What tools/embedding_cache.py reads: the videos (data keys), how they are framed (image_size, condition),
-    the VAE and its scale, and how the cache is written."""
+    the VAE and its scale, the text encoder of the captions (condition text), and how the cache is written."""
     image_size: int = field(256, "frame height = width in pixels the videos are cropped and resized to (as "
                                  "training reads them)", minimum=1)
     condition: Optional[str] = field(None, "'class': record each video's class label (from "
-                                           "data_config.class_from); null: no labels", choices=(None, "class"))
+                                           "data_config.class_from); 'text': store the T5 states and mask of "
+                                           "each video's caption (data_config.caption_file or .txt beside it; "
+                                           "needs text_encoder and tokenizer); null: neither",
+                                     choices=(None, "class", "text"))
+    text_batch_size: int = field(8, "condition text: captions T5 encodes per call (the last call is padded so "
+                                    "one graph serves all)", minimum=1)
     cache_folder: str = field("", "folder of the cache (created; an existing cache of the same settings is "
                                   "continued, one of other settings is an error)")
     cache_file_type: str = field("numpy", "numpy (one memory-mappable .npy per video) or mindrecord (chunks of "
@@ -369,6 +425,7 @@ class EmbeddingCacheConfig(ContextOptions, VAEOptions, DataOptions):
             raise ConfigError(f"rank={self.rank} with world_size={self.world_size}: expected 0 <= rank < world_size")
         if self.world_size is not None and self.use_parallel:
             raise ConfigError("use_parallel takes rank and world_size from the launcher: do not also set them")
+        self.check_text_keys(self.condition)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -376,16 +433,13 @@ class EmbeddingCacheConfig(ContextOptions, VAEOptions, DataOptions):
 # ---------------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
-class PromptOptions:
+class PromptOptions(TextEncoderOptions):
     """Prompts, and the T5 text encoder and tokenizer that turn them into embeddings."""
     prompt: List[str] = field(default_factory=list, split=False,
                               help="prompts (a yaml list; on the command line one prompt, commas included)")
     prompts_file: str = field("", "a text file of prompts, one per line (blank lines skipped); they follow "
                                   "`prompt`'s")
     negative_prompt: str = field("", "the negative prompt of classifier-free guidance (Latte-1: empty)")
-    text_encoder: str = field("", "T5 encoder .ckpt from tools/t5_converter.py (Latte-1's text_encoder/)")
-    tokenizer: str = field("", "T5's sentencepiece model: the Latte-1 pipeline folder, its tokenizer/ folder, or "
-                               "spiece.model")
 
     def prompts(self):
         """`prompt`, then the lines of prompts_file (stripped, blank lines skipped)."""
@@ -403,15 +457,6 @@ class PromptOptions:
             raise ConfigError("no prompts: give --prompt \"a cat wearing sunglasses\", a `prompt` list in the yaml, "
                               "or a prompts_file")
 
-    def validate_text_encoder(self, why="encode the prompts"):
-        if not self.text_encoder:
-            raise ConfigError(f"text_encoder is empty: give the T5 .ckpt from tools/t5_converter.py to {why}")
-        if not self.tokenizer:
-            raise ConfigError("tokenizer is empty: give T5's sentencepiece model (the Latte-1 folder, its "
-                              "tokenizer/ or spiece.model) with the text_encoder")
-        for key in ("text_encoder", "tokenizer"):
-            if not os.path.exists(getattr(self, key)):
-                raise ConfigError(f"{key} {getattr(self, key)!r} not found")
 
 
 T2V_SAVE_FORMATS = ("gif", "mp4", "both")
@@ -536,8 +581,9 @@ class TextEmbeddingsConfig(DeviceOptions, PromptOptions):
 
 
 # keys only text-to-video sampling reads: given for another checkpoint, they say the checkpoint is the wrong one
-T2V_ONLY_KEYS = tuple(f.name for f in dataclasses.fields(TextToVideoSampleConfig)
-                      if f.name not in {g.name for g in dataclasses.fields(SampleConfig)})
+T2V_ONLY_KEYS = tuple(sorted((f.name for f in dataclasses.fields(TextToVideoSampleConfig)
+                             if f.name not in {g.name for g in dataclasses.fields(SampleConfig)}),
+                            key=lambda name: name != "prompt"))  # prompt first: the key an error names
 
 
 def sample_config_class(argv=None):

@@ -107,6 +107,26 @@ def load_cached(cache_folder, record):
                            for r in rows])
 
 
+def load_cached_text(cache_folder, record):
+    """A text cache's (states (L, D), mask (L,)) of one manifest record, read straight from its files."""
+    from latte.data.cache import read_cache_index
+
+    header = read_cache_index(str(cache_folder)).header
+    shape = (header["text"]["max_length"], header["text"]["width"])
+    if record["file"].endswith(".npy"):
+        with np.load(os.path.join(str(cache_folder), record["text_file"])) as stored:
+            return stored["states"], stored["mask"]
+    from mindspore.mindrecord import FileReader
+
+    reader = FileReader(os.path.join(str(cache_folder), record["file"]))
+    rows = [r for r in reader.get_next() if r["video_id"] == record["id"]]
+    reader.close()
+    first = next(r for r in rows if r["segment"] == 0)
+    assert all(r["text_states"] == b"" for r in rows if r["segment"] > 0)  # the caption once per video
+    return (np.frombuffer(first["text_states"], header["dtype"]).reshape(shape),
+            np.frombuffer(first["text_mask"], np.int32))
+
+
 @pytest.fixture(autouse=True)
 def restore_mindspore_mode():
     """The tool and train.main set GRAPH_MODE for the process; later tests expect the mode they found."""

@@ -3,9 +3,12 @@
     python tools/embedding_cache.py -c configs/cache/sky_video.yaml --cache_folder DIR \
         --cache_file_type numpy|mindrecord [--save_data_type float16] [--resume_cache_index K]
     python train.py -c configs/training/sky_numpy_video.yaml --data_config.data_folder DIR
+    python tools/embedding_cache.py -c configs/cache/sky_video.yaml --cache_folder DIR --condition text \
+        --text_encoder models/t5-v1_1-xxl.ckpt --tokenizer models/Latte-1 [--data_config.caption_file captions.csv]
 
 The config's data keys, image_size, condition, vae_checkpoint and sd_scale_factor say what is cached (as the
-training config that reads the cache has them). Frames are read and transformed as training reads them,
+training config that reads the cache has them). Condition text also stores the T5 states and mask of each
+video's caption (a caption CSV, or a .txt beside each video), so text-to-video training needs neither VAE nor T5. Frames are read and transformed as training reads them,
 whole videos at stride 1 without flips, so training may take any num_frames and sample_stride later.
 Rerunning continues a cache (cached videos are never rewritten); a stopped run prints where to continue.
 Parallel: --rank R --world_size N in N processes, or --use_parallel True under msrun.
@@ -25,7 +28,7 @@ logger = logging.getLogger("embedding_cache")
 def main(argv=None):
     # 1. Config, device, rank
     cfg = load_config(EmbeddingCacheConfig, argv, __doc__)
-    from latte.data.cache_builder import CacheInterrupted, build_cache  # MindSpore from here on
+    from latte.data.cache_builder import CacheInterrupted, build_cache, load_caption_encoder  # MindSpore from here
 
     setup_logging()
     ctx = setup_context_from(cfg)
@@ -36,9 +39,12 @@ def main(argv=None):
 
     vae = load_vae(cfg.vae_checkpoint, dtype=cfg.vae_dtype)
 
-    # 3. Encode and write, video by video
+    # 3. The frozen T5 and its tokenizer (condition text)
+    captions = load_caption_encoder(cfg, ctx.device_target) if cfg.condition == "text" else None
+
+    # 4. Encode and write, video by video
     try:
-        report = build_cache(cfg, vae, rank, world_size)
+        report = build_cache(cfg, vae, rank, world_size, captions=captions)
     except CacheInterrupted as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -52,7 +58,7 @@ def cli(argv=None):
     """main() with user errors (config, data, VAE checkpoint) as one line on stderr and exit code 2."""
     try:
         return main(argv)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:  # FileNotFoundError: tokenizer
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -3,14 +3,23 @@
 Layout of a cache folder (one manifest per rank that wrote it; the loader reads them all):
 
     manifest.rank0.jsonl      line 1: the header (VAE, scale, dtype, image size, latent shape, source listing,
-                              classes); then one JSON line per video: cached {"record": "video", "id", "name",
-                              "frames", "label", "file"} or skipped {"record": "failed", "id", "name", "reason"}
+                              classes, text encoder); then one JSON line per video: cached {"record": "video",
+                              "id", "name", "frames", "label", "file"} (a text cache adds "caption" and, numpy,
+                              "text_file") or skipped {"record": "failed", "id", "name", "reason"}
     latents/0000/0000012.npy  numpy: video 12, (frames, C, h, w) in the stored dtype, np.load(mmap_mode="r")
+    latents/0000/0000012.text.npz
+                              numpy, condition text: its caption's T5 states "states" (L, D) in the stored dtype
+                              and mask "mask" (L,) int32
     mindrecord/part-0000012/latents.mindrecord(.db)
                               mindrecord: the videos of one chunk, one row per segment of <= segment_frames
-                              frames: {video_id, segment, frames, label, latents (raw bytes)}
+                              frames: {video_id, segment, frames, label, latents (raw bytes)}; condition text adds
+                              text_states (L, D) and text_mask (L,) int32 raw bytes to segment 0 (b"" in the others)
 
-A line is appended only after its file is complete and renamed into place, so everything a manifest names is
+The header of a text cache (condition "text") holds "text": {"text_encoder": T5 .ckpt, "width": D, "max_length":
+L}, with "text_tokenizer" and "text_encoder_dtype"; states are T5's last hidden states of the whole padded
+caption (latte.text_to_video.encode_texts), mask 1 on its tokens and </s>.
+
+A line is appended only after its files are complete and renamed into place, so everything a manifest names is
 whole; a run killed at any moment leaves at most a torn last line (ignored) and temporary files (never named).
 
 Reading a cache for training: latte/data/cache_dataset.py. Writing one: cache_writers.py, cache_builder.py.
@@ -39,6 +48,10 @@ MINDRECORD_FILE = "latents.mindrecord"
 VIDEOS_PER_SUBFOLDER = 1000  # numpy files are spread over latents/<id // 1000>/ to keep folders small
 # mindrecord row fields; "video_id" is the indexed category that MindPage reads a video's segments by
 ROW_VIDEO, ROW_SEGMENT, ROW_FRAMES, ROW_LABEL, ROW_LATENTS = "video_id", "segment", "frames", "label", "latents"
+ROW_TEXT_STATES, ROW_TEXT_MASK = "text_states", "text_mask"  # text caches, segment 0 of each video
+TEXT_STATES, TEXT_MASK = "states", "mask"  # arrays of a numpy text file
+TEXT_MASK_DTYPE = "int32"
+TEXT_RECORD = "text"  # header key of the text record {"text_encoder", "width", "max_length"}
 
 
 def manifest_path(folder, rank):
@@ -48,6 +61,11 @@ def manifest_path(folder, rank):
 def numpy_file(video_id):
     """Path of video video_id's array, relative to the cache folder."""
     return f"{NUMPY_FOLDER}/{video_id // VIDEOS_PER_SUBFOLDER:04d}/{video_id:07d}.npy"
+
+
+def numpy_text_file(video_id):
+    """Path of video video_id's caption states and mask (text caches), relative to the cache folder."""
+    return numpy_file(video_id)[:-len(".npy")] + ".text.npz"
 
 
 def mindrecord_part(first_video_id):

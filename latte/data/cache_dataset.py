@@ -3,8 +3,9 @@
 Training uses the video pipeline unchanged (`create_video_dataset`): the cache types are entries of
 SOURCE_TYPES whose readers return latents (F, C, h, w) instead of pixels. Video names and their order are
 those of the source videos, so a clip of the cache is the encoding of the clip the video pipeline draws for
-the same (seed, epoch, video) -- without the random flip, which caches cannot apply. The on-disk format is
-described in latte/data/cache.py.
+the same (seed, epoch, video) -- without the random flip, which caches cannot apply. A text cache's samples
+carry its caption's T5 states and mask (SourceType.read_text) where the video pipeline has caption_id. The
+on-disk format is described in latte/data/cache.py.
 """
 import dataclasses
 import logging
@@ -16,7 +17,8 @@ from typing import Tuple
 import numpy as np
 
 from latte.data.cache import (
-    ROW_FRAMES, ROW_LATENTS, ROW_SEGMENT, ROW_VIDEO, read_cache_index,
+    ROW_FRAMES, ROW_LATENTS, ROW_SEGMENT, ROW_TEXT_MASK, ROW_TEXT_STATES, ROW_VIDEO, TEXT_MASK, TEXT_MASK_DTYPE,
+    TEXT_RECORD, TEXT_STATES, read_cache_index,
 )
 from latte.data.config import CACHE_DATA_TYPES, MINDRECORD, NUMPY
 from latte.data.dataset import DEFAULT_SEED, create_video_dataset
@@ -38,6 +40,8 @@ class CachedVideoEntry(VideoEntry):
     latent_shape: Tuple[int, ...] = ()  # (C, h, w) per frame
     dtype: str = "float32"  # stored dtype
     segment_frames: int = 0  # mindrecord: frames per row
+    text_file: str = ""  # numpy text caches: the .text.npz of the caption's states and mask
+    text_shape: Tuple[int, ...] = ()  # text caches: (L, D) of the caption's states
 
 
 class NumpyLatentReader:
@@ -89,7 +93,7 @@ class MindRecordLatentReader:
         except Exception as exc:  # MindSpore raises RuntimeError/MRM* errors for missing or damaged files
             raise VideoReadError(f"cannot open {entry.path} ({short_reason(exc)})") from exc
 
-    def _segment(self, segment):
+    def _row(self, segment):
         e = self.entry
         try:
             with self._lock:
@@ -99,8 +103,20 @@ class MindRecordLatentReader:
                                  f"({short_reason(exc)})") from exc
         if not rows or rows[0][ROW_SEGMENT] != segment or rows[0][ROW_VIDEO] != e.video_id:
             raise VideoReadError(f"{e.path}: row {segment} of video {e.video_id} is not its segment {segment}")
-        row = rows[0]
-        return np.frombuffer(row[ROW_LATENTS], dtype=e.dtype).reshape((row[ROW_FRAMES],) + tuple(e.latent_shape))
+        return rows[0]
+
+    def _segment(self, segment):
+        row = self._row(segment)
+        return np.frombuffer(row[ROW_LATENTS], dtype=self.entry.dtype).reshape(
+            (row[ROW_FRAMES],) + tuple(self.entry.latent_shape))
+
+    def get_text(self):
+        """The caption's (states (L, D), mask (L,)) in the stored dtypes, from the video's first row."""
+        row = self._row(0)
+        length, _ = self.entry.text_shape
+        states = np.frombuffer(row[ROW_TEXT_STATES], dtype=self.entry.dtype)
+        mask = np.frombuffer(row[ROW_TEXT_MASK], dtype=TEXT_MASK_DTYPE)
+        return states.reshape(self.entry.text_shape), mask.reshape(length)
 
     def get_frames(self, indices):
         size = self.entry.segment_frames
@@ -129,14 +145,17 @@ def list_cached_videos(data_config, image_size=None):
         raise DataError("data_config.random_flip cannot apply to cached latents (frames are flipped before encoding): "
                         "set random_flip: false when training from a cache")
     classes = header.get("class_names") or []
+    text = header.get(TEXT_RECORD)
     entries = []
     for v in read_cache_index(folder).videos:
         label = v.get("label")
         entries.append(CachedVideoEntry(
             name=v["name"], path=os.path.join(folder, v["file"]), num_frames=v["frames"],
-            class_name=classes[label] if label is not None else None, video_id=v["id"],
+            class_name=classes[label] if label is not None else None, caption=v.get("caption"), video_id=v["id"],
             latent_shape=tuple(header["latent_shape"]), dtype=header["dtype"],
-            segment_frames=header.get("segment_frames") or 0))
+            segment_frames=header.get("segment_frames") or 0,
+            text_file=os.path.join(folder, v["text_file"]) if v.get("text_file") else "",
+            text_shape=(text["max_length"], text["width"]) if text else ()))
     return entries
 
 
@@ -147,6 +166,29 @@ def cache_class_names(data_config):
         raise DataError(f"condition 'class' needs labels, but the cache in {data_config.data_folder!r} was written "
                         f"for condition {header.get('condition')!r}: cache the videos again with --condition class")
     return list(header["class_names"])
+
+
+def _text_sample(states, mask, entry):
+    """Stored (states, mask) -> (float32 (L, D), int32 (L,)), checked against the header's shape."""
+    if states.shape != tuple(entry.text_shape) or mask.shape != tuple(entry.text_shape[:1]):
+        raise VideoReadError(f"the caption states of {entry.name} have shapes {states.shape}, {mask.shape}; the "
+                             f"cache header says {tuple(entry.text_shape)}")
+    return np.asarray(states, np.float32), np.asarray(mask, np.int32)
+
+
+def read_numpy_text(entry):
+    """A numpy text cache's caption columns of a video: text_states float32 (L, D), text_mask int32 (L,)."""
+    try:
+        with np.load(entry.text_file) as stored:
+            states, mask = stored[TEXT_STATES], stored[TEXT_MASK]
+    except (OSError, ValueError, KeyError) as exc:
+        raise VideoReadError(f"cannot read cached caption states {entry.text_file} ({short_reason(exc)})") from exc
+    return _text_sample(states, mask, entry)
+
+
+def read_mindrecord_text(entry):
+    """A mindrecord text cache's caption columns of a video, from its first row."""
+    return _text_sample(*MindRecordLatentReader(entry).get_text(), entry)
 
 
 def latents_to_sample(frames, image_size=None, rng=None, random_flip=False):
@@ -162,11 +204,13 @@ def open_mindrecord_latents(entry, data_config, image_size):
     return MindRecordLatentReader(entry)
 
 
+TEXT_COLUMNS = ("text_states", "text_mask")  # what condition "text" adds to a cache's "video"
 CACHE_SOURCE_TYPES = {
     NUMPY: SourceType(list_cached_videos, open_numpy_latents, scannable=False, to_sample=latents_to_sample,
-                      class_names=cache_class_names),
+                      class_names=cache_class_names, text_columns=TEXT_COLUMNS, read_text=read_numpy_text),
     MINDRECORD: SourceType(list_cached_videos, open_mindrecord_latents, scannable=False,
-                           to_sample=latents_to_sample, class_names=cache_class_names),
+                           to_sample=latents_to_sample, class_names=cache_class_names, text_columns=TEXT_COLUMNS,
+                           read_text=read_mindrecord_text),
 }
 SOURCE_TYPES.update(CACHE_SOURCE_TYPES)
 
@@ -190,7 +234,8 @@ def describe_cache(header, index):
     return (f"{header['file_type']} cache {header['dtype']} {header['latents']} latents "
             f"{'x'.join(map(str, header['latent_shape']))} of {header['image_size'][0]}x{header['image_size'][1]} "
             f"frames (VAE {header['vae_checkpoint']}, scale {header['scale_factor']}): {len(index.videos)} videos "
-            f"of {header['source']['num_videos']} listed, {len(index.failed)} not cached")
+            f"of {header['source']['num_videos']} listed, {len(index.failed)} not cached"
+            + (f"; captions as T5 states {header[TEXT_RECORD]}" if header.get(TEXT_RECORD) else ""))
 
 
 def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, latent_shape=None, scale_factor=None,
@@ -199,7 +244,9 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
     """The training pipeline over a latent cache. Returns (dataset, DatasetInfo) like `create_video_dataset`.
 
     dataset columns: "video" float32 (B, F, C, h, w) -- scaled latents, the input of LatteTrainLoss without a
-    VAE -- and "label" int32 (B,) when condition == "class". latent_shape (C, h, w) and scale_factor, when
+    VAE -- and "label" int32 (B,) when condition == "class", or "text_states" float32 (B, L, D) and "text_mask"
+    int32 (B, L) when condition == "text" (a cache written with condition text; info.text_encoder is then its
+    header's text record {"text_encoder", "width", "max_length"}, info.captions the cached captions). latent_shape (C, h, w) and scale_factor, when
     given, must match the cache; a vae_checkpoint other than the cache's (which decodes samples) is a warning.
     Clips, shuffling, sharding and resume (start_step) follow the video pipeline's
     contract (latte.data.dataset); videos shorter than a clip are skipped with a warning.
@@ -209,6 +256,11 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
                         f"{CACHE_DATA_TYPES}: use create_video_dataset")
     index = read_cache_index(data_config.data_folder)
     check_cache_fits(index.header, data_config.data_folder, latent_shape, scale_factor)
+    text = index.header.get(TEXT_RECORD) or {}
+    if condition == "text" and not text:
+        raise DataError(f"condition 'text' needs caption states, but the cache in {data_config.data_folder!r} was "
+                        f"written for condition {index.header.get('condition')!r}: rebuild it with "
+                        "tools/embedding_cache.py --condition text --text_encoder T5.ckpt --tokenizer T5_TOKENIZER")
     if vae_checkpoint and os.path.abspath(vae_checkpoint) != index.header["vae_checkpoint"]:
         logger.warning("data: the cache was encoded with %s but vae_checkpoint is %s (used to decode samples): "
                        "make sure they are the same VAE", index.header["vae_checkpoint"], vae_checkpoint)
@@ -217,4 +269,4 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
                                          shard_id=shard_id, num_shards=num_shards, seed=seed,
                                          drop_remainder=drop_remainder, start_step=start_step)
     not_cached = [(f["name"], f"not cached: {f['reason']}") for f in index.failed]
-    return dataset, dataclasses.replace(info, skipped=sorted(info.skipped + not_cached))
+    return dataset, dataclasses.replace(info, skipped=sorted(info.skipped + not_cached), text_encoder=dict(text))

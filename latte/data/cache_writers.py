@@ -10,13 +10,15 @@ import json
 import logging
 import os
 import shutil
+from typing import NamedTuple
 
 import numpy as np
 
 from latte.config import ConfigError
 from latte.data.cache import (
-    FAILED, HEADER, MINDRECORD_FILE, ROW_FRAMES, ROW_LABEL, ROW_LATENTS, ROW_SEGMENT, ROW_VIDEO, VIDEO,
-    describe_differences, header_differences, manifest_path, mindrecord_part, numpy_file, read_manifest,
+    FAILED, HEADER, MINDRECORD_FILE, ROW_FRAMES, ROW_LABEL, ROW_LATENTS, ROW_SEGMENT, ROW_TEXT_MASK, ROW_TEXT_STATES,
+    ROW_VIDEO, TEXT_MASK, TEXT_MASK_DTYPE, TEXT_STATES, VIDEO, describe_differences, header_differences,
+    manifest_path, mindrecord_part, numpy_file, numpy_text_file, read_manifest,
 )
 from latte.data.errors import DataError
 
@@ -39,6 +41,17 @@ def tmp_folder(cache_folder, rank):
 def _fsync_file(path):
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
+
+
+class CaptionText(NamedTuple):
+    """What a text cache stores of a video's caption."""
+    caption: str
+    states: np.ndarray  # (L, D) T5 last hidden states, in the stored dtype
+    mask: np.ndarray  # (L,) 1 on the caption's tokens and </s>
+
+    @property
+    def nbytes(self):
+        return self.states.nbytes + self.mask.size * np.dtype(TEXT_MASK_DTYPE).itemsize
 
 
 def existing_records(cache_folder, header):
@@ -116,9 +129,12 @@ class CacheWriter:
         """Ids of videos encoded but not committed yet (lost if the run stops now)."""
         return []
 
-    def _record(self, video_id, name, latents, label, file):
-        return {"record": VIDEO, "id": int(video_id), "name": name, "frames": int(latents.shape[0]),
-                "label": None if label is None else int(label), "file": file}
+    def _record(self, video_id, name, latents, label, file, text=None):
+        record = {"record": VIDEO, "id": int(video_id), "name": name, "frames": int(latents.shape[0]),
+                  "label": None if label is None else int(label), "file": file}
+        if text is not None:
+            record["caption"] = text.caption
+        return record
 
     def close(self):
         """Commits what is pending and removes the temporary folder."""
@@ -126,41 +142,64 @@ class CacheWriter:
 
 
 class NumpyCacheWriter(CacheWriter):
-    """One .npy per video (np.load(path, mmap_mode='r') reads any frames without loading the rest)."""
+    """One .npy per video (np.load(path, mmap_mode='r') reads any frames without loading the rest), and in a text
+    cache one .text.npz of its caption's states and mask beside it."""
 
-    def add(self, video_id, name, latents, label=None):
-        file = numpy_file(video_id)
-        target = os.path.join(self.folder, file)
+    def _place(self, file, write):
+        """Writes a file in the temporary folder with write(path), fsyncs it; returns a function renaming it into
+        place as `file`."""
         tmp = os.path.join(self.tmp, os.path.basename(file))
-        np.save(tmp, np.ascontiguousarray(latents))
+        write(tmp)
         _fsync_file(tmp)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(tmp, target)
-        self.manifest.append([self._record(video_id, name, latents, label, file)])
+        target = os.path.join(self.folder, file)
+
+        def commit():
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(tmp, target)
+        return commit
+
+    def add(self, video_id, name, latents, label=None, text=None):
+        file = numpy_file(video_id)
+        commits = [self._place(file, lambda path: np.save(path, np.ascontiguousarray(latents)))]
+        record = self._record(video_id, name, latents, label, file, text)
+        if text is not None:
+            record["text_file"] = numpy_text_file(video_id)
+            commits.append(self._place(record["text_file"], lambda path: np.savez(
+                path, **{TEXT_STATES: np.ascontiguousarray(text.states),
+                         TEXT_MASK: np.asarray(text.mask, TEXT_MASK_DTYPE)})))
+        for commit in commits:  # every file whole before the manifest names any
+            commit()
+        self.manifest.append([record])
         self.saved += 1
 
 
-def mindrecord_schema(with_labels):
+def mindrecord_schema(with_labels, with_text=False):
     schema = {ROW_VIDEO: {"type": "int32"}, ROW_SEGMENT: {"type": "int32"}, ROW_FRAMES: {"type": "int32"},
               ROW_LATENTS: {"type": "bytes"}}
     if with_labels:
         schema[ROW_LABEL] = {"type": "int32"}
+    if with_text:
+        schema[ROW_TEXT_STATES] = {"type": "bytes"}
+        schema[ROW_TEXT_MASK] = {"type": "bytes"}
     return schema
 
 
-def check_page_size(max_page_size_mib, segment_frames, latent_shape, dtype):
-    """Page size in bytes for --max_page_size (MiB); raises ConfigError if one row of segment_frames does not fit."""
+def check_page_size(max_page_size_mib, segment_frames, latent_shape, dtype, text_bytes=0):
+    """Page size in bytes for --max_page_size (MiB); raises ConfigError if one row of segment_frames (the first
+    row of a video also holding text_bytes of caption states and mask) does not fit."""
     page = int(max_page_size_mib * MIB)
     if not MIN_PAGE_BYTES <= page <= MAX_PAGE_BYTES:
         raise ConfigError(f"max_page_size={max_page_size_mib} MiB: MindRecord pages are {MIN_PAGE_BYTES // 1024} KiB "
                          f"to {MAX_PAGE_BYTES // MIB} MiB")
     frame_bytes = int(np.prod(latent_shape)) * np.dtype(dtype).itemsize
-    row = segment_frames * frame_bytes + ROW_HEADROOM_BYTES
+    row = segment_frames * frame_bytes + text_bytes + ROW_HEADROOM_BYTES
     if row > page:
-        fits = (page - ROW_HEADROOM_BYTES) // frame_bytes
+        fits = (page - ROW_HEADROOM_BYTES - text_bytes) // frame_bytes
+        text = f" and its caption's T5 states ({text_bytes / MIB:.2f} MiB)" if text_bytes else ""
         raise ConfigError(f"a mindrecord row of segment_frames={segment_frames} latent frames {tuple(latent_shape)} "
-                         f"{dtype} takes {row / MIB:.2f} MiB, more than max_page_size={max_page_size_mib} MiB: set "
-                         f"segment_frames <= {fits} or raise max_page_size (at most {MAX_PAGE_BYTES // MIB})")
+                         f"{dtype}{text} takes {row / MIB:.2f} MiB, more than max_page_size={max_page_size_mib} MiB: "
+                         f"set segment_frames <= {max(fits, 0)} or raise max_page_size (at most "
+                         f"{MAX_PAGE_BYTES // MIB})")
     return page
 
 
@@ -179,6 +218,7 @@ class MindRecordCacheWriter(CacheWriter):
         self.page_size = page_size
         self.segment_frames = header["segment_frames"]
         self.with_labels = header.get("condition") == "class"
+        self.with_text = header.get("condition") == "text"
         self._writer = None
         self._records = []  # manifest records of the open chunk
         self._bytes = 0  # latent bytes in the open chunk
@@ -195,12 +235,15 @@ class MindRecordCacheWriter(CacheWriter):
         folder = os.path.join(self.tmp, os.path.basename(self._part))
         os.makedirs(folder)
         self._writer = FileWriter(os.path.join(folder, MINDRECORD_FILE), shard_num=1, overwrite=True)
-        self._writer.add_schema(mindrecord_schema(self.with_labels), "latte-ms latent cache")
+        self._writer.add_schema(mindrecord_schema(self.with_labels, self.with_text), "latte-ms latent cache")
         self._writer.add_index([ROW_VIDEO, ROW_SEGMENT])
         self._writer.set_page_size(self.page_size)
         self._writer.set_header_size(MINDRECORD_HEADER_BYTES)
 
-    def add(self, video_id, name, latents, label=None):
+    def add(self, video_id, name, latents, label=None, text=None):
+        if self.with_text != (text is not None):
+            raise ValueError(f"video {video_id}: caption states {'missing' if text is None else 'given'} for a "
+                             f"cache of condition {self.header.get('condition')!r}")
         if self._writer is None:
             self._open(video_id)
         latents = np.ascontiguousarray(latents)
@@ -211,10 +254,14 @@ class MindRecordCacheWriter(CacheWriter):
                    ROW_LATENTS: part.tobytes()}
             if self.with_labels:
                 row[ROW_LABEL] = int(label)
+            if self.with_text:  # the caption once per video, in its first row
+                first = segment == 0
+                row[ROW_TEXT_STATES] = np.ascontiguousarray(text.states).tobytes() if first else b""
+                row[ROW_TEXT_MASK] = np.asarray(text.mask, TEXT_MASK_DTYPE).tobytes() if first else b""
             rows.append(row)
         self._writer.write_raw_data(rows)
-        self._records.append(self._record(video_id, name, latents, label, f"{self._part}/{MINDRECORD_FILE}"))
-        self._bytes += latents.nbytes
+        self._records.append(self._record(video_id, name, latents, label, f"{self._part}/{MINDRECORD_FILE}", text))
+        self._bytes += latents.nbytes + (0 if text is None else text.nbytes)
         if len(self._records) >= self.videos_per_file or self._bytes >= MAX_PAGES_PER_FILE * self.page_size:
             self.commit()
 

@@ -20,6 +20,7 @@ VIDEO_BACKENDS = ("decord", "imageio", "opencv")
 VIDEO_BACKEND_CHOICES = ("auto",) + VIDEO_BACKENDS
 DEFAULT_VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 SYNTHETIC_SHAPES = ("circle", "square", "triangle", "digit")
+CAPTIONED_FROM_FILES = ("video_file", "frame_folder")  # types whose captions come from caption_file or .txt files
 DEFAULT_SYNTHETIC_SHAPES = ("circle", "square", "triangle")
 
 
@@ -46,6 +47,12 @@ class DataConfig:
                                              "per line (UCF101 trainlist style: "
                                              "'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1'). A name matches a "
                                              "video's path relative to data_folder, its file name, or its stem.")
+    caption_file: Optional[str] = field(None, "Text-to-video: a CSV whose header row names a 'video' and a 'caption' "
+                                              "column (others ignored), one row per video; video paths are relative "
+                                              "to the CSV's folder (or absolute), a frame folder is named by its "
+                                              "folder. null: each video's caption is the UTF-8 text file beside it "
+                                              "(clip.mp4 -> clip.txt; frame folder clip/ -> clip.txt, else "
+                                              "clip/caption.txt). Read only when the model is text-conditional.")
     class_from: str = field("folder", "Class label source when the model is class-conditional: 'folder' (name of "
                                       "the folder holding the video) or 'filename' (UCF101 'v_<Class>_gXX_cYY'). "
                                       "Classes are sorted by name and numbered 0..K-1.", choices=CLASS_FROM_CHOICES)
@@ -67,6 +74,10 @@ class DataConfig:
         check_fields(self, "data_config.")  # also when built directly, not from a yaml
         if not self.synthetic_shapes:
             raise ConfigError(f"data_config.synthetic_shapes is empty: name at least one of {list(SYNTHETIC_SHAPES)}")
+        if self.caption_file and self.train_data_type not in CAPTIONED_FROM_FILES:
+            raise ConfigError(f"data_config.caption_file captions video files and frame folders, but train_data_type "
+                              f"is {self.train_data_type!r} (synthetic videos and caches carry their own captions): "
+                              "set caption_file: null")
         for ext in self.video_extensions:
             if not ext.startswith("."):
                 raise ConfigError(f"data_config.video_extensions has {ext!r}: write extensions with a dot, "

@@ -6,6 +6,10 @@ this rank's position, the clip start and flip (seeded by (seed, epoch, video)), 
 a video that turns out unreadable. Worker count, worker scheduling and prefetching change nothing.
 Clips depend on (seed, epoch, video) only, so they are identical for any number of shards.
 
+Text (condition "text"). Every usable video has a caption (latte/data/captions.py; captionless videos are
+skipped at build): a sample's caption_id is the index of the video it shows, DatasetInfo.captions[caption_id] its
+caption. A cache's samples carry the cached T5 states instead (SourceType.read_text, latte/data/cache_dataset.py).
+
 Sharding. Epoch order position p goes to shard p % num_shards; each rank gets N // num_shards videos per
 epoch (the up to num_shards - 1 left over change every epoch), so shards are disjoint and cover the data.
 
@@ -19,7 +23,7 @@ is s // steps_per_epoch.
 """
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Tuple
 
 import numpy as np
@@ -33,7 +37,7 @@ from latte.random_streams import Stream
 
 logger = logging.getLogger(__name__)
 
-CONDITIONS = (None, "class")
+CONDITIONS = (None, "class", "text")
 DEFAULT_SEED = 0
 MAX_SUBSTITUTE_ATTEMPTS = 16  # consecutive unreadable videos tolerated for one sample
 
@@ -47,16 +51,20 @@ class DatasetInfo:
     start_epoch: int  # epoch the pipeline starts in (start_step // steps_per_epoch)
     class_names: List[str]  # label i <-> class_names[i]; empty when condition is None
     skipped: List[Tuple[str, str]]  # (video, reason) dropped at build time (failures found later are logged)
+    captions: List[str] = field(default_factory=list)  # condition "text": caption_id i <-> captions[i]
+    text_encoder: dict = field(default_factory=dict)  # a text cache's {"text_encoder", "width", "max_length"}
 
 
 class ClipSource:
-    """Random-access source for GeneratorDataset: key -> (video float32 (F, 3, H, W)[, label int32])."""
+    """Random-access source for GeneratorDataset: key -> (video float32 (F, 3, H, W), then label int32 for
+    condition "class", caption_id int32 (or a cache's text columns) for condition "text")."""
 
-    def __init__(self, data_config, index, num_frames, image_size, seed, shard_id, num_shards):
+    def __init__(self, data_config, index, num_frames, image_size, seed, shard_id, num_shards, condition=None):
         self.data_config = data_config
         self.source = get_source_type(data_config.train_data_type)
         self.entries = index.entries
         self.labels = None if index.labels is None else np.asarray(index.labels, np.int32)
+        self.condition = condition
         self.num_frames = num_frames
         self.image_size = as_size(image_size)
         self.seed = seed
@@ -94,6 +102,13 @@ class ClipSource:
             frames = reader.get_frames(indices)
         return self.source.to_sample(frames, self.image_size, rng, self.data_config.random_flip)
 
+    def load_text(self, video_index):
+        """The text columns of a video: (caption_id int32,), or what the source reads (a cache's T5 states)."""
+        if self.source.read_text is None:
+            return (np.int32(video_index),)
+        with video_read_errors():
+            return tuple(self.source.read_text(self.entries[video_index]))
+
     def _record_failure(self, video_index, exc):
         self.failures[video_index] = str(exc)
         logger.warning("data: skipping video %s (%s); a deterministic substitute is used. Set "
@@ -106,6 +121,7 @@ class ClipSource:
             if video_index not in self.failures:
                 try:
                     clip = self.load_clip(video_index, epoch)
+                    text = self.load_text(video_index) if self.condition == "text" else ()
                     break
                 except VideoReadError as exc:
                     self._record_failure(video_index, exc)
@@ -114,9 +130,9 @@ class ClipSource:
             raise DataError(f"{MAX_SUBSTITUTE_ATTEMPTS} videos in a row were unusable, e.g. "
                             f"{self.entries[video_index].name}: check data_config.data_folder "
                             f"{self.data_config.data_folder!r}")
-        if self.labels is None:
-            return (clip,)
-        return clip, self.labels[video_index]
+        if self.condition == "class":
+            return clip, self.labels[video_index]
+        return (clip,) + text
 
 
 class StepSampler:
@@ -150,8 +166,7 @@ class StepSampler:
 
 def _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_step, condition):
     if condition not in CONDITIONS:
-        raise ValueError(f"condition={condition!r}: the video dataset supports {CONDITIONS} "
-                         "(text conditioning needs a caption source, not implemented)")
+        raise ValueError(f"condition={condition!r}: the video dataset supports {CONDITIONS}")
     for name, value, low in (("num_frames", num_frames, 1), ("batch_size", batch_size, 1),
                              ("num_shards", num_shards, 1), ("seed", seed, 0), ("start_step", start_step, 0)):
         if int(value) != value or value < low:
@@ -165,14 +180,16 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     """Build the training pipeline. Returns (dataset, DatasetInfo).
 
     dataset columns: "video" float32 (B, F, 3, H, W) in [-1, 1], and "label" int32 (B,) when
-    condition == "class". image_size: int or (height, width). Raises DataError (a ValueError) before any
+    condition == "class", "caption_id" int32 (B,) when condition == "text" (the caption of sample b is
+    info.captions[caption_id[b]]; videos without a caption are skipped). image_size: int or (height, width). Raises DataError (a ValueError) before any
     pipeline exists when the data is unusable. See the module doc for determinism, sharding and resume.
     """
     import mindspore.dataset as ds
 
     _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_step, condition)
-    index = build_video_index(data_config, num_frames, image_size, with_labels=condition == "class")
-    source = ClipSource(data_config, index, num_frames, image_size, seed, shard_id, num_shards)
+    index = build_video_index(data_config, num_frames, image_size, with_labels=condition == "class",
+                              with_captions=condition == "text")
+    source = ClipSource(data_config, index, num_frames, image_size, seed, shard_id, num_shards, condition)
     per_shard = source.samples_per_shard
     steps = per_shard // batch_size if drop_remainder else -(-per_shard // batch_size)
     if steps == 0:
@@ -190,12 +207,13 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     extra = {}
     if workers > 1 and data_config.max_rowsize is not None:
         extra["max_rowsize"] = data_config.max_rowsize
-    columns = ["video"] if condition is None else ["video", "label"]
+    columns = ["video"] + {None: [], "class": ["label"], "text": list(source.source.text_columns)}[condition]
     dataset = ds.GeneratorDataset(source, column_names=columns, sampler=sampler, num_parallel_workers=workers,
                                   python_multiprocessing=workers > 1, **extra)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    captions = [e.caption for e in index.entries] if condition == "text" else []
     info = DatasetInfo(len(index.entries), per_shard, steps, batch_size, start_epoch, index.class_names,
-                       index.skipped)
+                       index.skipped, captions)
     return dataset, info
 
 

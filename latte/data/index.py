@@ -1,8 +1,9 @@
 """Building the list of usable videos once, in the main process, before any pipeline or graph exists.
 
-List (no decoding) -> filter list -> optional scan of video files (open each once for its frame count)
--> drop videos too short for one clip -> labels. Every dropped video is named in ONE warning; zero usable
-videos is one DataError naming the folder and why.
+List (no decoding) -> filter list -> captions (text-to-video; latte/data/captions.py) -> optional scan of
+video files (open each once for its frame count) -> drop videos too short for one clip -> labels. Every dropped
+video is named in ONE warning, with the count of each reason; zero usable videos is one DataError naming the
+folder and why.
 """
 import collections
 import dataclasses
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from latte.data.captions import CAPTION_REASONS, attach_captions
 from latte.data.errors import DataError, VideoReadError
 from latte.data.readers import short_reason
 from latte.data.sources import (
@@ -22,6 +24,7 @@ from latte.data.transforms import clip_span
 logger = logging.getLogger(__name__)
 
 MAX_NAMED_IN_WARNING = 50  # skipped videos named in the warning; all are in VideoIndex.skipped
+TOO_SHORT, UNREADABLE = "too short", "unreadable"
 
 
 @dataclass
@@ -55,25 +58,41 @@ def scan_entries(source, data_config, image_size, entries, workers):
     return ok, bad
 
 
+def reason_counts(skipped):
+    """{kind: count} of skip reasons: the caption reasons, 'too short', else 'unreadable'."""
+    kinds = CAPTION_REASONS + (TOO_SHORT,)
+    return dict(collections.Counter(next((k for k in kinds if r.startswith(k)), UNREADABLE) for _, r in skipped))
+
+
 def _warn_skipped(skipped, total, folder):
+    counts = ", ".join(f"{n} {kind}" for kind, n in reason_counts(skipped).items())
     named = "; ".join(f"{name} ({reason})" for name, reason in skipped[:MAX_NAMED_IN_WARNING])
     more = len(skipped) - MAX_NAMED_IN_WARNING
     suffix = f"; and {more} more (all in DatasetInfo.skipped)" if more > 0 else ""
-    logger.warning("data: skipped %d of %d videos in %s: %s%s", len(skipped), total, folder, named, suffix)
+    logger.warning("data: skipped %d of %d videos in %s (%s): %s%s", len(skipped), total, folder, counts, named,
+                   suffix)
 
 
 def _no_usable_error(data_config, num_listed, skipped, span, num_frames):
     where = data_config.data_folder or data_config.train_data_type
-    reasons = collections.Counter("too short" if r.startswith("too short") else "unreadable" for _, r in skipped)
+    reasons = reason_counts(skipped)
     examples = "; ".join(f"{n} ({r})" for n, r in skipped[:EXAMPLES_SHOWN])
-    return DataError(
-        f"no usable videos in {where!r}: {num_listed} listed, {dict(reasons)} skipped. A clip of {num_frames} "
-        f"frames at data.sample_stride={data_config.sample_stride} needs {span} frames per video. "
-        f"Examples: {examples}")
+    hints = []
+    if TOO_SHORT in reasons or UNREADABLE in reasons:
+        hints.append(f"A clip of {num_frames} frames at data.sample_stride={data_config.sample_stride} needs {span} "
+                     "frames per video.")
+    if set(reasons) & set(CAPTION_REASONS):
+        hints.append("Text-to-video needs a caption per video: data_config.caption_file (a CSV with video and "
+                     "caption columns) or a .txt beside each video.")
+    return DataError(f"no usable videos in {where!r}: {num_listed} listed, {reasons} skipped. {' '.join(hints)} "
+                     f"Examples: {examples}")
 
 
-def build_video_index(data_config, num_frames, image_size, with_labels=False):
-    """All usable videos of data_config for clips of num_frames; raises DataError if there are none."""
+def build_video_index(data_config, num_frames, image_size, with_labels=False, with_captions=False):
+    """All usable videos of data_config for clips of num_frames; raises DataError if there are none.
+
+    with_captions: every usable entry has its caption (entry.caption); videos without one are skipped.
+    """
     source = get_source_type(data_config.train_data_type)
     entries = sorted(source.list_videos(data_config, image_size), key=entry_order)
     num_found = len(entries)
@@ -87,9 +106,13 @@ def build_video_index(data_config, num_frames, image_size, with_labels=False):
     # Classes come from every listed video, so an unreadable file never renumbers the classes.
     classes = class_names_for(data_config, entries) if with_labels else []
 
-    skipped = []
+    skipped, num_rows = [], 0
+    if with_captions:  # CSV rows naming no file on disk are skipped "videos" too
+        entries, skipped, num_rows = attach_captions(entries, data_config)
     if source.scannable and data_config.scan_videos:
-        entries, skipped = scan_entries(source, data_config, image_size, entries, data_config.num_parallel_workers)
+        entries, unreadable = scan_entries(source, data_config, image_size, entries,
+                                           data_config.num_parallel_workers)
+        skipped += unreadable
     span = clip_span(num_frames, data_config.sample_stride)
     usable = []
     for entry in entries:
@@ -99,9 +122,9 @@ def build_video_index(data_config, num_frames, image_size, with_labels=False):
             usable.append(entry)
     skipped.sort()
     if not usable:
-        raise _no_usable_error(data_config, num_listed, skipped, span, num_frames)
+        raise _no_usable_error(data_config, num_listed + num_rows, skipped, span, num_frames)
     if skipped:
-        _warn_skipped(skipped, num_listed, data_config.data_folder or data_config.train_data_type)
+        _warn_skipped(skipped, num_listed + num_rows, data_config.data_folder or data_config.train_data_type)
 
     labels = labels_for(usable, classes, data_config.class_from) if with_labels else None
     logger.info("data: %s %r: %d videos found, %d after the filter list, %d usable%s",

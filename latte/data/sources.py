@@ -119,12 +119,17 @@ def synthetic_classes(data_config):
     return synthetic_class_names(data_config.synthetic_shapes)
 
 
+CAPTION_ID = "caption_id"  # the text column of video sources: int32, index into DatasetInfo.captions
+
+
 class SourceType(NamedTuple):
     list_videos: Callable  # (data_config, image_size) -> list[VideoEntry], no decoding
     open_video: Callable  # (entry, data_config, image_size) -> reader with num_frames, get_frames, close
     scannable: bool  # whether data_config.scan_videos applies (frame counts unknown until a file is opened)
     to_sample: Callable = preprocess_clip  # (frames, image_size, rng, random_flip) -> float32 (F, C, H, W)
     class_names: Optional[Callable] = None  # (data_config) -> fixed class list; None: classes found in files
+    text_columns: Tuple[str, ...] = (CAPTION_ID,)  # the columns condition "text" adds after "video"
+    read_text: Optional[Callable] = None  # (entry) -> arrays of text_columns; None: the video's caption id
 
 
 SOURCE_TYPES = {
@@ -142,16 +147,22 @@ def get_source_type(name):
 
 # ---------------------------------------------------------------- filter lists
 
+def find_data_file(path, data_folder, key, expected):
+    """The file a data_config key names: as given, or (a relative path not found from the working directory)
+    under data_folder. Raises DataError naming the key, the paths tried and what the file should hold."""
+    candidates = [path] if os.path.isabs(path) or not data_folder else [path, os.path.join(data_folder, path)]
+    found = next((p for p in candidates if os.path.isfile(p)), None)
+    if found is None:
+        raise DataError(f"data_config.{key}={path!r} not found (tried {candidates}): give {expected}")
+    return found
+
+
 def read_filter_list(path, data_folder=""):
     """Video names from a filter list: first whitespace-separated token per line; '#' lines and blanks skipped.
 
     A relative path that does not exist from the working directory is tried under data_folder.
     """
-    candidates = [path] if os.path.isabs(path) else [path, os.path.join(data_folder, path)]
-    found = next((p for p in candidates if os.path.isfile(p)), None)
-    if found is None:
-        raise DataError(f"data_config.filter_list={path!r} not found (tried {candidates}): give a text file "
-                        "with one video name per line")
+    found = find_data_file(path, data_folder, "filter_list", "a text file with one video name per line")
     names = []
     with open(found, encoding="utf-8") as f:
         for line in f:
