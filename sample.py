@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from latte.cli import run_cli
 from latte.config import load_config, save_config, to_dict
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.graph_cache import graph_cache
@@ -36,19 +37,19 @@ def main(argv=None):
 
     setup_logging()
     ctx = setup_context_from(cfg)
-    out_dir = run_dir(cfg.output_path)
-    save_config(cfg, os.path.join(out_dir, "config.yaml"))
-    logger.info("sampling %d video(s) with %s from %s, %s %d steps, guidance %.1f -> %s", cfg.num_samples,
-                cfg.model_name, cfg.checkpoint, "DDIM" if cfg.ddim_sampling else "DDPM", cfg.sampling_steps,
-                cfg.guidance_scale, out_dir)
     timer = Timer()
 
     with graph_cache(cfg.graph_cache, cfg.output_path, "sample.py", to_dict(cfg), ctx):
-        # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models)
+        # 2. Models: Latte (strictly loaded) and the VAE (none for pixel-space models); then the output folder
         with timer.section("checkpoint load"):
             latte = load_latte_for_inference(cfg, ctx.device_target)
             decode = FrameDecoder(cfg, ctx.device_target)
         sampler = VideoSampler(cfg, latte)
+        out_dir = run_dir(cfg.output_path)
+        save_config(cfg, os.path.join(out_dir, "config.yaml"))
+        logger.info("sampling %d video(s) with %s from %s, %s %d steps, guidance %.1f -> %s", cfg.num_samples,
+                    cfg.model_name, cfg.checkpoint, "DDIM" if cfg.ddim_sampling else "DDPM", cfg.sampling_steps,
+                    cfg.guidance_scale, out_dir)
 
         # 3. Denoise and decode, batch by batch
         labels = choose_labels(cfg, cfg.num_samples, np.random.default_rng(cfg.seed))
@@ -133,4 +134,4 @@ def main_text_to_video(cfg, start):
 
 if __name__ == "__main__":
     reexec_for_fast_cpu_convs()
-    main()
+    raise SystemExit(run_cli(main, exit_code_from_main=False))

@@ -11,7 +11,8 @@ resume states), samples/ (GIFs at checkpoints when sample_at_checkpoint).
 import logging
 import os
 
-from latte.config import load_config
+from latte.cli import run_cli
+from latte.config import ConfigError, load_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.options import TrainConfig
 
@@ -20,6 +21,9 @@ logger = logging.getLogger("train")
 
 def main(argv=None):
     # 1. Config, device, logging
+    if argv == []:  # run_cli passes the command line: nothing at all was given
+        raise ConfigError("train.py needs a config: python train.py -c configs/training/demo.yaml (runs anywhere, no "
+                          "downloads), or -c one of configs/training/*.yaml")
     cfg = load_config(TrainConfig, argv, __doc__)
     setup_logging()
     ctx = setup_context_from(cfg)
@@ -37,4 +41,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     reexec_for_fast_cpu_convs()
-    main()
+    raise SystemExit(run_cli(main, exit_code_from_main=False))

@@ -121,7 +121,9 @@ def read_ms_checkpoint(path, what="checkpoint", converter="tools/latte_converter
         raise CheckpointError(f"{what} {path} is a torch/safetensors file: convert it first with "
                               f"'python {converter} --source {path} --target {os.path.splitext(path)[0]}.ckpt'")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{what} {path} not found (no such file)")
+        raise CheckpointError(f"{what} {path} not found: convert the released weights to it with 'python {converter} "
+                              f"--source <downloaded weights> --target {path}' (README: Convert the released "
+                              "checkpoints), or fix the path")
     try:
         loaded = ms.load_checkpoint(path)
     except Exception as err:  # MindSpore raises ValueError/RuntimeError for damaged files

@@ -73,8 +73,7 @@ def graph_cache(enabled, output_path, script, settings, ctx):
         yield None
         return
     folder = cache_folder(output_path, graph_key(script, settings, ctx.device_target, ctx.rank, ctx.group_size))
-    reused = os.path.isdir(folder)
-    os.makedirs(folder, exist_ok=True)
+    reused = os.path.isdir(folder)  # MindSpore creates it at the first compile
     _used_in_process.append(folder)
     previous = {var: os.environ.get(var) for var in (ENABLE_VAR, PATH_VAR)}
     os.environ[ENABLE_VAR], os.environ[PATH_VAR] = "1", folder

@@ -16,9 +16,8 @@ Parallel: --rank R --world_size N in N processes, or --use_parallel True under m
 import logging
 import sys
 
-from latte.config import ConfigError, load_config
-from latte.checkpoint_io import CheckpointError
-from latte.data.errors import DataError
+from latte.cli import run_cli
+from latte.config import load_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.options import EmbeddingCacheConfig
 
@@ -55,12 +54,8 @@ def main(argv=None):
 
 
 def cli(argv=None):
-    """main() with user errors (config, data, VAE checkpoint) as one line on stderr and exit code 2."""
-    try:
-        return main(argv)
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as err:  # FileNotFoundError: tokenizer
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """main() with user errors (config, data, checkpoints, missing files) as one `error:` line and exit code 2."""
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":

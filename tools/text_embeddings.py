@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
+from latte.cli import run_cli
 from latte.config import ConfigError, load_config
-from latte.checkpoint_io import CheckpointError
 from latte.env import setup_context_from, setup_logging
 from latte.options import TextEmbeddingsConfig
 from latte.text.embeddings import TextEmbeddings, save_text_embeddings
@@ -61,12 +61,8 @@ def main(argv=None):
 
 
 def cli(argv=None):
-    """main() with user errors (config, checkpoint, embeddings file) as one line on stderr and exit code 2."""
-    try:
-        return main(argv)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """main() with user errors (config, data, checkpoints, missing files) as one `error:` line and exit code 2."""
+    return run_cli(main, argv)
 
 
 if __name__ == "__main__":

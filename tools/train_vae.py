@@ -11,6 +11,7 @@ vae.ckpt (+ .json), the final weights: set vae_checkpoint to it in train.py / sa
 import logging
 import os
 
+from latte.cli import run_cli
 from latte.config import load_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.vae_training.config import VAETrainConfig
@@ -36,4 +37,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     reexec_for_fast_cpu_convs()
-    main()
+    raise SystemExit(run_cli(main, exit_code_from_main=False))

@@ -335,11 +335,8 @@ def strip_prefixes(state, prefixes):
 
 
 def cli_main(fn, argv=None):
-    """Runs a converter main; a CheckpointError becomes one line on stderr and exit code 2."""
-    import sys
+    """Runs a converter main: a user error (CheckpointError, a missing file...) becomes one line on stderr and exit
+    code 2 (latte.cli)."""
+    from latte.cli import run_cli
 
-    try:
-        return fn(argv)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_cli(fn, argv)

@@ -33,6 +33,9 @@ def _network(kind, config):
 def latte_architecture(meta, overrides, ckpt_path, params=()):
     """(kind, constructor kwargs) of a checkpoint from its record and the caller's overrides; without a record the
     kind is told by the weights (`params`: their names)."""
+    if "kind" not in meta and "kind" in meta.get("config", {}):  # tools/vae_converter.py's record
+        raise CheckpointError(f"{ckpt_path} holds a VAE ({meta['config']['kind']}), not a Latte transformer: give "
+                              "it as vae_checkpoint, and the .ckpt of tools/latte_converter.py as checkpoint")
     kind = meta.get("kind") or (KIND_T2V if T2V_MARKER in params else KIND_CLASS)
     if kind not in KINDS:
         raise CheckpointError(f"{ckpt_path}: its record says kind={kind!r}, not a Latte ({' or '.join(KINDS)}); "

@@ -19,7 +19,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from latte.checkpoint_io import load_strict, read_ms_checkpoint
+from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
 from latte.env import resolve_dtype
 from latte.models.precision import FP32_CELLS
 from latte.models.vae_blocks import Decoder, Encoder, conv1x1
@@ -227,6 +227,9 @@ def load_vae(ckpt_path, **overrides):
     (no `<ckpt>.json`), the architecture is inferred from the weight shapes.
     """
     params, meta = read_ms_checkpoint(ckpt_path, what="VAE checkpoint", converter="tools/vae_converter.py")
+    if meta.get("kind") in ("latte", "latte_t2v"):  # registry.KINDS; a Latte record names its kind at the top
+        raise CheckpointError(f"VAE checkpoint {ckpt_path} holds a Latte transformer ({meta['kind']}), not a VAE: "
+                              "give the .ckpt of tools/vae_converter.py as vae_checkpoint")
     config = meta.get("config")
     if config is None:
         config = infer_architecture(params)
