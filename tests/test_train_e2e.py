@@ -3,6 +3,8 @@ fp16 overflow skipping, bad inputs, and sample.py from the trained checkpoint.""
 import csv
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,6 +96,12 @@ def test_diffusion_settings_are_recorded_and_checked_by_sample(tmp_path, frame_f
     assert os.listdir(sample.main(base + ["--output_path", str(tmp_path / "recorded")]))  # the record supplies them
 
 
+def dead_pid():
+    """The pid of a process that has ended."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
 def test_resume_is_exact(tmp_path, frame_folder, monkeypatch):
     common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--ckpt_save_interval", 2, "--ckpt_max_keep", 5]
@@ -108,8 +116,16 @@ def test_resume_is_exact(tmp_path, frame_folder, monkeypatch):
     monkeypatch.setattr(trainer_module, "create_training_dataset", counting)
     run_train(tmp_path / "split", *common, "--max_steps", 4, "--resume")
     assert built == [2]
-    with pytest.raises(ValueError, match="seed=1 but .*train_state-0000004.ckpt was trained with seed=42"):
+    with pytest.raises(ValueError, match="cannot resume .*train_state-0000004.ckpt with other settings: seed=1 but "
+                                         "the state has seed=42"):
         run_train(tmp_path / "split", *common, "--max_steps", 6, "--resume", "--seed", 1)
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=2 but the state has "
+                                         "gradient_accumulation_steps=1"):  # the data position would shift
+        run_train(tmp_path / "split", *common, "--max_steps", 6, "--resume", "--gradient_accumulation_steps", 2)
+    orphan = tmp_path / "split" / "ckpt" / f"train_state-0000006.ckpt.tmp-{dead_pid()}.ckpt.tmp"
+    orphan.write_bytes(b"half a state")  # what a kill during a save leaves
+    run_train(tmp_path / "split", *common, "--max_steps", 4, "--resume")  # nothing left to train; cleans up
+    assert not orphan.exists()
     for name in ("latte-0000004.ckpt", "latte-0000004-ema.ckpt"):
         a, b = ckpt_params(tmp_path / "straight" / "ckpt" / name), ckpt_params(tmp_path / "split" / "ckpt" / name)
         assert a.keys() == b.keys()

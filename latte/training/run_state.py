@@ -23,16 +23,35 @@ import numpy as np
 import mindspore as ms
 
 from latte.checkpoint_io import meta_path, save_ms_checkpoint
+from latte.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
 STATE_PREFIX = "train_state-"
-STATE_RECORD = ("step", "epoch", "seed")  # integers saved next to the Parameters of a train state
+# integers saved next to the Parameters of a train state: where the run is, and the settings a resume must keep
+# (the data order, noise and data position depend on them; states of older versions hold the first three only)
+RESUME_KEYS = ("seed", "num_frames", "image_size", "train_batch_size", "gradient_accumulation_steps")
+STATE_RECORD = ("step", "epoch") + RESUME_KEYS
 # rebuilt from the config on resume (a longer max_steps changes its length), so never part of a state
 NOT_SAVED_SUFFIX = "learning_rate"
 RESUME_LATEST = ("true", "latest")  # --resume values meaning "the newest state in output_path"
 NO_RESUME = ("false", "no", "0")
 _STEP = re.compile(r"-(\d+)(?:-ema)?\.ckpt$")
+
+
+_TMP_PID = re.compile(r"\.tmp-(\d+)")
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _step_of(path):
@@ -50,6 +69,7 @@ class RunCheckpoints:
         self.prefix = prefix
         self.max_keep = max_keep
         os.makedirs(folder, exist_ok=True)
+        self.remove_orphans()
 
     def weights_path(self, step, ema=False):
         return os.path.join(self.folder, f"{self.prefix}{step:07d}{'-ema' if ema else ''}.ckpt")
@@ -86,12 +106,25 @@ class RunCheckpoints:
         paths = glob.glob(os.path.join(self.folder, pattern))
         return sorted((p for p in paths if ".tmp-" not in p), key=_step_of)
 
+    def remove_orphans(self):
+        """Deletes the temporary files of saves that a killed process left (ours `<file>.tmp-<pid>.ckpt` and .json,
+        MindSpore's `<file>.tmp-<pid>.ckpt.tmp`: up to a whole state each). Files of a live process stay."""
+        for path in glob.glob(os.path.join(self.folder, "*.tmp-*")):
+            match = _TMP_PID.search(os.path.basename(path))
+            if match and not _process_alive(int(match.group(1))):
+                logger.info("removing %s, left by a save that was interrupted", path)
+                try:
+                    os.remove(path)
+                except FileNotFoundError:  # another process removed it first
+                    pass
+
     def _prune(self):
         for pattern in (f"{self.prefix}*[0-9].ckpt", f"{self.prefix}*-ema.ckpt", f"{STATE_PREFIX}*.ckpt"):
             for old in self._listing(pattern)[: -self.max_keep]:
                 for path in (old, meta_path(old)):
                     if os.path.exists(path):
                         os.remove(path)
+        self.remove_orphans()
 
     def latest_state(self):
         states = self._listing(f"{STATE_PREFIX}*.ckpt")
@@ -122,10 +155,10 @@ def read_state_record(path):
     """{'step', and 'epoch' / 'seed' when recorded} of a train state, without restoring anything: a resumed run
     knows where its data continues before it builds the pipeline."""
     if not os.path.isfile(path):
-        raise ValueError(f"resume state {path} not found: give an existing train_state-*.ckpt, or --resume latest")
+        raise ConfigError(f"resume state {path} not found: give an existing train_state-*.ckpt, or --resume latest")
     saved = ms.load_checkpoint(path, choice_func=lambda name: name in STATE_RECORD)
     if "step" not in saved:
-        raise ValueError(f"{path} is not a resume state (no step recorded): give a train_state-*.ckpt")
+        raise ConfigError(f"{path} is not a resume state (no step recorded): give a train_state-*.ckpt")
     return {k: _as_int(saved[k]) for k in STATE_RECORD if k in saved}
 
 
@@ -155,15 +188,26 @@ def resolve_resume(resume, checkpoints, output_path, refuse_existing=True):
     if resume is None or str(resume).lower() in NO_RESUME:
         latest = checkpoints.latest_state()
         if latest and refuse_existing:
-            raise ValueError(f"output_path {output_path} already holds a training run ({latest}): continue it "
-                             "with --resume, or choose a new output_path")
+            raise ConfigError(f"output_path {output_path} already holds a training run ({latest}): continue it "
+                              "with --resume, or choose a new output_path")
         return None
     if str(resume).lower() in RESUME_LATEST:
         latest = checkpoints.latest_state()
         if latest is None:
-            raise ValueError(f"--resume: no train_state-*.ckpt under {checkpoints.folder} to continue from")
+            raise ConfigError(f"--resume: there is no resume state yet (no train_state-*.ckpt under "
+                              f"{checkpoints.folder}): start the run without --resume")
         return latest
     return resume
+
+
+def check_resume_settings(record, settings, path):
+    """Refuses a resume whose settings (RESUME_KEYS: {key: value} of this run) differ from those the state
+    recorded, naming the key: the data order, the noise and the data position would silently change."""
+    changed = [f"{k}={settings[k]} but the state has {k}={record[k]}" for k in RESUME_KEYS
+               if k in record and k in settings and settings[k] != record[k]]
+    if changed:
+        raise ConfigError(f"cannot resume {path} with other settings: {'; '.join(changed)} (the data order, noise "
+                          "and data position depend on them): resume with the state's values, or start a new run")
 
 
 def weights_digest(arrays):

@@ -20,8 +20,9 @@ from latte.options import DIFFUSION_KEYS
 from latte.training.ema import EMA, named_weights
 from latte.training.loss import LOSS_TERMS, RANDOM_COLUMNS, LatteTrainLoss, StepNoise
 from latte.training.optim import create_optimizer, lr_schedule
-from latte.training.run_state import (MetricsCSV, RunCheckpoints, load_state, log_key_settings, plot_loss_curve,
-                                      read_state_record, resolve_resume, state_parameters, weights_digest)
+from latte.training.run_state import (RESUME_KEYS, MetricsCSV, RunCheckpoints, check_resume_settings, load_state,
+                                      log_key_settings, plot_loss_curve, read_state_record, resolve_resume,
+                                      state_parameters, weights_digest)
 from latte.training.samples import CheckpointSamples
 from latte.training.step import TrainStep
 
@@ -86,13 +87,16 @@ class Trainer:
         # where the run continues, read before anything is built (the data pipeline starts there)
         self.meta = read_state_record(self.resume_path) if self.resume_path else {"step": 0, "epoch": 0,
                                                                                    "seed": cfg.seed}
-        if self.meta.get("seed", cfg.seed) != cfg.seed:
-            raise ValueError(f"seed={cfg.seed} but {self.resume_path} was trained with seed={self.meta['seed']}: "
-                             f"resume with --seed {self.meta['seed']} (the data order and noise depend on it)")
+        if self.resume_path:
+            check_resume_settings(self.meta, self.resume_settings(), self.resume_path)
         self.diffusion = cfg.create_diffusion(TRAINING_RESPACING)
         self._samples = None
 
     # ---- setup -------------------------------------------------------------------------------------------
+    def resume_settings(self):
+        """The run_state.RESUME_KEYS of this run: a resume must keep them (recorded with every state)."""
+        return {k: getattr(self.cfg, k) for k in RESUME_KEYS}
+
     def _weights_meta(self):
         c = self.cfg
         return {"kind": "latte", "model_name": c.model_name,
@@ -256,7 +260,7 @@ class Trainer:
         meta = dict(self._weights_meta(), step=step)
         weights = self.ckpt.save(step, self.state, raw, dict(meta, weights="raw"), ema_weights=averaged,
                                  ema_meta=dict(meta, weights="ema"), epoch=step // self.steps_per_epoch,
-                                 seed=self.cfg.seed)
+                                 **self.resume_settings())
         logger.info("saved %s and the resume state", weights)
         plot_loss_curve(os.path.join(self.out, "metrics.csv"), os.path.join(self.out, "loss_curve.png"))
         if self.cfg.sample_at_checkpoint:

@@ -14,8 +14,8 @@ from latte.checkpoint_io import load_strict
 from latte.models.vae import AutoencoderKL
 from latte.models.vae_config import VAEConfig
 from latte.training.optim import split_decay_groups
-from latte.training.run_state import (MetricsCSV, RunCheckpoints, load_state, log_key_settings, read_state_record,
-                                      resolve_resume, state_parameters)
+from latte.training.run_state import (MetricsCSV, RunCheckpoints, check_resume_settings, load_state, log_key_settings,
+                                      read_state_record, resolve_resume, state_parameters)
 from latte.training.updater import Updater
 from latte.vae_training.discriminator import PatchGAN
 from latte.vae_training.frames import FrameBatches, list_frame_images, load_frames, split_frames
@@ -59,9 +59,8 @@ class VAETrainer:
         self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), WEIGHTS_PREFIX, cfg.ckpt_max_keep)
         self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out)
         record = read_state_record(self.resume_path) if self.resume_path else {"step": 0}
-        if record.get("seed", cfg.seed) != cfg.seed:
-            raise ValueError(f"seed={cfg.seed} but {self.resume_path} was trained with seed={record['seed']}: "
-                             f"resume with --seed {record['seed']} (the frame order and noise depend on it)")
+        if self.resume_path:
+            check_resume_settings(record, {"seed": cfg.seed}, self.resume_path)
         self.step = record["step"]  # where the run continues, read before anything is built
 
     # ---- setup -------------------------------------------------------------------------------------------
