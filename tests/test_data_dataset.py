@@ -162,3 +162,14 @@ def test_argument_errors():
         create_video_dataset(SYNTHETIC, 16, 3, 2, shard_id=2, num_shards=2)
     with pytest.raises(ValueError, match="drop_remainder=True"):
         create_video_dataset(SYNTHETIC, 16, 3, 3, drop_remainder=False, start_step=1)
+
+
+def test_more_workers_than_cores_are_clamped(caplog):
+    """The shipped configs ask for 8 workers; a 2-core machine runs them with 2 (MindSpore refuses more)."""
+    cores = len(os.sched_getaffinity(0))
+    config = DataConfig(train_data_type="synthetic", num_videos=4, num_parallel_workers=cores + 6)
+    with caplog.at_level(logging.INFO, logger="latte.data.dataset"):
+        dataset, _ = create_video_dataset(config, 16, 2, 2)
+        batch = next(iterate_batches(dataset))
+    assert batch[0].shape == (2, 2, 3, 16, 16)
+    assert f"num_parallel_workers={cores + 6} but this machine has {cores} CPU core(s): using {cores}" in caplog.text

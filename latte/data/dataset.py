@@ -23,6 +23,7 @@ is s // steps_per_epoch.
 """
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import List, Tuple
 
@@ -175,6 +176,17 @@ def _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_s
         raise ValueError(f"shard_id={shard_id} with num_shards={num_shards}: expected 0 <= shard_id < num_shards")
 
 
+def usable_workers(requested):
+    """num_parallel_workers clamped to the CPU cores this process may use (MindSpore refuses more, after the model
+    is built: "num_parallel_workers exceeds the boundary"); the clamp is logged."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested > cores:
+        logger.info("data_config.num_parallel_workers=%d but this machine has %d CPU core(s): using %d", requested,
+                    cores, cores)
+        return cores
+    return requested
+
+
 def create_video_dataset(data_config, image_size, num_frames, batch_size, *, condition=None, shard_id=0,
                          num_shards=1, seed=DEFAULT_SEED, drop_remainder=True, start_step=0):
     """Build the training pipeline. Returns (dataset, DatasetInfo).
@@ -203,7 +215,7 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     start_sample = start_epoch * samples_per_epoch + step_in_epoch * batch_size
     sampler = StepSampler(samples_per_epoch, per_shard, start_sample)
 
-    workers = data_config.num_parallel_workers
+    workers = usable_workers(data_config.num_parallel_workers)
     extra = {}
     if workers > 1 and data_config.max_rowsize is not None:
         extra["max_rowsize"] = data_config.max_rowsize
