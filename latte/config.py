@@ -16,10 +16,13 @@
 import argparse
 import dataclasses
 import difflib
+import logging
 import os
 import typing
 
 import yaml
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FLAGS = ("-c", "--config")
 _TRUE = {"true", "yes", "1", "on"}
@@ -144,13 +147,16 @@ def _merge(base, override):
 
 
 def _resolve_includes(cls, data, where):
-    """Loads `include` fields' files (paths relative to cwd, then to the including file's folder)."""
+    """Loads `include` fields' files (found beside the including file first, then from the working directory); the
+    field then holds the path of the file used, so the saved config says which one it was."""
     for name, f in _fields(cls).items():
         target = f.metadata.get("include")
         path = data.get(name)
         if not target or not path:
             continue
         path = _find_include(path, where)
+        logger.info("%s: %s", name, path)
+        data[name] = path
         included = _read_yaml(path, what=name)
         if set(included) - {target}:
             raise ConfigError(f"{path}: expected only a top-level {target!r} mapping, found "
@@ -160,9 +166,10 @@ def _resolve_includes(cls, data, where):
 
 
 def _find_include(path, where):
-    """`path` as given (relative to the working directory), else relative to the including file's folder or
-    one of its parents (so `configs/training/data/x.yaml` resolves from any working directory)."""
-    if os.path.isfile(path) or os.path.isabs(path) or not where or not os.path.isfile(where):
+    """`path` relative to the including file's folder or one of its parents (so a user's
+    `configs/training/data/x.yaml` is theirs, whatever the working directory), else as given (relative to the
+    working directory)."""
+    if os.path.isabs(path) or not where or not os.path.isfile(where):
         return path
     folder = os.path.dirname(os.path.abspath(where))
     while True:

@@ -30,6 +30,7 @@ class Outer:
 
 
 def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data))
     return str(path)
 
@@ -177,3 +178,18 @@ def test_minimum_and_choices_are_config_errors_naming_the_dotted_key():
     with pytest.raises(ConfigError, match="^max_steps=0 must be >= 1$"):
         load_config(TrainConfig, ["--max_steps", "0"])
     assert load_config(TrainConfig, ["--max_steps", "null"]).max_steps is None  # not set: no minimum
+
+
+def test_include_beside_the_config_wins_over_the_working_directory(tmp_path, monkeypatch):
+    """A user's config names configs/training/data/x.yaml: their file, not the one of the folder they run from."""
+    user = tmp_path / "user"
+    write(user / "configs" / "training" / "data" / "x.yaml", {"data_config": {"sample_stride": 7}})
+    cfg_file = write(user / "configs" / "training" / "run.yaml", {"data_config_file": "configs/training/data/x.yaml"})
+    project = tmp_path / "project"
+    write(project / "configs" / "training" / "data" / "x.yaml", {"data_config": {"sample_stride": 2}})
+    monkeypatch.chdir(project)
+    cfg = load_config(Outer, ["-c", cfg_file])
+    assert cfg.data_config.sample_stride == 7
+    assert cfg.data_config_file == str(user / "configs" / "training" / "data" / "x.yaml")  # saved with the run
+    alone = write(tmp_path / "elsewhere" / "run.yaml", {"data_config_file": "configs/training/data/x.yaml"})
+    assert load_config(Outer, ["-c", alone]).data_config.sample_stride == 2  # not beside it: the working directory
