@@ -188,3 +188,17 @@ def test_corrupt_video_is_skipped_and_named(tmp_path, mp4_folder, caplog):
     with caplog.at_level("WARNING"):
         assert run_train(tmp_path / "run", "--data_config.data_folder", str(folder), "--max_steps", 1) == 1
     assert "broken.mp4" in caplog.text
+
+
+def test_epochs_count_micro_batches_under_accumulation(tmp_path):
+    """4 videos, batch 2: 2 micro-batches per epoch; with 3 of them per optimizer step, 3 epochs are 2 optimizer
+    steps (6 micro-batches), and each step that completes an epoch saves (steps 1 and 2 end epochs 1 and 3)."""
+    out = tmp_path / "run"
+    steps = run_train(out, "--data_config.train_data_type", "synthetic", "--data_config.num_videos", 4,
+                      "--train_batch_size", 2, "--gradient_accumulation_steps", 3, "--epochs", 3,
+                      "--step_mode", "False", "--ckpt_save_interval", 1)
+    assert steps == 2
+    assert sorted(f for f in os.listdir(out / "ckpt") if f.startswith("train_state")) == [
+        "train_state-0000001.ckpt", "train_state-0000002.ckpt"]
+    with open(out / "metrics.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]  # the epoch each step started in

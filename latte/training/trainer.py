@@ -146,9 +146,10 @@ class Trainer:
     def _build_data(self, start_step):
         cfg = self.cfg
         self.dataset, self.info = create_training_dataset(cfg, self.ctx, start_step, self.diffusion.num_timesteps)
-        steps_per_epoch = max(self.info.steps_per_epoch // cfg.gradient_accumulation_steps, 1)
-        budget = cfg.epochs * steps_per_epoch
-        self.steps_per_epoch = steps_per_epoch
+        # an epoch is info.steps_per_epoch micro-batches; an optimizer step takes gradient_accumulation_steps of
+        # them, so an epoch need not end on an optimizer step: epochs are counted in micro-batches
+        self.micro_per_epoch = self.info.steps_per_epoch
+        budget = max(cfg.epochs * self.micro_per_epoch // cfg.gradient_accumulation_steps, 1)
         self.total_steps = min(budget, cfg.max_steps) if cfg.max_steps else budget
 
     # ---- running -----------------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class Trainer:
                           + (" pixel space" if c.pixel_space else " from cached latents" if c.trains_on_cache
                              else f", VAE {c.vae_checkpoint}")),
                 ("data", f"{self.info.num_videos} videos ({c.data_config.train_data_type}), "
-                         f"{self.steps_per_epoch} optimizer steps per epoch, shard {ctx.rank}/{ctx.group_size}"),
+                         f"{self.micro_per_epoch / c.gradient_accumulation_steps:g} optimizer steps per epoch, shard {ctx.rank}/{ctx.group_size}"),
                 ("batch", f"{c.train_batch_size} per micro-batch x {c.gradient_accumulation_steps} accumulation x "
                           f"{ctx.group_size} process(es) = global batch {global_batch}"),
                 ("optimizer", f"AdamW lr {c.start_learning_rate:g} ({c.scheduler}, warm-up {c.warmup_steps}), "
@@ -179,7 +180,7 @@ class Trainer:
             logger.info("dataset_sink_mode: MindSpore cannot sink data on CPU; feeding step by step instead")
         if cfg.dataset_sink_mode and self.ctx.device_target != "CPU":
             accum = cfg.gradient_accumulation_steps
-            sink = self.steps_per_epoch * accum if cfg.sink_size == -1 else cfg.sink_size
+            sink = max(self.micro_per_epoch // accum, 1) * accum if cfg.sink_size == -1 else cfg.sink_size
             if sink % accum:
                 raise ValueError(f"sink_size={sink} is not a multiple of gradient_accumulation_steps={accum}: each "
                                  "sunk call must end an optimizer step; choose a multiple")
@@ -189,7 +190,7 @@ class Trainer:
     def fit(self):
         """Trains to total_steps (the compiled graphs reused from an earlier run of these settings when cached)."""
         cfg = self.cfg
-        settings = dict(to_dict(cfg), total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+        settings = dict(to_dict(cfg), total_steps=self.total_steps, micro_per_epoch=self.micro_per_epoch,
                         num_videos=self.info.num_videos)  # the data decide the schedule's length
         with graph_cache(cfg.graph_cache, cfg.output_path, "train.py", settings, self.ctx):
             return self._fit()
@@ -225,7 +226,7 @@ class Trainer:
                             terms["mse"], terms["vb"], lr, float(scale.asnumpy()))
                 if metrics:
                     metrics.append(dict({k: f"{v:.6f}" for k, v in terms.items()}, step=step,
-                                        epoch=(step - 1) // self.steps_per_epoch, lr=f"{lr:.3e}",
+                                        epoch=self.epoch_of(step - 1), lr=f"{lr:.3e}",
                                         loss_scale=f"{float(scale.asnumpy()):g}", overflow_steps=skipped,
                                         step_time_s=f"{elapsed:.4f}",
                                         images_per_s=f"{cfg.train_batch_size * cfg.num_frames * accum / elapsed:.2f}"))
@@ -251,7 +252,12 @@ class Trainer:
         cfg = self.cfg
         if cfg.step_mode:
             return step % cfg.ckpt_save_interval == 0
-        return step % self.steps_per_epoch == 0 and (step // self.steps_per_epoch) % cfg.ckpt_save_interval == 0
+        epoch = self.epoch_of(step)  # saved when this optimizer step completed an epoch
+        return epoch > self.epoch_of(step - 1) and epoch % cfg.ckpt_save_interval == 0
+
+    def epoch_of(self, step):
+        """Data epochs completed after `step` optimizer steps."""
+        return step * self.cfg.gradient_accumulation_steps // self.micro_per_epoch
 
     def save(self, step):
         if not self.ctx.is_main:
@@ -259,7 +265,7 @@ class Trainer:
         raw, averaged = named_weights(self.latte, self.ema)
         meta = dict(self._weights_meta(), step=step)
         weights = self.ckpt.save(step, self.state, raw, dict(meta, weights="raw"), ema_weights=averaged,
-                                 ema_meta=dict(meta, weights="ema"), epoch=step // self.steps_per_epoch,
+                                 ema_meta=dict(meta, weights="ema"), epoch=self.epoch_of(step),
                                  **self.resume_settings())
         logger.info("saved %s and the resume state", weights)
         plot_loss_curve(os.path.join(self.out, "metrics.csv"), os.path.join(self.out, "loss_curve.png"))
