@@ -81,3 +81,27 @@ def test_latte_and_vae_checkpoints_swapped_say_so(tmp_path):
         load_vae(latte_ckpt)
     with pytest.raises(CheckpointError, match="holds a VAE .kl., not a Latte transformer"):
         load_latte(vae_ckpt)
+
+
+def test_mindone_checkpoint_names_load(tmp_path):
+    """mindone's trained Latte .ckpt: `network.` prefix and nn.Embedding's label table name."""
+    import numpy as np
+
+    from latte.checkpoint_io import read_ms_checkpoint, save_ms_checkpoint
+    from latte.models.factory import create_latte
+    from latte.models.loader import load_latte
+
+    net = create_latte("Latte-T/2", input_size=4, num_frames=2, condition="class", num_classes=3)
+    rng = np.random.default_rng(0)
+    ours = {p.name: rng.standard_normal(p.shape).astype(np.float32) for p in net.get_parameters()}
+    theirs = {("network." + k).replace("y_embedder.embedding_table", "y_embedder.embedding_table.embedding_table"): v
+              for k, v in ours.items()}
+    path = str(tmp_path / "mindone.ckpt")
+    save_ms_checkpoint(theirs, path)  # no record, as mindone writes them: the keywords describe the model
+    loaded = load_latte(path, model_name="Latte-T/2", input_size=4, num_frames=2, condition="class",
+                        num_classes=3)
+    got = {p.name: p.asnumpy() for p in loaded.get_parameters()}
+    assert got.keys() == ours.keys()
+    for key in ours:
+        np.testing.assert_array_equal(got[key], ours[key], err_msg=key)
+    assert "network.y_embedder.embedding_table.embedding_table" in read_ms_checkpoint(path)[0]

@@ -17,6 +17,7 @@ import os
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint, save_ms_checkpoint
 from latte.convert.io import cli_main, read_checkpoint_tree, strip_prefixes, unwrap_state_dict
 from latte.convert.latte_keys import WRAPPER_PREFIXES, convert_official, describe_official, ms_to_official
+from latte.models.loader import mindone_to_ms
 from latte.convert.t2v_keys import convert_t2v, infer_config, is_t2v_state, locate_source, read_config, variant_name
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -120,6 +121,7 @@ def t2v_to_mindspore(args, state, entry, weights, config_path):
 def to_official(args):
     # 1. Read the MindSpore checkpoint and what built it
     params, meta = read_ms_checkpoint(args.source)
+    params, _ = mindone_to_ms(params)  # a mindone Latte .ckpt reads as ours
     if meta.get("kind") == "latte_t2v":
         raise CheckpointError(f"{args.source} is a LatteT2V: converting back is only for class/unconditional "
                               "Latte (its weights already have diffusers' names)")

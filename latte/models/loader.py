@@ -9,12 +9,17 @@ tools/latte_converter.py and train.py write it. Keyword overrides win over the r
 enable_flash_attention); model_name expands to its registry spec (Latte or LatteT2V, as the kind says), which the
 other keywords override, so a file without a record loads when the overrides describe it.
 """
+import logging
+from collections import OrderedDict
+
 from mindspore.nn.utils import no_init_parameters
 
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
 from latte.env import resolve_dtype
 from latte.models.precision import apply_amp
 from latte.models.registry import KIND_CLASS, KIND_T2V, KINDS, model_spec, t2v_spec
+
+logger = logging.getLogger(__name__)
 
 T2V_MARKER = "adaln_single.linear.weight"  # a LatteT2V weight the class Latte does not have
 _DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -54,6 +59,26 @@ def latte_architecture(meta, overrides, ckpt_path, params=()):
     return kind, config
 
 
+# mindone's Latte checkpoints (mindspore-lab/mindone examples/latte): its converter names the label table after
+# nn.Embedding's parameter, and its trainer saves the network under the `network.` prefix of the loss cell
+MINDONE_PREFIX = "network."
+_LABEL_MINDONE, _LABEL = "y_embedder.embedding_table.embedding_table", "y_embedder.embedding_table"
+
+
+def mindone_to_ms(params):
+    """A mindone Latte .ckpt's names -> latte-ms names (others unchanged). Returns (params, whether any changed)."""
+    out, changed = OrderedDict(), False
+    for key, value in params.items():
+        new = key
+        while new.startswith(MINDONE_PREFIX):
+            new = new[len(MINDONE_PREFIX):]
+        if new == _LABEL_MINDONE:
+            new = _LABEL
+        changed |= new != key
+        out[new] = value
+    return out, changed
+
+
 def load_latte(ckpt_path, dtype=None, describe="", **overrides):
     """The Latte of `ckpt_path` with its weights loaded strictly, in eval mode, computing in `dtype`.
 
@@ -63,6 +88,9 @@ def load_latte(ckpt_path, dtype=None, describe="", **overrides):
     import mindspore as ms
 
     params, meta = read_ms_checkpoint(ckpt_path, what="Latte checkpoint")
+    params, renamed = mindone_to_ms(params)
+    if renamed:
+        logger.info("%s: read mindone's parameter names (network. prefix, label table)", ckpt_path)
     kind, config = latte_architecture(meta, dict(overrides), ckpt_path, params)
     try:
         with no_init_parameters():
