@@ -19,7 +19,7 @@ import numpy as np
 from latte.config import load_config, save_config
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.io import save_image_grid, save_video, video_to_uint8
-from latte.options import TextToVideoSampleConfig, sample_config_class
+from latte.t2v_options import TextToVideoSampleConfig, sample_config_class
 
 logger = logging.getLogger("sample")
 
