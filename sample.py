@@ -88,7 +88,7 @@ def main_text_to_video(cfg, start):
 
     setup_logging()
     ctx = setup_context_from(cfg)
-    scheduler = create_sampling_scheduler(cfg.scheduler, cfg.scheduler_config, cfg.ddim_eta)
+    scheduler = create_sampling_scheduler(cfg.scheduler, cfg.scheduler_config, cfg.ddim_eta, cfg.scheduler_overrides())
     out_dir = run_dir(cfg.output_path)
     save_config(cfg, os.path.join(out_dir, "config.yaml"))
     prompts = cfg.prompts()

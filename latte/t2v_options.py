@@ -81,6 +81,35 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
                                        "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
     vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
 
+    @classmethod
+    def fill_defaults(cls, given):
+        """A LatteT2V trained by train.py: its record supplies the keys not given (the VAE, the text encoder and
+        tokenizer, the image size, the frame count); a train.py resume state stands for the weights saved with
+        it. A converted Latte-1 has no such record: everything comes from the keys given."""
+        path = given.get("checkpoint")
+        if not path:
+            return given
+        weights, ema = weights_beside_state(path)
+        if ema is not None:
+            if weights is None:
+                raise ConfigError(f"checkpoint {path} is a train.py resume state, and the weights saved with it "
+                                  f"({ema}) are gone: give a latte-<step>-ema.ckpt of that run")
+            given = dict(given, checkpoint=weights)
+        try:
+            recorded = trained_sample_keys(read_meta(given["checkpoint"]))
+        except CheckpointError as err:
+            raise ConfigError(str(err)) from None
+        return {**recorded, **given}
+
+    def scheduler_overrides(self):
+        """For a LatteT2V trained by train.py, the scheduler config keys its diffusion implies (beta schedule,
+        prediction type) over Latte-1's DDIM config; {} with a scheduler_config or a converted checkpoint."""
+        diffusion = read_meta(self.checkpoint).get("diffusion")
+        if self.scheduler_config or not diffusion:
+            return {}
+        return {"beta_schedule": diffusion["noise_schedule"],
+                "prediction_type": "sample" if diffusion["predict_xstart"] else "epsilon"}
+
     @property
     def frame_size(self):
         """(height, width) in pixels."""
@@ -150,6 +179,17 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
         if channels is not None and channels != self.latent_channels:
             raise ConfigError(f"{self.vae_checkpoint} has {self.latent_channels} latent channels but "
                               f"{self.checkpoint} takes {channels}: give the VAE of the same pipeline")
+
+
+def trained_sample_keys(meta):
+    """The TextToVideoSampleConfig keys a train.py record of a LatteT2V supplies ({} for other records)."""
+    if meta.get("kind") != KIND_T2V or "image_size" not in meta:
+        return {}
+    keys = {"image_size": [meta["image_size"]] * 2, "video_length": meta.get("config", {}).get("video_length"),
+            "vae_checkpoint": "" if meta.get("pixel_space") else meta.get("vae_checkpoint"),
+            "sd_scale_factor": meta.get("sd_scale_factor"), "text_encoder": meta.get("text_encoder"),
+            "tokenizer": meta.get("tokenizer")}
+    return {k: v for k, v in keys.items() if v not in (None, "")}
 
 
 @dataclasses.dataclass

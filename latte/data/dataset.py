@@ -19,7 +19,7 @@ is s // steps_per_epoch.
 """
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Tuple
 
 import numpy as np
@@ -33,7 +33,7 @@ from latte.random_streams import Stream
 
 logger = logging.getLogger(__name__)
 
-CONDITIONS = (None, "class")
+CONDITIONS = (None, "class", "text")
 DEFAULT_SEED = 0
 MAX_SUBSTITUTE_ATTEMPTS = 16  # consecutive unreadable videos tolerated for one sample
 
@@ -47,6 +47,8 @@ class DatasetInfo:
     start_epoch: int  # epoch the pipeline starts in (start_step // steps_per_epoch)
     class_names: List[str]  # label i <-> class_names[i]; empty when condition is None
     skipped: List[Tuple[str, str]]  # (video, reason) dropped at build time (failures found later are logged)
+    captions: List[str] = field(default_factory=list)  # condition 'text': caption_id i <-> captions[i]
+    text_encoder: dict = field(default_factory=dict)  # a cache with text: {"text_encoder", "width", "max_length"}
 
 
 class ClipSource:
@@ -150,8 +152,7 @@ class StepSampler:
 
 def _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_step, condition):
     if condition not in CONDITIONS:
-        raise ValueError(f"condition={condition!r}: the video dataset supports {CONDITIONS} "
-                         "(text conditioning needs a caption source, not implemented)")
+        raise ValueError(f"condition={condition!r}: the video dataset supports {CONDITIONS}")
     for name, value, low in (("num_frames", num_frames, 1), ("batch_size", batch_size, 1),
                              ("num_shards", num_shards, 1), ("seed", seed, 0), ("start_step", start_step, 0)):
         if int(value) != value or value < low:
@@ -165,7 +166,8 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     """Build the training pipeline. Returns (dataset, DatasetInfo).
 
     dataset columns: "video" float32 (B, F, 3, H, W) in [-1, 1], and "label" int32 (B,) when
-    condition == "class". image_size: int or (height, width). Raises DataError (a ValueError) before any
+    condition == "class", "caption_id" int32 (B,) (info.captions[caption_id] is the caption) when "text".
+    image_size: int or (height, width). Raises DataError (a ValueError) before any
     pipeline exists when the data is unusable. See the module doc for determinism, sharding and resume.
     """
     import mindspore.dataset as ds
@@ -173,6 +175,10 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_step, condition)
     index = build_video_index(data_config, num_frames, image_size, with_labels=condition == "class")
     source = ClipSource(data_config, index, num_frames, image_size, seed, shard_id, num_shards)
+    captions = []
+    if condition == "text":  # the caption ids ride where class labels do
+        captions, caption_ids = caption_table(index.entries, data_config)
+        source.labels = np.asarray(caption_ids, np.int32)
     per_shard = source.samples_per_shard
     steps = per_shard // batch_size if drop_remainder else -(-per_shard // batch_size)
     if steps == 0:
@@ -190,13 +196,25 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     extra = {}
     if workers > 1 and data_config.max_rowsize is not None:
         extra["max_rowsize"] = data_config.max_rowsize
-    columns = ["video"] if condition is None else ["video", "label"]
+    columns = ["video"] if condition is None else ["video", "caption_id" if condition == "text" else "label"]
     dataset = ds.GeneratorDataset(source, column_names=columns, sampler=sampler, num_parallel_workers=workers,
                                   python_multiprocessing=workers > 1, **extra)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     info = DatasetInfo(len(index.entries), per_shard, steps, batch_size, start_epoch, index.class_names,
-                       index.skipped)
+                       index.skipped, captions)
     return dataset, info
+
+
+def caption_table(entries, data_config):
+    """(distinct captions in order of first use, caption id of each entry); a video without one is a DataError."""
+    missing = [e.name for e in entries if not (e.caption or "").strip()]
+    if missing:
+        raise DataError(f"condition 'text': {len(missing)} of {len(entries)} videos in "
+                        f"{data_config.data_folder or data_config.train_data_type!r} have no caption, e.g. "
+                        f"{missing[0]}: caption every video, or train with condition null / 'class'")
+    ids = {}
+    caption_ids = [ids.setdefault(e.caption, len(ids)) for e in entries]
+    return list(ids), caption_ids
 
 
 def iterate_batches(dataset, output_numpy=False):
