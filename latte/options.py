@@ -262,6 +262,10 @@ class SampleConfig(DeviceOptions, ModelOptions):
     def validate(self):
         if not self.checkpoint:
             raise ConfigError("checkpoint is empty: set it to a .ckpt from tools/latte_converter.py or train.py")
+        if self.condition == "text":
+            raise ConfigError(f"condition 'text' needs a LatteT2V checkpoint, but {self.checkpoint} has no latte_t2v "
+                              "record: give a latte-<step>-ema.ckpt of a text-to-video train.py run, or the .ckpt "
+                              "of tools/latte_converter.py on Latte-1's transformer/")
         self.validate_model()
         if self.guidance_scale > 1 and self.condition != "class":
             raise ConfigError(f"guidance_scale={self.guidance_scale} needs a class-conditional model "

@@ -207,8 +207,10 @@ class TextEmbeddingsConfig(DeviceOptions, PromptOptions):
 
 
 # keys only text-to-video sampling reads: given for another checkpoint, they say the checkpoint is the wrong one
-T2V_ONLY_KEYS = tuple(f.name for f in dataclasses.fields(TextToVideoSampleConfig)
-                      if f.name not in {g.name for g in dataclasses.fields(SampleConfig)})
+# (the prompt keys first: an error names the key a user most likely gave)
+T2V_ONLY_KEYS = tuple(sorted((f.name for f in dataclasses.fields(TextToVideoSampleConfig)
+                              if f.name not in {g.name for g in dataclasses.fields(SampleConfig)}),
+                             key=lambda name: name not in ("prompt", "prompts_file")))
 
 
 def sample_config_class(argv=None):

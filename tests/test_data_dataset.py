@@ -156,8 +156,8 @@ def test_no_usable_video_is_one_error_before_any_pipeline(tmp_path):
 def test_argument_errors():
     with pytest.raises(DataError, match="batch_size=16"):
         create_video_dataset(SYNTHETIC, 16, 3, 16)
-    with pytest.raises(ValueError, match="condition='text'"):
-        create_video_dataset(SYNTHETIC, 16, 3, 2, condition="text")
+    with pytest.raises(ValueError, match="condition='audio'"):
+        create_video_dataset(SYNTHETIC, 16, 3, 2, condition="audio")
     with pytest.raises(ValueError, match="shard_id=2"):
         create_video_dataset(SYNTHETIC, 16, 3, 2, shard_id=2, num_shards=2)
     with pytest.raises(ValueError, match="drop_remainder=True"):
