@@ -146,6 +146,24 @@ def test_loss_matches_diffusers_and_numpy_reference(text_files):
     np.testing.assert_allclose(from_ids, got, rtol=1e-5)
 
 
+def test_masked_softmax_in_every_formulation():
+    """The cross-attention bias goes into softmax(x * scale + bias) alike in each kernel formulation."""
+    from latte.kernels import ScaledSoftmax
+    from latte.kernels.native import native_library
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    r = np.random.default_rng(4)
+    x = r.standard_normal((2, 3, 5, 7)).astype(np.float32)  # (B, H, Nq, Nk) scores
+    bias = ((1 - PADDED_MASK) * -10000.0).astype(np.float32).reshape(2, 1, 1, 7)
+    z = x * 0.35 + bias
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    backends = ["composite", "builtin"] + (["native"] if native_library()[0] is not None else [])
+    for backend in backends:
+        got = ScaledSoftmax(0.35, backend)(Tensor(x), Tensor(bias)).asnumpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=backend)
+
+
 def test_training_diffusion_is_diffusers_ddpm_learned_range():
     """The 'linear' GaussianDiffusion with learn_sigma is diffusers' DDPMScheduler(linear 1e-4..0.02, 1000,
     learned_range): the same betas and alphas_cumprod, and the same log variance from the variance channels."""
