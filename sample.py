@@ -21,7 +21,7 @@ from latte.config import load_config, save_config, to_dict
 from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
 from latte.graph_cache import graph_cache
 from latte.io import save_image_grid, save_video, video_to_uint8
-from latte.options import TextToVideoSampleConfig, sample_config_class
+from latte.t2v_options import TextToVideoSampleConfig, sample_config_class
 
 logger = logging.getLogger("sample")
 
@@ -91,7 +91,7 @@ def main_text_to_video(cfg, start):
 
     setup_logging()
     ctx = setup_context_from(cfg)
-    scheduler = create_sampling_scheduler(cfg.scheduler, cfg.scheduler_config, cfg.ddim_eta)
+    scheduler = create_sampling_scheduler(cfg.scheduler, cfg.scheduler_config, cfg.ddim_eta, cfg.scheduler_overrides())
     out_dir = run_dir(cfg.output_path)
     save_config(cfg, os.path.join(out_dir, "config.yaml"))
     prompts = cfg.prompts()

@@ -6,32 +6,36 @@ reads. Plain Python: parsing a config or --help does not import MindSpore.
     VAEOptions         the frozen VAE: its checkpoint and latent scale, and what its record says
     ModelOptions       + the Latte variant and its diffusion (train.py, sample.py)
     SampleConfig, TrainConfig, EmbeddingCacheConfig: the configs of sample.py, train.py, tools/embedding_cache.py
-    TextEncoderOptions the T5 text encoder and its tokenizer (text-to-video)
-    CaptionEncoderOptions  + its dtype and token count, for the captions of training videos
-    PromptOptions      prompts and the text encoder that reads them (text-to-video)
-    TextToVideoSampleConfig, TextEmbeddingsConfig: sample.py on a LatteT2V (Latte-1), tools/text_embeddings.py
-    sample_config_class: which config sample.py parses (the checkpoint's record decides)
+TrainConfig trains a class / unconditional Latte or, with condition 'text' and a LatteT2V model_name (Latte-1),
+text-to-video (its caption keys: latte/text/options.py). The text-to-video sampling configs (PromptOptions,
+TextToVideoSampleConfig, TextEmbeddingsConfig, sample_config_class) are in latte/t2v_options.py.
 """
 import dataclasses
-import os
-import sys
+import importlib
 from typing import List, Optional
 
 from latte.checkpoint_io import CheckpointError, read_meta, weights_beside_state
-from latte.config import ConfigError, field, given_keys
+from latte.config import ConfigError, field
 from latte.data.cache import SAVE_DTYPES
 from latte.data.config import CACHE_DATA_TYPES, DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.io import RGB_CHANNELS
-from latte.models.registry import CONDITIONS, KIND_T2V, model_spec
+from latte.models.registry import CONDITIONS, T2V_MODELS, model_spec, t2v_spec
 from latte.models.vae_config import VAEConfig, read_vae_architecture
-from latte.text.tokenizer import MAX_LENGTH as MAX_TEXT_LENGTH
+from latte.text.options import CaptionEncoderOptions, CaptionOptions
 
 SD_VAE = VAEConfig()  # sd-vae-ft-mse: what a VAE checkpoint without a record is taken to be
 LOSS_SCALERS = ("dynamic", "static", "none")  # loss_scaler_type choices (latte.training.step)
 SCHEDULERS = ("constant", "cosine_decay")  # scheduler choices (latte.training.optim)
-TEXT_UNSUPPORTED = ("condition 'text' needs captions and a text encoder, which latte-ms does not have yet: use "
-                    "null or 'class'")
+# moved to latte/t2v_options.py; `from latte.options import X` still finds them (module __getattr__ below)
+_MOVED_TO_T2V = ("PromptOptions", "TextToVideoSampleConfig", "TextEmbeddingsConfig", "T2V_ONLY_KEYS",
+                 "T2V_SAVE_FORMATS", "sample_config_class")
+
+
+def __getattr__(name):
+    if name in _MOVED_TO_T2V:
+        return getattr(importlib.import_module("latte.t2v_options"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass
@@ -110,12 +114,13 @@ DIFFUSION_KEYS = ("noise_schedule", "predict_xstart", "learn_sigma")
 
 @dataclasses.dataclass
 class ModelOptions(VAEOptions):
-    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or Latte-T/{1,2,4,8} (tiny)")
+    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or Latte-T/{1,2,4,8} (tiny); "
+                                          f"with condition 'text' a LatteT2V: {', '.join(T2V_MODELS)}")
     image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / the VAE's "
                                  "downsampling: 8 for sd-vae-ft-mse)", minimum=1)
     num_frames: int = field(16, "frames per video (fixed by the model's temporal table)", minimum=1)
-    condition: Optional[str] = field(None, "None (unconditional) or 'class' (labels); 'text' has no text encoder "
-                                           "yet", choices=CONDITIONS)
+    condition: Optional[str] = field(None, "None (unconditional), 'class' (labels) or 'text' (captions through T5: "
+                                           "a LatteT2V model_name)", choices=CONDITIONS)
     num_classes: int = field(1000, "number of classes when condition is 'class' (UCF101: 101)", minimum=1)
     class_dropout_prob: float = field(0.1, "label dropout for classifier-free guidance (> 0 adds the null class)",
                                       minimum=0.0)
@@ -142,16 +147,37 @@ class ModelOptions(VAEOptions):
     def latent_size(self):
         return self.image_size // self.downsample
 
+    @property
+    def is_text_model(self):
+        """condition 'text': the model is a LatteT2V (T2V_MODELS)."""
+        return self.condition == "text"
+
     def validate_model(self):
+        if self.is_text_model and self.model_name not in T2V_MODELS:
+            raise ConfigError(f"model_name={self.model_name!r} takes no captions: with condition 'text' use a "
+                              f"LatteT2V ({', '.join(T2V_MODELS)})")
+        if not self.is_text_model and self.model_name in T2V_MODELS:
+            raise ConfigError(f"model_name={self.model_name!r} is a text-to-video LatteT2V: set condition: text "
+                              "(or choose a Latte-{S,B,L,XL}/N variant)")
         try:
-            patch = model_spec(self.model_name)["patch_size"]
+            patch = (t2v_spec if self.is_text_model else model_spec)(self.model_name)["patch_size"]
         except ValueError as err:  # names the closest valid variant
             raise ConfigError(str(err)) from None
         if self.image_size % (self.downsample * patch):
             raise ConfigError(f"image_size={self.image_size} must be a multiple of {self.downsample * patch} "
                               f"(VAE downsampling {self.downsample} x patch {patch} of {self.model_name})")
-        if self.condition == "text":
-            raise ConfigError(TEXT_UNSUPPORTED)
+        if self.is_text_model and self.patch_embedder != "conv":
+            raise ConfigError(f"patch_embedder={self.patch_embedder!r}: a LatteT2V has the conv patch embedder "
+                              "only; remove the key")
+
+    def t2v_config(self, caption_channels):
+        """The T2VConfig fields (config.json) of a LatteT2V for these options: the registry's architecture, with
+        the latent channels in (twice that out when the variance is learned, as Latte-1), the latent side as
+        sample_size, num_frames as video_length, and the text encoder's width as caption_channels."""
+        channels = self.latent_channels
+        return dict(t2v_spec(self.model_name), in_channels=channels,
+                    out_channels=2 * channels if self.learn_sigma else channels, sample_size=self.latent_size,
+                    video_length=self.num_frames, caption_channels=int(caption_channels))
 
     def latte_kwargs(self):
         """Keyword arguments of Latte(...) / create_latte(model_name, ...) for these options."""
@@ -243,6 +269,10 @@ class SampleConfig(DeviceOptions, ModelOptions, GraphCacheOptions):
     def validate(self):
         if not self.checkpoint:
             raise ConfigError("checkpoint is empty: set it to a .ckpt from tools/latte_converter.py or train.py")
+        if self.condition == "text":
+            raise ConfigError(f"condition 'text' needs a LatteT2V checkpoint, but {self.checkpoint} has no latte_t2v "
+                              "record: give a latte-<step>-ema.ckpt of a text-to-video train.py run, or the .ckpt "
+                              "of tools/latte_converter.py on Latte-1's transformer/")
         self.validate_model()
         if self.guidance_scale > 1 and self.condition != "class":
             raise ConfigError(f"guidance_scale={self.guidance_scale} needs a class-conditional model "
@@ -263,7 +293,7 @@ class DataOptions:
 
 
 @dataclasses.dataclass
-class TrainConfig(ContextOptions, ModelOptions, DataOptions, GraphCacheOptions):
+class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, GraphCacheOptions):
     output_path: str = field("outputs/train", "run folder: config, log, metrics, loss curve, ckpt/, samples/")
     pretrained_model_path: str = field("", "initialize Latte from these weights (.ckpt, converted or trained)")
     resume: Optional[str] = field(None, "resume state to continue from; 'true'/'latest': the newest under "
@@ -319,58 +349,36 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, GraphCacheOptions):
     def latte_kwargs(self):
         return dict(super().latte_kwargs(), use_recompute=self.use_recompute)
 
+    @property
+    def needs_text_encoder(self):
+        """T5 is loaded: to encode the captions in the step (videos), or the empty caption once (dropout)."""
+        return self.is_text_model and (not self.trains_on_cache or self.caption_dropout_prob > 0)
+
     def validate(self):
         self.validate_model()
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1)")
+        if self.is_text_model:
+            self._validate_text()
+        elif self.caption_keys_given():
+            raise ConfigError(f"{self.caption_keys_given()[0]} is a key of condition 'text' (captions), but condition "
+                              f"is {self.condition!r}: remove it, or set condition: text with a LatteT2V model_name")
 
-
-# ---------------------------------------------------------------------------------------------------------
-# The T5 text encoder (text-to-video)
-# ---------------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class TextEncoderOptions:
-    """The frozen T5 text encoder and its tokenizer."""
-    text_encoder: str = field("", "T5 encoder .ckpt from tools/t5_converter.py (Latte-1's text_encoder/)")
-    tokenizer: str = field("", "T5's sentencepiece model: the Latte-1 pipeline folder, its tokenizer/ folder, or "
-                               "spiece.model")
-
-    def text_encoder_paths(self):
-        """(T5 .ckpt, tokenizer path) that text_encoder and tokenizer name. The one place a built-in name would be
-        resolved: the demo's `demo` (latte.text.demo.resolve_text_encoder, from the demo branch) is not in this
-        branch yet, so both are paths as given."""
-        return self.text_encoder, self.tokenizer
-
-    def validate_text_encoder(self, why="encode the prompts"):
-        if not self.text_encoder:
-            raise ConfigError(f"text_encoder is empty: give the T5 .ckpt from tools/t5_converter.py to {why}")
-        if not self.tokenizer:
-            raise ConfigError("tokenizer is empty: give T5's sentencepiece model (the Latte-1 folder, its "
-                              "tokenizer/ or spiece.model) with the text_encoder")
-        for key, path in zip(("text_encoder", "tokenizer"), self.text_encoder_paths()):
-            if not os.path.exists(path):
-                raise ConfigError(f"{key} {path!r} not found")
-
-
-@dataclasses.dataclass
-class CaptionEncoderOptions(TextEncoderOptions):
-    """T5 on the captions of training videos: the encoder, its compute dtype and the token count."""
-    text_encoder_dtype: Optional[str] = field(None, "T5 compute dtype: fp32, fp16 or bf16. Empty: fp32 on CPU, "
-                                                    "fp16 on Ascend/GPU", choices=(None,) + DTYPES)
-    max_text_length: int = field(MAX_TEXT_LENGTH, "T5 tokens per caption (padded; longer captions are cut, with "
-                                                  "a warning): Latte-1 uses 120", minimum=1)
-
-    def check_text_keys(self, condition):
-        """The text encoder keys are read only for condition 'text': there they are required, elsewhere errors."""
-        if condition == "text":
-            self.validate_text_encoder("encode the captions")
-            return
-        given = [f.name for f in dataclasses.fields(CaptionEncoderOptions)
-                 if getattr(self, f.name) != f.default]
-        if given:
-            raise ConfigError(f"{given[0]} is read only with condition 'text' (condition is {condition!r}): remove "
-                              "it, or set condition: text")
+    def _validate_text(self):
+        if not 0 <= self.caption_dropout_prob < 1:
+            raise ConfigError(f"caption_dropout_prob={self.caption_dropout_prob}: expected 0 <= p < 1 (Latte-1: 0.1)")
+        if self.needs_text_encoder:
+            why = ("encode the captions in the train step" if not self.trains_on_cache else
+                   f"encode the empty caption of caption_dropout_prob={self.caption_dropout_prob} (or set it to 0)")
+            self.validate_text_encoder(why)
+        unsupported = [(key, why) for key, on, why in (
+            ("use_recompute", self.use_recompute, "LatteT2V has no recomputed blocks yet"),
+            ("sample_at_checkpoint", self.sample_at_checkpoint, "checkpoint samples are for class / "
+                                                                "unconditional models; sample with sample.py --prompt"),
+        ) if on]
+        if unsupported:
+            key, why = unsupported[0]
+            raise ConfigError(f"{key}: true with condition 'text': {why}; set it to false")
 
 
 @dataclasses.dataclass
@@ -426,183 +434,3 @@ class EmbeddingCacheConfig(CaptionEncoderOptions, ContextOptions, VAEOptions, Da
         if self.world_size is not None and self.use_parallel:
             raise ConfigError("use_parallel takes rank and world_size from the launcher: do not also set them")
         self.check_text_keys(self.condition)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Text-to-video (Latte-1)
-# ---------------------------------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class PromptOptions(TextEncoderOptions):
-    """Prompts, and the T5 text encoder and tokenizer that turn them into embeddings."""
-    prompt: List[str] = field(default_factory=list, split=False,
-                              help="prompts (a yaml list; on the command line one prompt, commas included)")
-    prompts_file: str = field("", "a text file of prompts, one per line (blank lines skipped); they follow "
-                                  "`prompt`'s")
-    negative_prompt: str = field("", "the negative prompt of classifier-free guidance (Latte-1: empty)")
-
-    def prompts(self):
-        """`prompt`, then the lines of prompts_file (stripped, blank lines skipped)."""
-        listed = list(self.prompt)
-        if self.prompts_file:
-            with open(self.prompts_file, encoding="utf-8") as f:
-                listed += [line.strip() for line in f if line.strip()]
-        return listed
-
-    def validate_prompts(self):
-        if self.prompts_file and not os.path.isfile(self.prompts_file):
-            raise ConfigError(f"prompts_file {self.prompts_file!r} not found: give a text file of prompts, one per "
-                              "line")
-        if not self.prompts():
-            raise ConfigError("no prompts: give --prompt \"a cat wearing sunglasses\", a `prompt` list in the yaml, "
-                              "or a prompts_file")
-
-
-
-T2V_SAVE_FORMATS = ("gif", "mp4", "both")
-
-
-@dataclasses.dataclass
-class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
-    """sample.py on a LatteT2V checkpoint: LattePipeline's sampling (the official sample/sample_t2x.py)."""
-    checkpoint: str = field("", "LatteT2V weights (.ckpt from tools/latte_converter.py on Latte-1's transformer/)")
-    vae_checkpoint: str = field("", "VAE .ckpt from tools/vae_converter.py: Latte-1's vae_temporal_decoder/ "
-                                    "(official default) or vae/; latent scale from its record (0.18215)")
-    text_embeddings: str = field("", "an .npz of T5 states from tools/text_embeddings.py: replaces text_encoder "
-                                     "(T5 is then not loaded); every prompt and the negative prompt must be in it")
-    scheduler: str = field("ddim", "ddim, ddpm, euler, euler_ancestral or dpmsolver++ (also the official "
-                                   "sample_method names DDIM, DDPM, EulerDiscrete, EulerAncestralDiscrete, "
-                                   "DPMSolverMultistep)")
-    scheduler_config: str = field("", "a diffusers scheduler_config.json (or its folder, or the pipeline folder) "
-                                      "every scheduler is built from; empty: Latte-1's DDIM config")
-    sampling_steps: int = field(50, "denoising steps", minimum=1)
-    guidance_scale: float = field(7.5, "classifier-free guidance scale (<= 1: no guidance, half the compute)")
-    ddim_eta: float = field(0.0, "DDIM eta (0: deterministic; scheduler ddim only)", minimum=0.0)
-    video_length: int = field(16, "frames per video (at most the model's video_length, 16 for Latte-1); 1 writes "
-                                  "PNG images (text-to-image)", minimum=1)
-    image_size: List[int] = field(default_factory=lambda: [512, 512],
-                                  help="frame size in pixels: [height, width] or one number for squares")
-    enable_temporal_attentions: bool = field(True, "run the temporal blocks (Latte-1: True)")
-    mask_feature: bool = field(True, "LattePipeline's mask_feature: one prompt's T5 states cut to its tokens")
-    decode_chunk_size: int = field(0, "0: the VAE decodes whole videos; N: LattePipeline's N-frame chunks of the "
-                                      "flat frame sequence (14 reproduces its videos exactly)", minimum=0)
-    num_samples_per_prompt: int = field(1, "videos per prompt (each from its own noise)", minimum=1)
-    enable_flash_attention: bool = field(False, "flash attention on Ascend when shapes allow (logged)")
-    output_path: str = field("samples/t2v", "a timestamped folder is created under it")
-    fps: int = field(8, "frames per second of the written videos", minimum=1)
-    save_format: str = field("mp4", "gif, mp4 or both (video_length 1 writes PNG)", choices=T2V_SAVE_FORMATS)
-    dtype: Optional[str] = field(None, "LatteT2V and T5 compute dtype: fp32, fp16 or bf16 (norms and softmax in "
-                                       "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
-    vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
-
-    @property
-    def frame_size(self):
-        """(height, width) in pixels."""
-        return (self.image_size[0], self.image_size[-1])
-
-    @property
-    def latent_hw(self):
-        """(h, w) of the latents."""
-        return tuple(side // self.downsample for side in self.frame_size)
-
-    def transformer_config(self):
-        """The LatteT2V's config.json fields from the checkpoint's record ({} without a record)."""
-        return read_meta(self.checkpoint).get("config", {})
-
-    def validate(self):
-        if not self.checkpoint:
-            raise ConfigError("checkpoint is empty: set it to a .ckpt from tools/latte_converter.py on Latte-1's "
-                              "transformer/")
-        if not os.path.isfile(self.checkpoint):
-            raise ConfigError(f"checkpoint {self.checkpoint!r} not found: convert Latte-1's transformer/ with "
-                              "tools/latte_converter.py")
-        kind = read_meta(self.checkpoint).get("kind")
-        if kind not in (None, KIND_T2V):
-            raise ConfigError(f"checkpoint {self.checkpoint} holds a {kind!r} model, not a LatteT2V: sample it with "
-                              "the class / unconditional keys")
-        if self.pixel_space:
-            raise ConfigError("vae_checkpoint is empty: Latte-1 samples latents; give the .ckpt of "
-                              "tools/vae_converter.py on Latte-1's vae_temporal_decoder/ (or vae/)")
-        self.validate_prompts()
-        if self.text_embeddings:
-            self._validate_text_embeddings()
-        else:
-            self.validate_text_encoder("encode the prompts (or give text_embeddings from tools/text_embeddings.py)")
-        if self.ddim_eta > 0 and self.scheduler not in ("ddim", "DDIM"):
-            raise ConfigError(f"ddim_eta={self.ddim_eta} is an option of scheduler ddim, not {self.scheduler!r}: "
-                              "remove it or use scheduler ddim")
-        self._validate_sizes()
-
-    def _validate_text_embeddings(self):
-        from latte.text.embeddings import TextEmbeddings
-
-        try:
-            stored = TextEmbeddings(self.text_embeddings)
-        except (FileNotFoundError, ValueError) as err:
-            raise ConfigError(str(err)) from None
-        needed = self.prompts() + ([self.negative_prompt] if self.guidance_scale > 1 else [])
-        absent = stored.missing(needed)
-        if absent:
-            raise ConfigError(f"text_embeddings {self.text_embeddings} holds no embeddings for {absent[0]!r} "
-                              f"({len(absent)} of {len(set(needed))} texts missing): add them with "
-                              "tools/text_embeddings.py, or give text_encoder and tokenizer instead")
-
-    def _validate_sizes(self):
-        if len(self.image_size) not in (1, 2):
-            raise ConfigError(f"image_size={self.image_size}: give [height, width] or one number")
-        model = self.transformer_config()
-        patch = int(model.get("patch_size") or 1)
-        step = self.downsample * patch
-        if any(side % step for side in self.frame_size):
-            raise ConfigError(f"image_size={self.image_size} must be multiples of {step} (VAE downsampling "
-                              f"{self.downsample} x patch {patch})")
-        frames = model.get("video_length")
-        if frames is not None and self.video_length > frames:
-            raise ConfigError(f"video_length={self.video_length} but {self.checkpoint} has a temporal table of "
-                              f"{frames} frames: use video_length <= {frames}")
-        channels = model.get("in_channels")
-        if channels is not None and channels != self.latent_channels:
-            raise ConfigError(f"{self.vae_checkpoint} has {self.latent_channels} latent channels but "
-                              f"{self.checkpoint} takes {channels}: give the VAE of the same pipeline")
-
-
-@dataclasses.dataclass
-class TextEmbeddingsConfig(DeviceOptions, PromptOptions):
-    """tools/text_embeddings.py: the T5 states of prompts (and the negative prompt) into a text embeddings file."""
-    output: str = field("", "the .npz to write; an existing one keeps its texts and gains the new ones")
-    dtype: Optional[str] = field(None, "T5 compute dtype: fp32, fp16 or bf16. Empty: fp32 on CPU, fp16 on "
-                                       "Ascend/GPU", choices=(None,) + DTYPES)
-
-    def validate(self):
-        if not self.output.endswith(".npz"):
-            raise ConfigError(f"output={self.output!r}: give the .npz file to write")
-        self.validate_prompts()
-        self.validate_text_encoder()
-
-
-# keys only text-to-video sampling reads: given for another checkpoint, they say the checkpoint is the wrong one
-T2V_ONLY_KEYS = tuple(sorted((f.name for f in dataclasses.fields(TextToVideoSampleConfig)
-                             if f.name not in {g.name for g in dataclasses.fields(SampleConfig)}),
-                            key=lambda name: name != "prompt"))  # prompt first: the key an error names
-
-
-def sample_config_class(argv=None):
-    """The config sample.py parses: TextToVideoSampleConfig when the checkpoint's record says kind latte_t2v
-    (tools/latte_converter.py on Latte-1), else SampleConfig (class-conditional / unconditional Latte)."""
-    given = given_keys(argv)
-    checkpoint = given.get("checkpoint") or ""
-    try:
-        kind = read_meta(checkpoint).get("kind") if checkpoint else None
-    except CheckpointError as err:
-        raise ConfigError(str(err)) from None
-    if kind == KIND_T2V:
-        return TextToVideoSampleConfig
-    t2v_keys = [k for k in T2V_ONLY_KEYS if k in given]  # prompt first
-    if not t2v_keys:
-        return SampleConfig
-    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):  # the keys' help, before converting
-        return TextToVideoSampleConfig
-    why = ("it is empty" if not checkpoint else "no such file" if not os.path.isfile(checkpoint)
-           else f"its record says kind={kind!r}" if kind else "it has no .json record")
-    raise ConfigError(f"{t2v_keys[0]!r} is a text-to-video key but checkpoint {checkpoint!r} is not a LatteT2V "
-                      f"({why}): give the .ckpt of tools/latte_converter.py on Latte-1's transformer/")

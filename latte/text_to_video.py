@@ -117,10 +117,11 @@ def read_scheduler_config(path=""):
                             f"folder or the pipeline folder (or leave it empty for Latte-1's DDIM config)")
 
 
-def create_sampling_scheduler(name, config_path="", eta=0.0):
+def create_sampling_scheduler(name, config_path="", eta=0.0, config_overrides=None):
     """The text-to-video scheduler `name` from a scheduler config (read_scheduler_config), as the official
-    sample_t2x.py builds every scheduler from the pipeline's DDIM config; eta for DDIM."""
-    overrides = {"eta": eta} if eta else {}
+    sample_t2x.py builds every scheduler from the pipeline's DDIM config; eta for DDIM; config_overrides: config
+    keys that replace the file's (a trained model's beta schedule and prediction type)."""
+    overrides = dict(config_overrides or {}, **({"eta": eta} if eta else {}))
     return create_text_scheduler(name, read_scheduler_config(config_path), **overrides)
 
 

@@ -115,7 +115,7 @@ def test_shipped_inference_configs_parse(path):
 @pytest.mark.parametrize("name", T2V_CONFIGS)
 def test_shipped_text_to_video_configs_parse(name):
     """Every key is known; the one complaint left is the Latte-1 checkpoint nobody converted here."""
-    from latte.options import TextToVideoSampleConfig
+    from latte.t2v_options import TextToVideoSampleConfig
 
     with pytest.raises(ValueError, match="checkpoint 'models/latte1.ckpt' not found: convert"):
         load_config(TextToVideoSampleConfig, ["-c", os.path.join(REPO, "configs", "inference", name),

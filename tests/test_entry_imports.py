@@ -28,7 +28,7 @@ print("imported:", sorted(m for m in ("mindspore", "torch") if m in sys.modules)
     ("train", ["--num_frames", "0"], "error ConfigError num_frames=0 must be >= 1"),
     ("train", ["--data_config.class_from", "title"], "error ConfigError data_config.class_from='title' is not one"),
     ("sample", ["--help"], "exit 0"),
-    ("sample", ["--checkpoint", "x.ckpt", "--condition", "text"], "error ConfigError condition 'text' needs"),
+    ("sample", ["--checkpoint", "x.ckpt", "--condition", "text"], "error ConfigError condition 'text' needs a LatteT2V checkpoint"),
     ("sample", ["-c", "configs/inference/t2v.yaml", "--prompt", "a cat"], "error ConfigError 'prompt' is a text-to-"),
     ("tools.embedding_cache", ["--help"], "exit 0"),
     ("tools.embedding_cache", ["--cache_folder", "c", "--num_frames", "4"], "error ConfigError unknown config key"),

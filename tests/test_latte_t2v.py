@@ -78,12 +78,49 @@ def test_forward_matches_diffusers(pipeline_folder, mode, case):
     want = reference_output(ref, x, t, text, temporal)
     net = load_latte(str(root / "latte1.ckpt"))
     assert isinstance(net, LatteT2V)
-    got = net(ms.Tensor(x), ms.Tensor(t.astype(np.int32)), ms.Tensor(text), temporal).asnumpy()
+    got = net(ms.Tensor(x), ms.Tensor(t.astype(np.int32)), ms.Tensor(text),
+              enable_temporal_attentions=temporal).asnumpy()
     assert got.shape == (2, frames, 2 * TINY["in_channels"], LATENT, LATENT)  # learned sigma: 2C channels
     assert 0.5 < np.abs(want).max() < 10, "outputs should be of magnitude ~1-4 for a meaningful tolerance"
     err = np.abs(got - want).max()
     print(f"[{mode}] {case}: max abs err {err:.2e}")
     assert err <= TOL
+
+
+PADDED_MASK = np.array([[1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1, 0]], np.int32)  # (B, L): 4 and 1 padding tokens
+
+
+def official_bias(mask, frames):
+    """The official LatteT2V's conversion of a (B, L) mask: (1 - mask) * -10000 as (B*F, 1, L), frame-repeated.
+    diffusers' forward takes that bias as it is (its (B, L) form only works for one frame)."""
+    bias = (1.0 - torch.from_numpy(mask).float()) * -10000.0  # (B, L)
+    return bias[:, None].repeat_interleave(frames, dim=0)  # (B, L) -> (B*F, 1, L)
+
+
+MASK_CASES = {"4 frames, the official bias": (FRAMES, official_bias),
+              "1 frame, diffusers' own bool mask": (1, lambda mask, frames: torch.from_numpy(mask).bool())}
+
+
+@pytest.mark.parametrize("case", list(MASK_CASES))
+def test_encoder_attention_mask_matches_diffusers(pipeline_folder, mode, case):
+    """A (B, L) 1/0 mask with padding: the spatial cross-attention ignores the padded caption tokens."""
+    ref, root = pipeline_folder
+    frames, reference_mask = MASK_CASES[case]
+    x, t, text = inputs(frames, seed=7)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x).permute(0, 2, 1, 3, 4), torch.from_numpy(t), torch.from_numpy(text),
+                   encoder_attention_mask=reference_mask(PADDED_MASK, frames)).sample.permute(0, 2, 1, 3, 4).numpy()
+    net = load_latte(str(root / "latte1.ckpt"))
+    t32, mask = ms.Tensor(t.astype(np.int32)), ms.Tensor(PADDED_MASK)
+    got = net(ms.Tensor(x), t32, ms.Tensor(text), mask).asnumpy()
+    err = np.abs(got - want).max()
+    print(f"[{mode}] {case}: max abs err {err:.2e}")
+    assert err <= TOL
+    unmasked = net(ms.Tensor(x), t32, ms.Tensor(text)).asnumpy()
+    assert np.abs(unmasked - got).max() > 1e-2  # the padding tokens do change an unmasked output
+    other = text.copy()
+    other[PADDED_MASK == 0] = 5.0  # what the padded positions hold no longer matters
+    np.testing.assert_allclose(net(ms.Tensor(x), t32, ms.Tensor(other), mask).asnumpy(), got, rtol=0, atol=1e-6)
 
 
 def test_fewer_frames_use_the_first_rows_of_the_temporal_table(pipeline_folder):

@@ -11,7 +11,8 @@ from tests.t2v_support import FRAMES, IMAGE_SIZE, tiny_pipeline
 
 import sample  # noqa: E402
 from latte.config import ConfigError, load_config  # noqa: E402
-from latte.options import SampleConfig, TextToVideoSampleConfig, sample_config_class  # noqa: E402
+from latte.options import SampleConfig  # noqa: E402
+from latte.t2v_options import TextToVideoSampleConfig, sample_config_class  # noqa: E402
 from tools import text_embeddings  # noqa: E402
 
 CAT = "A cat, wearing sunglasses"  # a comma: still one prompt on the command line

@@ -35,21 +35,21 @@ def test_training_noise_is_not_the_shuffle_stream():
 def test_host_label_dropout_rate_and_reproducibility():
     prob, count = 0.1, 20000
     noise = StepNoise(seed=0, rank=0, start_step=0, batch_size=count, latent_shape=LATENT, num_timesteps=1000,
-                      class_dropout_prob=prob)
+                      drop_prob=prob)
     _, _, _, _, drop = noise(np.zeros((count, 1), np.float32))
     assert drop.dtype == np.int32 and set(np.unique(drop)) <= {0, 1}
     sigma = np.sqrt(prob * (1 - prob) / count)
     assert abs(drop.mean() - prob) < 4 * sigma, drop.mean()
     # one draw per global sample: two ranks with half the batch draw the same ids as one process
     halves = [StepNoise(seed=0, rank=r, start_step=0, batch_size=count // 2, latent_shape=LATENT,
-                        num_timesteps=1000, num_ranks=2, class_dropout_prob=prob)(np.zeros((count // 2, 1)))[4]
+                        num_timesteps=1000, num_ranks=2, drop_prob=prob)(np.zeros((count // 2, 1)))[4]
               for r in range(2)]
     np.testing.assert_array_equal(np.stack(halves, 1).reshape(-1), drop)
     # no dropout configured: never dropped
     none = StepNoise(seed=0, rank=0, start_step=0, batch_size=64, latent_shape=LATENT, num_timesteps=1000)
     assert not none(np.zeros((64, 1)))[4].any()
-    with pytest.raises(ValueError, match="class_dropout_prob=1.0"):
-        StepNoise(0, 0, 0, 1, LATENT, 1000, class_dropout_prob=1.0)
+    with pytest.raises(ValueError, match="drop_prob=1.0"):
+        StepNoise(0, 0, 0, 1, LATENT, 1000, drop_prob=1.0)
 
 
 def test_force_drop_ids_select_the_null_label(mode):

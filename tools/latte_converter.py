@@ -3,12 +3,16 @@
     python tools/latte_converter.py --source models/skytimelapse.pt --target models/skytimelapse.ckpt
     python tools/latte_converter.py --source Latte-1/transformer --target models/latte1.ckpt
     python tools/latte_converter.py --source outputs/run/ckpt/ema.ckpt --target latte_official.pt
+    python tools/latte_converter.py --source outputs/t2v/ckpt/latte-0001000-ema.ckpt --target Latte-1-ft/transformer
 
 Sources: {"ema": sd} (released files), {"model": sd, "ema": sd} (official train.py; EMA preferred, see --use),
 a plain state dict, .safetensors; `_orig_mod.` / `module.` prefixes are removed. A LatteT2V (text-to-video) is
 a diffusers `transformer/` folder (config.json + diffusion_pytorch_model.safetensors, or sharded with its
 .index.json), or one weights file of it (architecture from the shapes; --num_heads if it is no registered
 variant). The architecture is recorded in `<target>.json` (kind "latte" or "latte_t2v"); load_latte reads it.
+Back: a class/unconditional .ckpt -> the official .pt/.safetensors; a LatteT2V .ckpt (converted, or trained by
+train.py) -> a diffusers transformer folder (config.json + diffusion_pytorch_model.safetensors) that
+LatteTransformer3DModel.from_pretrained loads, e.g. into a LattePipeline in place of Latte-1's transformer/.
 torch is NOT needed for torch -> MindSpore; MindSpore -> .pt needs torch (MindSpore -> .safetensors does not).
 """
 import argparse
@@ -17,8 +21,9 @@ import os
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint, save_ms_checkpoint
 from latte.convert.io import cli_main, read_checkpoint_tree, strip_prefixes, unwrap_state_dict
 from latte.convert.latte_keys import WRAPPER_PREFIXES, convert_official, describe_official, ms_to_official
+from latte.convert.t2v_keys import (CONFIG_FILE, DIFFUSERS_WEIGHTS, convert_t2v, diffusers_config, infer_config,
+                                    is_t2v_state, locate_source, read_config, t2v_to_diffusers, variant_name)
 from latte.models.loader import mindone_to_ms
-from latte.convert.t2v_keys import convert_t2v, infer_config, is_t2v_state, locate_source, read_config, variant_name
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -30,7 +35,8 @@ def parse_args(argv=None):
     parser.add_argument("--source", required=True, help="official .pt/.pth/.bin/.safetensors, a diffusers "
                                                         "transformer/ folder (LatteT2V), or a latte-ms .ckpt")
     parser.add_argument("--target", required=True,
-                        help="output path: .ckpt (to MindSpore), or .pt/.pth/.safetensors (back to official)")
+                        help="output path: .ckpt (to MindSpore), .pt/.pth/.safetensors (back to official), or a "
+                             "folder (a LatteT2V back to a diffusers transformer folder)")
     parser.add_argument("--use", choices=sorted(ENTRY_ORDER), default="ema",
                         help="which weights of a {'model', 'ema'} checkpoint to convert (default: ema)")
     parser.add_argument("--patch_embedder", choices=("conv", "linear"), default="conv",
@@ -123,8 +129,8 @@ def to_official(args):
     params, meta = read_ms_checkpoint(args.source)
     params, _ = mindone_to_ms(params)  # a mindone Latte .ckpt reads as ours
     if meta.get("kind") == "latte_t2v":
-        raise CheckpointError(f"{args.source} is a LatteT2V: converting back is only for class/unconditional "
-                              "Latte (its weights already have diffusers' names)")
+        raise CheckpointError(f"{args.source} is a LatteT2V: its way back is a diffusers transformer folder; give "
+                              f"--target a folder name, e.g. {os.path.splitext(args.target)[0]}")
     config = meta.get("config", {})
     patch = params.get("x_embedder.proj.weight")
     if patch is None:
@@ -150,15 +156,59 @@ def to_official(args):
     print(f"wrote {args.target} ({len(state)} tensors, official layout)")
 
 
+def to_diffusers(args):
+    # 1. Read the LatteT2V checkpoint and the architecture its record gives
+    params, meta = read_ms_checkpoint(args.source)
+    if meta.get("kind") != "latte_t2v":
+        raise CheckpointError(f"--target {args.target} is a folder, the way back of a LatteT2V, but {args.source} "
+                              f"holds {meta.get('kind') or 'no recorded kind'}: give a .pt/.safetensors target for "
+                              "a class/unconditional Latte, or a LatteT2V .ckpt with its .json record")
+    config = read_config_record(meta, args.source)
+
+    # 2. Check every parameter against the model of that config (names are diffusers' already)
+    from mindspore.nn.utils import no_init_parameters
+
+    from latte.models.latte_t2v import LatteT2V
+
+    with no_init_parameters():
+        net = LatteT2V(**config.to_dict())
+    state = t2v_to_diffusers(params, config, {p.name: tuple(p.shape) for p in net.get_parameters()}, args.source)
+
+    # 3. Write the diffusers folder: config.json + diffusion_pytorch_model.safetensors
+    import json
+
+    from safetensors.numpy import save_file
+
+    os.makedirs(args.target, exist_ok=True)
+    with open(os.path.join(args.target, CONFIG_FILE), "w") as f:
+        json.dump(diffusers_config(config), f, indent=2, sort_keys=True)
+    save_file(dict(state), os.path.join(args.target, DIFFUSERS_WEIGHTS), metadata={"format": "pt"})
+    print(f"wrote {args.target}/{CONFIG_FILE} and {DIFFUSERS_WEIGHTS} ({len(state)} tensors, LatteTransformer3DModel)")
+
+
+def read_config_record(meta, source):
+    from latte.models.t2v_config import T2VConfig
+
+    if "config" not in meta:
+        raise CheckpointError(f"{source} has no architecture record ({source}.json): it cannot be written as a "
+                              "diffusers folder without its config")
+    try:
+        return T2VConfig.from_dict(meta["config"])
+    except ValueError as err:
+        raise CheckpointError(f"{source}.json: {err}") from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.target.endswith(".ckpt"):
         to_mindspore(args)
     elif args.target.endswith(TORCH_SUFFIXES + (SAFETENSORS_SUFFIX,)):
         to_official(args)
+    elif not os.path.splitext(args.target)[1] or os.path.isdir(args.target):
+        to_diffusers(args)
     else:
-        raise CheckpointError(f"--target {args.target}: use .ckpt (to MindSpore) or .pt/.pth/.safetensors "
-                              "(to the official layout)")
+        raise CheckpointError(f"--target {args.target}: use .ckpt (to MindSpore), .pt/.pth/.safetensors (to the "
+                              "official layout) or a folder (a LatteT2V to diffusers)")
     return 0
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from latte.cli import run_cli
 from latte.config import ConfigError, load_config
 from latte.env import setup_context_from, setup_logging
-from latte.options import TextEmbeddingsConfig
+from latte.t2v_options import TextEmbeddingsConfig
 from latte.text.embeddings import TextEmbeddings, save_text_embeddings
 
 logger = logging.getLogger("text_embeddings")

@@ -1,4 +1,4 @@
-"""LatteT2V (Latte-1) checkpoints -> latte-ms parameters (torch-free).
+"""LatteT2V (Latte-1) checkpoints -> latte-ms parameters (torch-free), and back to a diffusers folder.
 
 Sources: a diffusers `transformer/` folder (config.json + diffusion_pytorch_model.safetensors, or sharded with
 its `.safetensors.index.json`, or .bin), one weights file of it, or a torch file of the official repo's LatteT2V
@@ -21,6 +21,8 @@ from latte.models.registry import T2V_MODELS, find_t2v_variant
 from latte.models.t2v_config import T2VConfig
 
 CONFIG_FILE = "config.json"
+DIFFUSERS_CLASS = "LatteTransformer3DModel"  # config.json's _class_name of a diffusers transformer folder
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 # weights of a diffusers model folder, in order of preference (sharded ones through their index)
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json",
                 "diffusion_pytorch_model.bin", "diffusion_pytorch_model.bin.index.json",
@@ -133,3 +135,18 @@ def convert_t2v(state, config, expected_shapes, source="checkpoint"):
     unused = [k for k in out if k not in expected_shapes]
     check_mapping({k: v for k, v in out.items() if k in expected_shapes}, expected_shapes, unused, what=source)
     return out
+
+
+def t2v_to_diffusers(params, config, expected_shapes, source="checkpoint"):
+    """The reverse of convert_t2v: our LatteT2V parameters -> diffusers' state dict (the same names: the table is
+    the identity; the fixed tables are buffers diffusers recomputes), every parameter of `config`'s model present
+    with its shape and no other key; returns name -> float32 array."""
+    state = OrderedDict((k, np.ascontiguousarray(v, dtype=np.float32)) for k, v in params.items())
+    unused = [k for k in state if k not in expected_shapes]
+    check_mapping({k: v for k, v in state.items() if k in expected_shapes}, expected_shapes, unused, what=source)
+    return state
+
+
+def diffusers_config(config):
+    """config.json of a diffusers LatteTransformer3DModel folder for a T2VConfig."""
+    return dict(_class_name=DIFFUSERS_CLASS, **config.to_dict())

@@ -99,13 +99,13 @@ class CaptionEncoder:
 
 
 def load_caption_encoder(cfg, device_target):
-    """The CaptionEncoder of cfg's text encoder keys (latte.options.CaptionEncoderOptions), T5 loaded frozen."""
+    """The CaptionEncoder of cfg's text encoder keys (latte.text.options.CaptionEncoderOptions), T5 loaded frozen."""
     from latte.env import dtype_name
     from latte.models import load_t5
     from latte.text.tokenizer import T5Tokenizer
     from latte.text_to_video import encode_texts
 
-    text_encoder, tokenizer_path = cfg.text_encoder_paths()
+    text_encoder, tokenizer_path = cfg.text_encoder_files()
     dtype = dtype_name(cfg.text_encoder_dtype, device_target)
     t5 = load_t5(text_encoder, dtype)
     tokenizer = T5Tokenizer(tokenizer_path)

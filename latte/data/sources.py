@@ -98,9 +98,10 @@ def list_synthetic(data_config, image_size=None):
     """data_config.num_videos generated videos of data_config.video_length frames; no files."""
     if data_config.filter_list:
         raise DataError("data_config.filter_list names files; train_data_type 'synthetic' has none: set it to null")
-    return [VideoEntry(f"synthetic/{i:06d}", "", num_frames=data_config.video_length,
-                       class_name=make_video_spec(i, data_config.synthetic_shapes).kind, index=i)
-            for i in range(data_config.num_videos)]
+    kinds = [make_video_spec(i, data_config.synthetic_shapes).kind for i in range(data_config.num_videos)]
+    return [VideoEntry(f"synthetic/{i:06d}", "", num_frames=data_config.video_length, class_name=kind, index=i,
+                       caption=f"a {kind}")  # captioned with the class (condition 'text')
+            for i, kind in enumerate(kinds)]
 
 
 def open_frame_folder(entry, data_config, image_size):

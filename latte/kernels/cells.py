@@ -205,8 +205,8 @@ def _softmax_grad_shape(dy, y, scale):
 
 
 class ScaledSoftmax(nn.Cell):
-    """softmax(x * scale) over the last axis in float32 (attention weights from raw q k^T scores); returns the
-    input dtype. The native formulation is one pass each way and keeps only its output for the backward."""
+    """softmax(x * scale [+ bias]) over the last axis in float32 (attention weights from raw q k^T scores); returns
+    the input dtype. The native formulation is one pass each way and keeps only its output for the backward."""
 
     def __init__(self, scale, backend=None):
         super().__init__()
@@ -218,10 +218,17 @@ class ScaledSoftmax(nn.Cell):
         self.backend = check_backend(backend)
         self.native = _NativeScaledSoftmax(self.scale) if backend == "native" else None
 
-    def construct(self, x):
+    def construct(self, x, bias=None):
+        """softmax(x * scale + bias): bias (float32, broadcast to x) is an additive mask such as LatteT2V's
+        cross-attention bias (0 on kept keys, a large negative on padding)."""
         if self.native is not None:
+            if bias is not None:  # softmax((x + bias / scale) * scale): x unchanged where the bias is 0
+                return self.native(x.astype(ms.float32) + bias * (1.0 / self.scale)).astype(x.dtype)
             return self.native(x.astype(ms.float32)).astype(x.dtype)
-        return ops.softmax((x * self.scale).astype(ms.float32), axis=-1).astype(x.dtype)
+        scores = (x * self.scale).astype(ms.float32)
+        if bias is not None:
+            scores = scores + bias
+        return ops.softmax(scores, axis=-1).astype(x.dtype)
 
 
 class _NativeGatedResidual(nn.Cell):

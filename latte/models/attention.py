@@ -47,7 +47,7 @@ def choose_attention_backend(enable_flash_attention, head_dim, device_target=Non
 
 
 class AttentionCore(nn.Cell):
-    """softmax(q k^T / sqrt(Dh)) v for q (B, H, Nq, Dh), k and v (B, H, Nk, Dh) -> (B, H, Nq, Dh).
+    """softmax(q k^T / sqrt(Dh) [+ bias]) v for q (B, H, Nq, Dh), k and v (B, H, Nk, Dh) -> (B, H, Nq, Dh).
 
     math: scores in the compute dtype, softmax in float32 (ScaledSoftmax). flash: FlashAttentionScore in
     `flash_dtype`, heads zero-padded to a size the kernel supports (flash_head_dim).
@@ -63,21 +63,25 @@ class AttentionCore(nn.Cell):
         self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without materializing k^T
         self.softmax = ScaledSoftmax(self.scale, kernels)  # softmax(scores * scale) in float32
 
-    def construct(self, q, k, v):
+    def construct(self, q, k, v, bias=None):
+        """bias: None, or an additive float32 score bias (B, 1, 1, Nk): 0 on kept keys, MASK_BIAS on padding."""
         if self.use_flash:
             head_dim = q.shape[-1]
             if self.flash_pad:
                 q = ops.pad(q, (0, self.flash_pad))  # (B, H, Nq, Dh) -> (B, H, Nq, Dh + pad)
                 k = ops.pad(k, (0, self.flash_pad))
                 v = ops.pad(v, (0, self.flash_pad))
+            discard = None
+            if bias is not None:  # the kernel takes a mask of keys to discard (1), per query row
+                discard = ops.broadcast_to(bias < 0, (q.shape[0], 1, q.shape[2], k.shape[2])).astype(ms.uint8)
             out = ops.flash_attention_score(
                 q.astype(self.flash_dtype), k.astype(self.flash_dtype), v.astype(self.flash_dtype),
-                self.num_heads, scalar_value=self.scale, input_layout="BNSD",
+                self.num_heads, attn_mask=discard, scalar_value=self.scale, input_layout="BNSD",
             )  # (B, H, Nq, Dh + pad)
             if self.flash_pad:
                 out = out[:, :, :, :head_dim]  # -> (B, H, Nq, Dh)
             return out.astype(q.dtype)
-        attn = self.softmax(self.scores(q, k))  # (B, H, Nq, Nk)
+        attn = self.softmax(self.scores(q, k), bias)  # (B, H, Nq, Nk)
         return ops.bmm(attn, v)  # (B, H, Nq, Dh)
 
 
@@ -126,12 +130,14 @@ class ProjectedAttention(nn.Cell):
         b, n, _ = x.shape
         return x.reshape(b, n, self.num_heads, self.head_dim).swapaxes(1, 2)  # (B, N, H*Dh) -> (B, H, N, Dh)
 
-    def construct(self, x, context=None):
+    def construct(self, x, context=None, bias=None):
+        """x (B, N, dim), context (B, M, context_dim) or None (self-attention), bias None or (B, 1, 1, M) float32
+        added to the scaled scores (diffusers' float attention_mask) -> (B, N, dim)."""
         context = x if context is None else context
         b, n, _ = x.shape
         q = self._heads(self.to_q(x))  # (B, H, N, Dh)
         k = self._heads(self.to_k(context))  # (B, H, M, Dh)
         v = self._heads(self.to_v(context))  # (B, H, M, Dh)
-        out = self.core(q, k, v)  # (B, H, N, Dh)
+        out = self.core(q, k, v, bias)  # (B, H, N, Dh)
         out = out.swapaxes(1, 2).reshape(b, n, self.num_heads * self.head_dim)  # -> (B, N, H, Dh) -> (B, N, H*Dh)
         return self.to_out(out)

@@ -10,12 +10,14 @@ temporal position table added before the first temporal block when there are 2+ 
 
     net = LatteT2V(**T2VConfig fields)                   # e.g. **t2v_spec("Latte-1")
     out = net(x, t, encoder_hidden_states)             # (B, F, C, H, W), (B,), (B, L, caption) -> (B, F, out, H, W)
+    out = net(x, t, encoder_hidden_states, mask)       # + (B, L) 1/0: padding ignored by the cross-attention
 
 Frames F may be 1 (text-to-image: the temporal blocks still run, without the position table) up to
 video_length. Dropout is not applied (inference cells).
 """
 import numpy as np
 
+import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from latte.kernels import Linear, ModulatedLayerNorm, TanhGELU, kernel_backend
@@ -27,6 +29,10 @@ from latte.models.t2v_config import T2VConfig
 ADALN_CHUNKS = 6  # shift/scale/gate for self-attention and for the feed-forward
 FINAL_NORM_EPS = 1e-6  # norm_out's eps (fixed in diffusers, whatever norm_eps says)
 FF_MULT = 4  # feed-forward hidden width / D
+# added to the cross-attention scores of padding tokens: the official LatteT2V turns a (B, L) 1/0 mask into the
+# bias (1 - mask) * -10000 (diffusers' LatteTransformer3DModel documents that format and leaves the conversion
+# to the caller: it hands the mask to the attention as it is)
+MASK_BIAS = -10000.0
 
 
 #################################################################################
@@ -138,14 +144,15 @@ class BasicTransformerBlock(nn.Cell):
         table = np.random.standard_normal((ADALN_CHUNKS, dim)) / dim**0.5  # diffusers: randn(6, D) / sqrt(D)
         self.scale_shift_table = Parameter(Tensor(table.astype(np.float32)), name="scale_shift_table")
 
-    def construct(self, x, timestep, context=None):
-        """x (N, T, D), timestep (N, 6D) from adaln_single, context (N, L, D) or None -> (N, T, D)."""
+    def construct(self, x, timestep, context=None, context_bias=None):
+        """x (N, T, D), timestep (N, 6D) from adaln_single, context (N, L, D) or None, context_bias None or
+        (N, 1, 1, L) added to the cross-attention scores -> (N, T, D)."""
         n = x.shape[0]
         mod = self.scale_shift_table.expand_dims(0) + timestep.reshape(n, ADALN_CHUNKS, self.dim)  # (N, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.unstack(mod, axis=1)  # 6 x (N, D)
         x = x + gate_msa.expand_dims(1) * self.attn1(self.norm1(x, shift_msa, scale_msa))
         if self.attn2 is not None:
-            x = x + self.attn2(x, context)
+            x = x + self.attn2(x, context, context_bias)
         return x + gate_mlp.expand_dims(1) * self.ff(self.norm2(x, shift_mlp, scale_mlp))
 
 
@@ -204,9 +211,12 @@ class LatteT2V(nn.Cell):
         self.scale_shift_table = Parameter(Tensor(table.astype(np.float32)), name="scale_shift_table")
         self.proj_out = nn.Dense(dim, cfg.patch_size * cfg.patch_size * self.out_channels)
 
-    def construct(self, x, timestep, encoder_hidden_states, enable_temporal_attentions=True):
+    def construct(self, x, timestep, encoder_hidden_states, encoder_attention_mask=None,
+                  enable_temporal_attentions=True):
         """x (B, F, C, H, W) latents, timestep (B,) int or float, encoder_hidden_states (B, L, caption_channels)
-        -> (B, F, out_channels, H, W). enable_temporal_attentions=False skips every temporal block."""
+        -> (B, F, out_channels, H, W). encoder_attention_mask: None, or (B, L) with 1 on caption tokens and 0 on
+        padding, which the spatial blocks' cross-attention then ignores (bias MASK_BIAS; the temporal blocks
+        have no cross-attention). enable_temporal_attentions=False skips every temporal block."""
         b, f, c, h, w = x.shape
         if f > self.video_length:
             raise ValueError(f"{f} frames but the temporal position table has video_length={self.video_length}")
@@ -220,11 +230,16 @@ class LatteT2V(nn.Cell):
         t_blocks, t_final = self.adaln_single(timestep)  # (B, 6D), (B, D)
         context = self.caption_projection(encoder_hidden_states)  # (B, L, D)
         context = ops.repeat_interleave(context, f, 0)  # (B, L, D) -> (B*F, L, D), batch-major
+        context_bias = None
+        if encoder_attention_mask is not None:
+            keep = encoder_attention_mask.astype(ms.float32)  # (B, L)
+            context_bias = ((1.0 - keep) * MASK_BIAS).reshape(b, 1, 1, -1)  # (B, L) -> (B, 1, 1, L)
+            context_bias = ops.repeat_interleave(context_bias, f, 0)  # -> (B*F, 1, 1, L), as the context
         t_spatial = ops.repeat_interleave(t_blocks, f, 0)  # (B, 6D) -> (B*F, 6D)
         t_temporal = ops.repeat_interleave(t_blocks, tokens, 0)  # (B, 6D) -> (B*T, 6D)
 
         for i in range(len(self.transformer_blocks)):
-            x = self.transformer_blocks[i](x, t_spatial, context)  # spatial: the T tokens of a frame
+            x = self.transformer_blocks[i](x, t_spatial, context, context_bias)  # spatial: a frame's T tokens
             if enable_temporal_attentions:
                 x = x.reshape(b, f, tokens, dim).swapaxes(1, 2).reshape(b * tokens, f, dim)  # -> (B*T, F, D)
                 if i == 0 and f > 1:

@@ -1,8 +1,9 @@
 """The loss network: (frames or cached latents) -> latents -> diffusion loss (loss = mse + vb, with its parts).
 
-All randomness (timesteps, diffusion noise, VAE posterior noise, label dropout) arrives as inputs drawn on the
-host from (seed, global sample index) -- see `StepNoise` -- so a resumed run draws exactly what an uninterrupted
-run would have drawn, in graph mode as in pynative, with any number of data-parallel ranks.
+All randomness (timesteps, diffusion noise, VAE posterior noise, label or caption dropout) arrives as inputs drawn
+on the host from (seed, global sample index) -- see `StepNoise` -- so a resumed run draws exactly what an
+uninterrupted run would have drawn, in graph mode as in pynative, with any number of data-parallel ranks.
+`LatentEncoder` (the frozen VAE) is shared with the text-to-video loss (latte/training/text_loss.py).
 """
 import numpy as np
 
@@ -13,7 +14,7 @@ from latte.diffusion import DiffusionLoss
 from latte.models.vae_encoder import scaled_posterior_sample
 from latte.random_streams import Stream
 
-RANDOM_COLUMNS = ("t", "noise", "latent_noise", "force_drop_ids")
+RANDOM_COLUMNS = ("t", "noise", "latent_noise", "drop")
 LOSS_TERMS = ("loss", "mse", "vb")  # what LatteTrainLoss returns (loss = mse + vb), logged by the trainer
 
 
@@ -23,25 +24,27 @@ class StepNoise:
     Sample k of rank r (counted from the start of training) is global sample g = k * num_ranks + r, the
     numbering the data shards use (epoch position p goes to rank p % num_ranks), and draws from numpy's
     generator seeded (seed, Stream.TRAIN_STEP, g): its timestep, diffusion noise, VAE posterior noise and
-    label dropout (1 with probability class_dropout_prob: the label becomes the null id, the official
-    `force_drop_ids`). So the draws depend neither on how samples are grouped into batches (gradient
-    accumulation sees exactly what a bigger batch sees) nor on how many ranks share them (N ranks with batch B
-    see what one process with batch N * B sees), and a resumed pipeline (start_step batches already consumed)
-    continues the sequence. Batches must reach it in order (one worker).
+    dropout flag `drop` (1 with probability drop_prob): a class model's label becomes the null id (the official
+    `force_drop_ids`, drop_prob = class_dropout_prob), a text model's caption the empty caption (drop_prob =
+    caption_dropout_prob); one draw at the same place of the stream serves both. So the draws depend neither on
+    how samples are grouped into batches (gradient accumulation sees exactly what a bigger batch sees) nor on how
+    many ranks share them (N ranks with batch B see what one process with batch N * B sees), and a resumed
+    pipeline (start_step batches already consumed) continues the sequence. Batches must reach it in order (one worker).
     """
 
     def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True,
-                 num_ranks=1, class_dropout_prob=0.0):
+                 num_ranks=1, drop_prob=0.0):
         if not 0 <= rank < num_ranks:
             raise ValueError(f"rank={rank} with num_ranks={num_ranks}: expected 0 <= rank < num_ranks")
-        if not 0.0 <= class_dropout_prob < 1.0:
-            raise ValueError(f"class_dropout_prob={class_dropout_prob}: expected 0 <= class_dropout_prob < 1")
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop_prob={drop_prob}: expected 0 <= drop_prob < 1 (class_dropout_prob or "
+                             "caption_dropout_prob)")
         self.seed, self.rank, self.num_ranks = seed, rank, num_ranks
         self.sample = start_step * batch_size  # samples of this rank already drawn
         self.latent_shape = tuple(latent_shape)  # (F, C, h, w) per sample
         self.num_timesteps = num_timesteps
         self.sample_latents = sample_latents
-        self.drop_prob = class_dropout_prob
+        self.drop_prob = drop_prob
 
     def draw(self, sample):
         rng = np.random.default_rng([self.seed, Stream.TRAIN_STEP, sample * self.num_ranks + self.rank])
@@ -59,26 +62,20 @@ class StepNoise:
         return batch, t, noise, latent_noise, drop
 
 
-class LatteTrainLoss(nn.Cell):
-    """construct(x, t, noise, latent_noise, force_drop_ids[, y]) -> (loss, mse, vb), batch means.
+class LatentEncoder(nn.Cell):
+    """The frozen VAE of a train step: frames (B, F, 3, H, W) in [-1, 1] -> scaled posterior samples
+    (B, F, C, h, w) (mean + std * latent_noise, times scale_factor), vae_micro_batch frames per encoder call,
+    behind stop_gradient."""
 
-    x is (B, F, 3, H, W) frames in [-1, 1] when `vae` is given (encoded here, frozen, no gradient), or
-    (B, F, C, h, w) latents already scaled (embedding cache / pixel-space training) when vae is None.
-    Class labels go to the model with force_drop_ids (1: replaced by the null id, the official label dropout).
-    """
-
-    def __init__(self, latte, diffusion, vae=None, scale_factor=1.0, vae_micro_batch=8, condition=None):
+    def __init__(self, vae, scale_factor=1.0, vae_micro_batch=8):
         super().__init__()
-        self.diffusion_loss = DiffusionLoss(latte, diffusion)  # t, noise: StepNoise
         self.vae = vae
-        if vae is not None:
-            for p in vae.get_parameters():
-                p.requires_grad = False
+        for p in vae.get_parameters():
+            p.requires_grad = False
         self.scale_factor = scale_factor
         self.micro_batch = vae_micro_batch
-        self.use_labels = condition == "class"
 
-    def encode(self, frames, latent_noise):
+    def construct(self, frames, latent_noise):
         b, f, c, h, w = frames.shape
         flat = frames.reshape(b * f, c, h, w)  # (B, F, 3, H, W) -> (B*F, 3, H, W)
         means, logvars = [], []
@@ -91,9 +88,30 @@ class LatteTrainLoss(nn.Cell):
                                           latent_noise, self.scale_factor)  # (B*F, C, h, w) -> (B, F, C, h, w)
         return ops.stop_gradient(latents)
 
-    def construct(self, x, t, noise, latent_noise, force_drop_ids, y=None):
-        if self.vae is not None:
-            x = self.encode(x, latent_noise)
+
+def latent_encoder(vae, scale_factor=1.0, vae_micro_batch=8):
+    """LatentEncoder of `vae`, or None without one (cached latents, pixel space)."""
+    return None if vae is None else LatentEncoder(vae, scale_factor, vae_micro_batch)
+
+
+class LatteTrainLoss(nn.Cell):
+    """construct(x, t, noise, latent_noise, drop[, y]) -> (loss, mse, vb), batch means.
+
+    x is (B, F, 3, H, W) frames in [-1, 1] when `vae` is given (encoded here, frozen, no gradient), or
+    (B, F, C, h, w) latents already scaled (embedding cache / pixel-space training) when vae is None.
+    Class labels go to the model with drop as force_drop_ids (1: replaced by the null id, the official label
+    dropout).
+    """
+
+    def __init__(self, latte, diffusion, vae=None, scale_factor=1.0, vae_micro_batch=8, condition=None):
+        super().__init__()
+        self.diffusion_loss = DiffusionLoss(latte, diffusion)  # t, noise: StepNoise
+        self.encoder = latent_encoder(vae, scale_factor, vae_micro_batch)
+        self.use_labels = condition == "class"
+
+    def construct(self, x, t, noise, latent_noise, drop, y=None):
+        if self.encoder is not None:
+            x = self.encoder(x, latent_noise)
         if self.use_labels:
-            return self.diffusion_loss(x, y.astype(ms.int32), t, noise, force_drop_ids)
+            return self.diffusion_loss(x, y.astype(ms.int32), t, noise, drop)
         return self.diffusion_loss(x, None, t, noise)

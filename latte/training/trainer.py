@@ -1,13 +1,20 @@
-"""Assembling and running a Latte training: data, models, compiled step, EMA, logging, checkpoints, samples."""
+"""Assembling and running a Latte training: data, models, compiled step, EMA, logging, checkpoints, samples.
+
+A class / unconditional Latte, or with condition 'text' a LatteT2V (Latte-1) on captions: T5 frozen in the step
+(or T5 states from an embedding cache), caption dropout to the empty caption, checkpoints of kind latte_t2v
+that sample.py and tools/latte_converter.py read.
+"""
 import functools
 import logging
 import os
 import time
 
+import numpy as np
+
 import mindspore as ms
 from mindspore import nn
 
-from latte.checkpoint_io import load_checkpoint_into
+from latte.checkpoint_io import CheckpointError, load_checkpoint_into, read_meta
 from latte.config import save_config, to_dict
 from latte.data import iterate_batches
 from latte.data.transforms import to_channels
@@ -16,9 +23,11 @@ from latte.graph_cache import graph_cache
 from latte.io import RGB_CHANNELS
 from latte.models.factory import create_latte
 from latte.models.precision import apply_amp
+from latte.models.registry import KIND_CLASS, KIND_T2V, T2V_SHAPE_FIELDS
 from latte.options import DIFFUSION_KEYS
 from latte.training.ema import EMA, named_weights
-from latte.training.loss import LOSS_TERMS, RANDOM_COLUMNS, LatteTrainLoss, StepNoise
+from latte.training.loss import LOSS_TERMS, RANDOM_COLUMNS, LatteTrainLoss, StepNoise, latent_encoder
+from latte.training.text_loss import CACHED_TEXT_COLUMNS, TEXT_COLUMNS, CaptionTokens, LatteT2VTrainLoss, null_caption
 from latte.training.optim import create_optimizer, lr_schedule
 from latte.training.run_state import (RESUME_KEYS, MetricsCSV, RunCheckpoints, check_resume_settings, load_state,
                                       log_key_settings, plot_loss_curve, read_state_record, resolve_resume,
@@ -68,14 +77,38 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
             dataset = dataset.map(operations=to_vae_channels, input_columns=["video"],
                                   num_parallel_workers=1, python_multiprocessing=False)
     latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    drop_prob = {"class": cfg.class_dropout_prob, "text": cfg.caption_dropout_prob}.get(cfg.condition, 0.0)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
                       sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache,
-                      num_ranks=ctx.group_size,
-                      class_dropout_prob=cfg.class_dropout_prob if cfg.condition == "class" else 0.0)
+                      num_ranks=ctx.group_size, drop_prob=drop_prob)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)
-    columns = ["video", *RANDOM_COLUMNS] + (["label"] if cfg.condition == "class" else [])
-    return dataset.project(columns), info
+    condition_columns = []
+    if cfg.condition == "class":
+        condition_columns = ["label"]
+    elif cfg.is_text_model and cfg.trains_on_cache:  # T5 states and masks stored with the latents
+        check_text_cache(cfg, info)
+        condition_columns = list(CACHED_TEXT_COLUMNS)
+    elif cfg.is_text_model:  # the captions tokenized here, on the host; T5 runs in the step
+        from latte.text.tokenizer import T5Tokenizer
+
+        tokens = CaptionTokens(T5Tokenizer(cfg.text_encoder_files()[1]), info.captions, cfg.max_text_length)
+        dataset = dataset.map(operations=tokens, input_columns=["caption_id"], output_columns=list(TEXT_COLUMNS),
+                              num_parallel_workers=1, python_multiprocessing=False)
+        condition_columns = list(TEXT_COLUMNS)
+    return dataset.project(["video", *RANDOM_COLUMNS] + condition_columns), info
+
+
+def check_text_cache(cfg, info):
+    """A cache with text must hold T5 states of max_text_length tokens (DatasetInfo.text_encoder, its record)."""
+    record = info.text_encoder
+    if not record:
+        raise ValueError(f"condition 'text' needs the captions' T5 states, but the cache in "
+                         f"{cfg.data_config.data_folder!r} has none: write it again with condition text")
+    if record.get("max_length") != cfg.max_text_length:
+        raise ValueError(f"max_text_length={cfg.max_text_length} but the cache in {cfg.data_config.data_folder!r} "
+                         f"holds {record.get('max_length')} T5 tokens per caption: set max_text_length: "
+                         f"{record.get('max_length')}")
 
 
 class Trainer:
@@ -98,20 +131,31 @@ class Trainer:
         return {k: getattr(self.cfg, k) for k in RESUME_KEYS}
 
     def _weights_meta(self):
+        """The record saved next to the weights: what built the model and what sample.py needs to sample it."""
         c = self.cfg
-        return {"kind": "latte", "model_name": c.model_name,
-                "config": dict(c.latte_kwargs(), **{k: v for k, v in _spec(c.model_name).items()}),
-                "image_size": c.image_size, "pixel_space": c.pixel_space, "vae_checkpoint": c.vae_checkpoint,
-                "sd_scale_factor": c.sd_scale_factor, "diffusion": {k: getattr(c, k) for k in DIFFUSION_KEYS}}
+        common = {"image_size": c.image_size, "pixel_space": c.pixel_space, "vae_checkpoint": c.vae_checkpoint,
+                  "sd_scale_factor": c.sd_scale_factor, "diffusion": {k: getattr(c, k) for k in DIFFUSION_KEYS}}
+        if c.is_text_model:  # load_latte builds LatteT2V(**config); sample.py reads the text encoder from here
+            text_encoder = c.text_encoder or self.info.text_encoder.get("text_encoder", "")
+            return dict(common, kind=KIND_T2V, model_name=c.model_name, config=dict(self.model_config),
+                        text_encoder=text_encoder, tokenizer=c.tokenizer, max_text_length=c.max_text_length,
+                        caption_dropout_prob=c.caption_dropout_prob)
+        return dict(common, kind=KIND_CLASS, model_name=c.model_name,
+                    config=dict(c.latte_kwargs(), **{k: v for k, v in _spec(c.model_name).items()}))
 
     def build(self):
         cfg, ctx = self.cfg, self.ctx
-        # Models: Latte (trainable), the frozen VAE unless pixel space
-        self.latte = create_latte(cfg.model_name, **cfg.latte_kwargs())
-        if cfg.pretrained_model_path:
-            load_checkpoint_into(self.latte, cfg.pretrained_model_path, f"{cfg.model_name} (pretrained)")
-            logger.info("initialized Latte from %s", cfg.pretrained_model_path)
+        # Data, from the resumed position (one pass over the video index); a text cache says T5's width
+        self._build_data(start_step=self.meta["step"] * cfg.gradient_accumulation_steps)
+
+        # Models: Latte or LatteT2V (trainable), the frozen VAE unless pixel space or cached, T5 for captions
         dtype = resolve_dtype(cfg.dtype, ctx.device_target)
+        text = self._text_encoder(ctx) if cfg.is_text_model else None
+        self.latte = self._create_model(text)
+        if cfg.pretrained_model_path:
+            self._check_pretrained(cfg.pretrained_model_path)
+            load_checkpoint_into(self.latte, cfg.pretrained_model_path, f"{cfg.model_name} (pretrained)")
+            logger.info("initialized %s from %s", cfg.model_name, cfg.pretrained_model_path)
         self.latte.set_train(True)
         amp_latte = apply_amp(self.latte, dtype)
         vae = None
@@ -120,10 +164,12 @@ class Trainer:
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
             vae.set_train(False)
-        loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale, cfg.vae_micro_batch, cfg.condition)
-
-        # Data, from the resumed position (one pass over the video index)
-        self._build_data(start_step=self.meta["step"] * cfg.gradient_accumulation_steps)
+        if text is None:
+            loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale, cfg.vae_micro_batch,
+                                      cfg.condition)
+        else:
+            encoder = latent_encoder(vae, cfg.latent_scale, cfg.vae_micro_batch)
+            loss_net = LatteT2VTrainLoss(amp_latte, self.diffusion, text["null"], encoder, text["in_step"])
 
         # Step, optimizer, EMA, and the resume state
         self.ema = EMA(self.latte.trainable_params(), cfg.ema_decay) if cfg.use_ema else None
@@ -137,11 +183,63 @@ class Trainer:
                                     num_terms=len(LOSS_TERMS) - 1)
         self.step_cell = StepWithEMA(self.train_step, self.ema)
         self.lrs = lrs
-        self.state = state_parameters([self.train_step] + ([self.ema] if self.ema is not None else []))
+        frozen_t5 = text["in_step"].get_parameters() if text and text["in_step"] is not None else ()
+        self.state = state_parameters([self.train_step] + ([self.ema] if self.ema is not None else []),
+                                      exclude=frozen_t5)  # T5 is loaded from its own file
         if self.resume_path:
             load_state(self.resume_path, self.state)
             logger.info("resumed from %s at optimizer step %d", self.resume_path, self.meta["step"])
         return self
+
+    def _text_encoder(self, ctx):
+        """T5's width, the null caption (T5 states and mask of ""), and T5 itself when it runs in the step
+        (captions from videos; a cache holds the states, then T5 only encodes "" and is released)."""
+        from latte.text.tokenizer import T5Tokenizer
+
+        cfg = self.cfg
+        width = self.info.text_encoder.get("width")
+        length = cfg.max_text_length
+        if not cfg.needs_text_encoder:  # cached states, no dropout: the null caption is never used
+            unused = (np.zeros((1, length, width), np.float32), np.zeros((1, length), np.int32))
+            return {"width": width, "null": unused, "in_step": None}
+        from latte.models import load_t5
+
+        t5_path, tokenizer_path = cfg.text_encoder_files()
+        t5 = load_t5(t5_path, dtype=resolve_dtype(cfg.text_encoder_dtype or cfg.dtype, ctx.device_target))
+        if width is not None and width != t5.config.d_model:
+            raise ValueError(f"text_encoder {t5_path} is {t5.config.d_model} wide but the cache in "
+                             f"{cfg.data_config.data_folder!r} holds {width}-wide T5 states: give the text encoder "
+                             "the cache was written with")
+        null = null_caption(T5Tokenizer(tokenizer_path), t5, length)
+        logger.info("text encoder %s (width %d), %d tokens per caption, caption dropout %g to the empty caption",
+                    t5_path, t5.config.d_model, length, cfg.caption_dropout_prob)
+        return {"width": t5.config.d_model, "null": null, "in_step": None if cfg.trains_on_cache else t5}
+
+    def _create_model(self, text):
+        cfg = self.cfg
+        if text is None:
+            return create_latte(cfg.model_name, **cfg.latte_kwargs())
+        from latte.models.latte_t2v import LatteT2V
+
+        self.model_config = cfg.t2v_config(text["width"])  # the record's "config": LatteT2V(**config)
+        return LatteT2V(enable_flash_attention=cfg.enable_flash_attention, **self.model_config)
+
+    def _check_pretrained(self, path):
+        """A converted or trained checkpoint of another kind or architecture is refused in one line."""
+        cfg = self.cfg
+        meta = read_meta(path)
+        kind, wanted = meta.get("kind"), KIND_T2V if cfg.is_text_model else KIND_CLASS
+        if kind is not None and kind != wanted:
+            raise CheckpointError(f"pretrained_model_path {path} holds a {kind!r} model but model_name "
+                                  f"{cfg.model_name} is a {wanted!r}: give a checkpoint of that kind")
+        if kind == KIND_T2V:
+            recorded = meta.get("config", {})
+            wrong = [f"{k}={recorded[k]} (this run: {self.model_config[k]})" for k in T2V_SHAPE_FIELDS
+                     if k in recorded and recorded[k] != self.model_config[k]]
+            if wrong:
+                raise CheckpointError(f"pretrained_model_path {path} has {', '.join(wrong)}: caption_channels is "
+                                      "the text encoder's width, in/out_channels the VAE's latent channels (x2 with "
+                                      "learn_sigma), num_layers/patch_size the model_name's")
 
     def _build_data(self, start_step):
         cfg = self.cfg
@@ -160,6 +258,10 @@ class Trainer:
                           f"trainable), condition {c.condition}, {c.num_frames}x{c.image_size}x{c.image_size}"
                           + (" pixel space" if c.pixel_space else " from cached latents" if c.trains_on_cache
                              else f", VAE {c.vae_checkpoint}")),
+                *([("text", f"{self.model_config['caption_channels']}-wide T5 states "
+                            + ("from the cache" if c.trains_on_cache else f"of {c.text_encoder}, frozen in the step")
+                            + f", {c.max_text_length} tokens, caption dropout {c.caption_dropout_prob:g}")]
+                  if c.is_text_model else []),
                 ("data", f"{self.info.num_videos} videos ({c.data_config.train_data_type}), "
                          f"{self.micro_per_epoch / c.gradient_accumulation_steps:g} optimizer steps per epoch, shard {ctx.rank}/{ctx.group_size}"),
                 ("batch", f"{c.train_batch_size} per micro-batch x {c.gradient_accumulation_steps} accumulation x "
