@@ -50,7 +50,7 @@ def _source_description(data_config, index):
     return {"data_folder": os.path.abspath(folder) if folder else "", "train_data_type": data_config.train_data_type,
             "filter_list": data_config.filter_list, "class_from": data_config.class_from,
             "synthetic": [data_config.num_videos, data_config.video_length, list(data_config.synthetic_shapes)]
-            if data_config.train_data_type == "synthetic" else None,
+            + (["captions"] if data_config.synthetic_captions else []) if data_config.train_data_type == "synthetic" else None,
             "num_videos": len(index.entries), "names_sha1": hashlib.sha1(names).hexdigest()}
 
 
