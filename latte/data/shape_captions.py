@@ -21,7 +21,7 @@ CAPTION_SHAPES = ("circle", "square", "triangle")
 # direction -> unit motion (dx, dy) in image coordinates (y grows downwards)
 DIRECTIONS = OrderedDict([("left", (-1, 0)), ("right", (1, 0)), ("up", (0, -1)), ("down", (0, 1))])
 CAPTION_BACKGROUND = (16, 16, 24)  # the dark background of every captioned video
-CAPTION_PATTERN = re.compile(r"^\s*an? (?P<colour>\w+) (?P<shape>\w+) moving (?P<direction>\w+)\s*$")
+CAPTION_PATTERN = re.compile(r"^\s*a (?P<colour>\w+) (?P<shape>\w+) moving (?P<direction>\w+)\s*$")
 FOREGROUND_DISTANCE = 80.0  # RGB distance from the background above which a pixel is part of the shape
 MIN_FOREGROUND_PIXELS = 2  # fewer in a frame: no shape seen there
 
@@ -46,7 +46,7 @@ def caption_combinations():
 
 
 def parse_shape_caption(text):
-    """'a red square moving left' (any case, 'an' allowed) -> ShapeCaption; a ValueError names what is off."""
+    """'a red square moving left' (any case) -> ShapeCaption; a ValueError names what is off."""
     match = CAPTION_PATTERN.match(text.lower())
     if match is None:
         raise ValueError(f"caption {text!r} is not of the form 'a <colour> <shape> moving <direction>'")
@@ -122,3 +122,20 @@ def agreement(caption, reading):
     direction = along_prompt_axis(caption, reading)
     return {"colour": colour, "direction": direction, "direction_4way": reading.direction == caption.direction,
             "agrees": colour and direction}
+
+
+def score_prompt_agreement(samples):
+    """samples: [(prompt, frames (F, H, W, 3) uint8)] -> {"samples": [per-sample reading and agreement],
+    "agreement": % of samples whose colour and direction (sign along the prompt's axis) both agree, and the %
+    for "colour", "direction" and "direction_4way" alone}."""
+    rows = []
+    for prompt, frames in samples:
+        caption = parse_shape_caption(prompt)
+        reading = read_shape_video(frames)
+        rows.append({"prompt": prompt, "seen_colour": reading.colour, "seen_rgb": [round(c, 1) for c in reading.rgb],
+                     "displacement": [round(d, 2) for d in reading.displacement],
+                     "seen_direction": reading.direction, **agreement(caption, reading)})
+    count = max(len(rows), 1)
+    percent = {key: 100.0 * sum(row[key] for row in rows) / count
+               for key in ("agrees", "colour", "direction", "direction_4way")}
+    return {"samples": rows, "agreement": percent.pop("agrees"), **percent}
