@@ -18,6 +18,7 @@ from latte.config import ConfigError, load_config
 from latte.checkpoint_io import CheckpointError
 from latte.env import setup_context_from, setup_logging
 from latte.options import TextEmbeddingsConfig
+from latte.text.demo import DEMO_NAME
 from latte.text.embeddings import TextEmbeddings, save_text_embeddings
 
 logger = logging.getLogger("text_embeddings")
@@ -28,7 +29,7 @@ def main(argv=None):
     cfg = load_config(TextEmbeddingsConfig, argv, __doc__)
     setup_logging()
     ctx = setup_context_from(cfg)
-    encoder = os.path.abspath(cfg.text_encoder)
+    encoder = cfg.text_encoder if cfg.text_encoder == DEMO_NAME else os.path.abspath(cfg.text_encoder)
     texts, states, masks = [], [], []
     if os.path.isfile(cfg.output):
         stored = TextEmbeddings(cfg.output)
@@ -42,11 +43,12 @@ def main(argv=None):
     # 2. T5 and the tokenizer (MindSpore from here on)
     from latte.env import resolve_dtype
     from latte.models import load_t5
+    from latte.text.demo import resolve_text_encoder, resolve_tokenizer
     from latte.text.tokenizer import T5Tokenizer
     from latte.text_to_video import encode_texts
 
-    tokenizer = T5Tokenizer(cfg.tokenizer)
-    t5 = load_t5(cfg.text_encoder, dtype=resolve_dtype(cfg.dtype, ctx.device_target))
+    tokenizer = T5Tokenizer(resolve_tokenizer(cfg.tokenizer))  # 'demo': the demo's, built on first use
+    t5 = load_t5(resolve_text_encoder(cfg.text_encoder)[0], dtype=resolve_dtype(cfg.dtype, ctx.device_target))
 
     # 3. Encode, one text at a time (one compiled shape), and write
     for text in new:
