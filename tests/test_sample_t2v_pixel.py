@@ -92,3 +92,20 @@ def test_latent_model_without_vae_is_an_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(TextToVideoSampleConfig, args(str(ckpt), tmp_path, "--video_length", FRAMES))
     assert "vae_checkpoint is empty (pixel space: 3 channels)" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_demo_inference_config_reads(tmp_path):
+    """configs/inference/demo_t2v.yaml against a checkpoint record of the demo variant: every key known, pixel
+    space, the 16 prompts in the caption grammar with each colour and direction four times."""
+    from collections import Counter
+
+    from latte.data.shape_captions import parse_shape_caption
+
+    ckpt = tmp_path / "demo.ckpt"
+    ckpt.write_bytes(b"")
+    (tmp_path / "demo.ckpt.json").write_text(json.dumps({"kind": KIND_T2V, "config": t2v_spec("Latte-1-demo")}))
+    cfg = load_config(TextToVideoSampleConfig, ["-c", "configs/inference/demo_t2v.yaml", "--checkpoint", str(ckpt)])
+    assert cfg.pixel_space and cfg.latent_channels == 3 and cfg.latent_hw == (16, 16)
+    parsed = [parse_shape_caption(p) for p in cfg.prompts()]
+    assert len(parsed) == len(set(parsed)) == 16
+    assert set(Counter(p.colour for p in parsed).values()) == set(Counter(p.direction for p in parsed).values()) == {4}
