@@ -42,7 +42,7 @@ RECIPE_VERSION = 1  # bump when the recipe below changes the files
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 BYTE_PIECES = 256  # byte_fallback pieces: text outside the grammar is spelled in UTF-8 bytes
 DEMO_WORDS = ("a", "moving") + tuple(CAPTION_COLOURS) + CAPTION_SHAPES + tuple(DIRECTIONS)
-# placeholder: vocab_size is set to the piece count of the sentencepiece model
+# the T5 architecture; its vocab_size is the piece count of the sentencepiece model (272)
 DEMO_T5 = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
                relative_attention_max_distance=16, feed_forward_proj="gated-gelu")
 NORM_WEIGHT_STD = 0.1  # RMSNorm weights: 1 + this * normal
