@@ -53,7 +53,9 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
     """sample.py on a LatteT2V checkpoint: LattePipeline's sampling (the official sample/sample_t2x.py)."""
     checkpoint: str = field("", "LatteT2V weights (.ckpt from tools/latte_converter.py on Latte-1's transformer/)")
     vae_checkpoint: str = field("", "VAE .ckpt from tools/vae_converter.py: Latte-1's vae_temporal_decoder/ "
-                                    "(official default) or vae/; latent scale from its record (0.18215)")
+                                    "(official default) or vae/; latent scale from its record (0.18215). Empty: "
+                                    "pixel space, for a LatteT2V trained on frames in [-1, 1] (in_channels 3: the "
+                                    "demo)")
     text_embeddings: str = field("", "an .npz of T5 states from tools/text_embeddings.py: replaces text_encoder "
                                      "(T5 is then not loaded); every prompt and the negative prompt must be in it")
     scheduler: str = field("ddim", "ddim, ddpm, euler, euler_ancestral or dpmsolver++ (also the official "
@@ -77,6 +79,8 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
     output_path: str = field("samples/t2v", "a timestamped folder is created under it")
     fps: int = field(8, "frames per second of the written videos", minimum=1)
     save_format: str = field("mp4", "gif, mp4 or both (video_length 1 writes PNG)", choices=T2V_SAVE_FORMATS)
+    display_scale: int = field(1, "enlarge written videos this many times (nearest neighbour), for small "
+                                  "pixel-space models such as the 16x16 demo", minimum=1)
     dtype: Optional[str] = field(None, "LatteT2V and T5 compute dtype: fp32, fp16 or bf16 (norms and softmax in "
                                        "fp32). Empty: fp32 on CPU, fp16 on Ascend/GPU", choices=(None,) + DTYPES)
     vae_dtype: Optional[str] = field(None, "VAE compute dtype (empty: as dtype)", choices=(None,) + DTYPES)
@@ -135,9 +139,6 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
         if kind not in (None, KIND_T2V):
             raise ConfigError(f"checkpoint {self.checkpoint} holds a {kind!r} model, not a LatteT2V: sample it with "
                               "the class / unconditional keys")
-        if self.pixel_space:
-            raise ConfigError("vae_checkpoint is empty: Latte-1 samples latents; give the .ckpt of "
-                              "tools/vae_converter.py on Latte-1's vae_temporal_decoder/ (or vae/)")
         self.validate_prompts()
         if self.text_embeddings:
             self._validate_text_embeddings()
@@ -176,6 +177,10 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
             raise ConfigError(f"video_length={self.video_length} but {self.checkpoint} has a temporal table of "
                               f"{frames} frames: use video_length <= {frames}")
         channels = model.get("in_channels")
+        if channels is not None and channels != self.latent_channels and self.pixel_space:
+            raise ConfigError(f"vae_checkpoint is empty (pixel space: {self.latent_channels} channels) but "
+                              f"{self.checkpoint} takes {channels}-channel latents: give the .ckpt of "
+                              "tools/vae_converter.py on its pipeline's vae_temporal_decoder/ (or vae/)")
         if channels is not None and channels != self.latent_channels:
             raise ConfigError(f"{self.vae_checkpoint} has {self.latent_channels} latent channels but "
                               f"{self.checkpoint} takes {channels}: give the VAE of the same pipeline")

@@ -16,7 +16,7 @@ import numpy as np
 from latte.env import resolve_dtype
 from latte.io import save_image_grid, video_to_uint8
 from latte.random_streams import Stream
-from latte.sampling import write_video
+from latte.sampling import enlarge, write_video
 from latte.text_to_video import (TextGuidedDenoiser, encode_texts, keeps_variance, prompt_embeddings_from,
                                  sample_text_to_video)
 
@@ -39,15 +39,17 @@ def prompt_embeddings(cfg, device_target):
         from latte.models import load_t5
         from latte.text.tokenizer import T5Tokenizer
 
-        source = functools.partial(encode_texts, T5Tokenizer(cfg.tokenizer),
-                                   load_t5(cfg.text_encoder, dtype=resolve_dtype(cfg.dtype, device_target)))
+        t5_ckpt, tokenizer = cfg.text_encoder_files()  # 'demo': the built-in one, built on first use
+        source = functools.partial(encode_texts, T5Tokenizer(tokenizer),
+                                   load_t5(t5_ckpt, dtype=resolve_dtype(cfg.dtype, device_target)))
     out = [prompt_embeddings_from(source, [p], cfg.negative_prompt, guided, cfg.mask_feature) for p in prompts]
     del source  # the only reference to T5: T5-XXL's 19 GB go before the transformer comes
     gc.collect()
     width = cfg.transformer_config().get("caption_channels")
     if width is not None and out[0][0].shape[-1] != width:
         raise ValueError(f"the prompt embeddings are {out[0][0].shape[-1]} wide but {cfg.checkpoint} takes "
-                         f"caption_channels={width}: use Latte-1's text encoder (T5 v1.1 XXL, 4096)")
+                         f"caption_channels={width}: use the text encoder it was trained with (Latte-1: T5 v1.1 XXL, "
+                         "4096; the demo: 'demo')")
     return out
 
 
@@ -60,17 +62,22 @@ def load_transformer(cfg, device_target):
 
 
 class VideoDecoder:
-    """Latents (B, F, C, h, w) -> uint8 frames (B, F, H, W, 3): whole videos, or LattePipeline's chunks."""
+    """Latents (B, F, C, h, w) -> uint8 frames (B, F, H, W, 3): whole videos, or LattePipeline's chunks; in pixel
+    space (no vae_checkpoint) the latents are the frames, in [-1, 1]."""
 
     def __init__(self, cfg, device_target):
-        from latte.models.vae import load_vae
+        self.vae = None
+        if not cfg.pixel_space:
+            from latte.models.vae import load_vae
 
-        self.vae = load_vae(cfg.vae_checkpoint, dtype=resolve_dtype(cfg.vae_dtype or cfg.dtype, device_target))
+            self.vae = load_vae(cfg.vae_checkpoint, dtype=resolve_dtype(cfg.vae_dtype or cfg.dtype, device_target))
         self.scale = cfg.latent_scale
         self.frames = cfg.video_length
         self.chunk = cfg.decode_chunk_size or None
 
     def __call__(self, latents):
+        if self.vae is None:
+            return video_to_uint8(latents.asnumpy())  # (B, F, 3, H, W) -> (B, F, H, W, 3)
         from latte.models.vae import decode_video
 
         video = decode_video(self.vae, latents, self.frames, scale=self.scale, decode_chunk_size=self.chunk)
@@ -107,7 +114,9 @@ def sample_stem(out_dir, prompt_index, prompt, sample_index, samples_per_prompt)
 
 
 def write_sample(frames, stem, cfg):
-    """frames (F, H, W, 3) uint8 -> stem.png for one frame (text-to-image), else the cfg's video formats."""
+    """frames (F, H, W, 3) uint8 -> stem.png for one frame (text-to-image), else the cfg's video formats; enlarged
+    cfg.display_scale times."""
+    frames = enlarge(frames, cfg.display_scale)
     if frames.shape[0] == 1:
         return [save_image_grid(frames, stem + ".png", padding=0)]
     return write_video(frames, stem, cfg)

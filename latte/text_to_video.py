@@ -133,7 +133,8 @@ class TextGuidedDenoiser(nn.Cell):
     """(x (B, F, C, h, w), t (B,), text (2B or B, L, D)) -> the noise prediction for the scheduler's step.
 
     With guidance_scale > 1, `text` is [negative; prompt] and the model runs once on the doubled batch.
-    keep_variance: return all 2C channels (DDPM with a learned variance type), else the first C.
+    keep_variance: return all 2C channels (DDPM with a learned variance type), else the first C (a model that
+    outputs C channels, without learned sigma, is returned whole).
     """
 
     def __init__(self, transformer, guidance_scale=7.5, enable_temporal_attentions=True, keep_variance=False):
@@ -154,8 +155,8 @@ class TextGuidedDenoiser(nn.Cell):
         if self.guided:
             uncond, cond = ops.split(out, out.shape[0] // 2, axis=0)
             out = uncond + self.guidance_scale * (cond - uncond)
-        if not self.keep_variance:
-            out = out[:, :, : out.shape[2] // 2]  # (B, F, 2C, h, w) -> (B, F, C, h, w): eps
+        if not self.keep_variance and out.shape[2] == 2 * x.shape[2]:  # a model without learned sigma has C
+            out = out[:, :, : x.shape[2]]  # (B, F, 2C, h, w) -> (B, F, C, h, w): eps
         return out
 
 

@@ -18,6 +18,7 @@ from latte.cli import run_cli
 from latte.config import ConfigError, load_config
 from latte.env import setup_context_from, setup_logging
 from latte.t2v_options import TextEmbeddingsConfig
+from latte.text.options import DEMO_TEXT_ENCODER
 from latte.text.embeddings import TextEmbeddings, save_text_embeddings
 
 logger = logging.getLogger("text_embeddings")
@@ -28,7 +29,7 @@ def main(argv=None):
     cfg = load_config(TextEmbeddingsConfig, argv, __doc__)
     setup_logging()
     ctx = setup_context_from(cfg)
-    encoder = os.path.abspath(cfg.text_encoder)
+    encoder = cfg.text_encoder if cfg.text_encoder == DEMO_TEXT_ENCODER else os.path.abspath(cfg.text_encoder)
     texts, states, masks = [], [], []
     if os.path.isfile(cfg.output):
         stored = TextEmbeddings(cfg.output)
@@ -45,8 +46,9 @@ def main(argv=None):
     from latte.text.tokenizer import T5Tokenizer
     from latte.text_to_video import encode_texts
 
-    tokenizer = T5Tokenizer(cfg.tokenizer)
-    t5 = load_t5(cfg.text_encoder, dtype=resolve_dtype(cfg.dtype, ctx.device_target))
+    t5_ckpt, tokenizer_path = cfg.text_encoder_files()  # 'demo': the built-in one, built on first use
+    tokenizer = T5Tokenizer(tokenizer_path)
+    t5 = load_t5(t5_ckpt, dtype=resolve_dtype(cfg.dtype, ctx.device_target))
 
     # 3. Encode, one text at a time (one compiled shape), and write
     for text in new:

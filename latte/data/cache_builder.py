@@ -56,11 +56,13 @@ def _sha1(lines):
 
 def _source_description(data_config, index, with_captions=False):
     folder = data_config.data_folder
+    synthetic = None
+    if data_config.train_data_type == "synthetic":
+        synthetic = [data_config.num_videos, data_config.video_length, list(data_config.synthetic_shapes)]
+        synthetic += ["captions"] if data_config.synthetic_captions else []
     description = {
         "data_folder": os.path.abspath(folder) if folder else "", "train_data_type": data_config.train_data_type,
-        "filter_list": data_config.filter_list, "class_from": data_config.class_from,
-        "synthetic": [data_config.num_videos, data_config.video_length, list(data_config.synthetic_shapes)]
-        if data_config.train_data_type == "synthetic" else None,
+        "filter_list": data_config.filter_list, "class_from": data_config.class_from, "synthetic": synthetic,
         "num_videos": len(index.entries), "names_sha1": _sha1(e.name for e in index.entries)}
     if with_captions:  # other captions are another cache
         description["caption_file"] = os.path.abspath(data_config.caption_file) if data_config.caption_file else None

@@ -69,6 +69,10 @@ class DataConfig:
     synthetic_shapes: List[str] = field(default_factory=lambda: list(DEFAULT_SYNTHETIC_SHAPES),
                                         help="'synthetic' only: shape kinds to draw. Each video shows one kind; that "
                                              "kind is its class label.", choices=SYNTHETIC_SHAPES)
+    synthetic_captions: bool = field(False, "'synthetic' only: captioned videos for text-to-video (the demo): one "
+                                            "shape of a named colour moving in a named direction, captioned 'a red "
+                                            "square moving left' (latte/data/shape_captions.py; synthetic_shapes "
+                                            "is not read then).")
 
     def __post_init__(self):
         check_fields(self, "data_config.")  # also when built directly, not from a yaml

@@ -12,7 +12,8 @@ from typing import Callable, NamedTuple, Optional, Tuple
 
 from latte.data.errors import DataError
 from latte.data.readers import FrameFolderReader, open_video
-from latte.data.synthetic import SyntheticReader, make_video_spec, synthetic_class_names
+from latte.data.shape_captions import CAPTION_SHAPES
+from latte.data.synthetic import SyntheticReader, make_caption_spec, make_video_spec, synthetic_class_names
 from latte.data.transforms import preprocess_clip
 from latte.io import IMAGE_EXTENSIONS
 
@@ -98,10 +99,13 @@ def list_synthetic(data_config, image_size=None):
     """data_config.num_videos generated videos of data_config.video_length frames; no files."""
     if data_config.filter_list:
         raise DataError("data_config.filter_list names files; train_data_type 'synthetic' has none: set it to null")
-    kinds = [make_video_spec(i, data_config.synthetic_shapes).kind for i in range(data_config.num_videos)]
-    return [VideoEntry(f"synthetic/{i:06d}", "", num_frames=data_config.video_length, class_name=kind, index=i,
-                       caption=f"a {kind}")  # captioned with the class (condition 'text')
-            for i, kind in enumerate(kinds)]
+    if data_config.synthetic_captions:  # one shape of a named colour moving one way: "a red square moving left"
+        specs = (make_caption_spec(i, data_config.video_length) for i in range(data_config.num_videos))
+        return [VideoEntry(f"synthetic/{i:06d}", "", num_frames=data_config.video_length, class_name=spec.kind,
+                           index=i, caption=caption) for i, (spec, caption) in enumerate(specs)]
+    return [VideoEntry(f"synthetic/{i:06d}", "", num_frames=data_config.video_length,
+                       class_name=make_video_spec(i, data_config.synthetic_shapes).kind, index=i)
+            for i in range(data_config.num_videos)]
 
 
 def open_frame_folder(entry, data_config, image_size):
@@ -113,11 +117,12 @@ def open_video_file(entry, data_config, image_size):
 
 
 def open_synthetic(entry, data_config, image_size):
-    return SyntheticReader(entry.index, data_config.video_length, image_size, data_config.synthetic_shapes)
+    return SyntheticReader(entry.index, data_config.video_length, image_size, data_config.synthetic_shapes,
+                           captioned=data_config.synthetic_captions)
 
 
 def synthetic_classes(data_config):
-    return synthetic_class_names(data_config.synthetic_shapes)
+    return synthetic_class_names(CAPTION_SHAPES if data_config.synthetic_captions else data_config.synthetic_shapes)
 
 
 CAPTION_ID = "caption_id"  # the text column of video sources: int32, index into DatasetInfo.captions

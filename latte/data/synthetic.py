@@ -1,7 +1,10 @@
 """Moving-shapes videos for the out-of-the-box demo: bright shapes bouncing on a dark background.
 
 Each video shows 1-2 shapes of ONE kind (circle, square, triangle or digit) moving in straight lines and
-bouncing off the borders; the kind is the video's class. Everything is a pure function of (seed, index):
+bouncing off the borders; the kind is the video's class. Captioned videos (text-to-video demo,
+data_config.synthetic_captions) show ONE shape of a named colour moving at constant speed in a named direction,
+inside the frame for the whole video, captioned "a red square moving left" (grammar: latte/data/shape_captions.py).
+Everything is a pure function of (seed, index):
 video i of `write_synthetic_dataset(seed=s)` equals video i of train_data_type 'synthetic' when s == 0.
 Geometry is stored as fractions of the frame, so one video renders at any size.
 """
@@ -13,6 +16,8 @@ import cv2
 import numpy as np
 
 from latte.data.config import DEFAULT_SYNTHETIC_SHAPES, SYNTHETIC_SHAPES
+from latte.data.shape_captions import (CAPTION_BACKGROUND, CAPTION_COLOURS, DIRECTIONS, caption_combinations,
+                                       shape_caption)
 from latte.data.transforms import as_size
 
 SYNTHETIC_SEED = 0  # content seed of the on-the-fly 'synthetic' data type
@@ -23,6 +28,9 @@ PALETTE = ((255, 70, 70), (70, 230, 70), (80, 140, 255), (255, 230, 60), (255, 8
 BACKGROUND_MAX = 50  # background channels stay in 0..50 so every palette colour stands out
 RADIUS_RANGE = (0.14, 0.22)  # shape half-size, fraction of the frame's short side
 SPEED_RANGE = (0.012, 0.03)  # fraction of the frame per frame: crosses a frame in 30-80 frames
+CAPTION_RADIUS_RANGE = (0.15, 0.2)  # captioned videos: shape half-size, fraction of the short side
+CAPTION_TRAVEL_RANGE = (0.45, 0.6)  # captioned videos: distance covered first -> last frame, fraction of the frame
+CAPTION_ACROSS_RANGE = (0.3, 0.7)  # captioned videos: the centre's range across the motion (kept inside the frame)
 SUPERSAMPLE = 4  # draw at 4x and shrink with area averaging: smooth edges and sub-pixel motion
 DIGIT_FONT = cv2.FONT_HERSHEY_SIMPLEX
 DIGIT_HEIGHT_PER_SCALE = 22  # pixel height of a digit at fontScale 1 in DIGIT_FONT
@@ -74,6 +82,30 @@ def make_video_spec(index, shapes=DEFAULT_SYNTHETIC_SHAPES, seed=SYNTHETIC_SEED)
         velocity = (float(speed * np.cos(angle)), float(speed * np.sin(angle)))
         tracks.append(Track(PALETTE[colour], radius, start, velocity, int(rng.integers(0, 10))))
     return VideoSpec(classes[index % len(classes)], top, bottom, tuple(tracks))
+
+
+def make_caption_spec(index, video_length, seed=SYNTHETIC_SEED):
+    """Captioned video `index`: (VideoSpec, caption). The (colour, shape, direction) cycles through the grammar's
+    48 combinations (colour fastest); size, position and speed are drawn from (seed, index). The shape moves in a
+    straight line and stays inside the frame for all video_length frames, so any clip shows the named motion."""
+    colour, shape, direction = caption_combinations()[index % len(caption_combinations())]
+    rng = np.random.default_rng([seed, index])
+    radius = float(rng.uniform(*CAPTION_RADIUS_RANGE))
+    travel = float(rng.uniform(*CAPTION_TRAVEL_RANGE))
+    step = np.array(DIRECTIONS[direction], np.float64)  # (dx, dy) unit
+    low, high = radius, 1.0 - radius  # the centre's range that keeps the shape inside
+    travel = min(travel, high - low)
+    along = rng.uniform(low, high - travel)  # where the motion starts along its axis, counted in its direction
+    across = rng.uniform(max(low, CAPTION_ACROSS_RANGE[0]), min(high, CAPTION_ACROSS_RANGE[1]))
+    axis = 0 if step[0] else 1
+    sign = step[axis]
+    start = [across, across]
+    start[axis] = along if sign > 0 else 1.0 - along
+    velocity = step * travel / max(video_length - 1, 1)
+    track = Track(CAPTION_COLOURS[colour], radius, (float(start[0]), float(start[1])),
+                  (float(velocity[0]), float(velocity[1])), 0)
+    spec = VideoSpec(shape, CAPTION_BACKGROUND, CAPTION_BACKGROUND, (track,))
+    return spec, shape_caption(colour, shape, direction)
 
 
 def _bounce(start, velocity, t, low, high):
@@ -129,16 +161,19 @@ def render_frames(spec, frame_indices, image_size):
     return np.stack(frames)
 
 
-def synthetic_video(index, num_frames, image_size, shapes=DEFAULT_SYNTHETIC_SHAPES, seed=SYNTHETIC_SEED):
-    """All frames of synthetic video `index`: uint8 (num_frames, H, W, 3)."""
-    return render_frames(make_video_spec(index, shapes, seed), range(num_frames), image_size)
+def synthetic_video(index, num_frames, image_size, shapes=DEFAULT_SYNTHETIC_SHAPES, seed=SYNTHETIC_SEED,
+                    captioned=False):
+    """All frames of synthetic video `index`: uint8 (num_frames, H, W, 3); captioned: the video of
+    make_caption_spec (its caption: make_caption_spec(index, num_frames, seed)[1])."""
+    spec = make_caption_spec(index, num_frames, seed)[0] if captioned else make_video_spec(index, shapes, seed)
+    return render_frames(spec, range(num_frames), image_size)
 
 
 class SyntheticReader:
     """Reader interface (see readers.py) over one synthetic video; renders only the frames asked for."""
 
-    def __init__(self, index, num_frames, image_size, shapes):
-        self.spec = make_video_spec(index, shapes)
+    def __init__(self, index, num_frames, image_size, shapes, captioned=False):
+        self.spec = make_caption_spec(index, num_frames)[0] if captioned else make_video_spec(index, shapes)
         self.num_frames = num_frames
         self.image_size = image_size
 
