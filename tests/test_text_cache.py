@@ -193,3 +193,25 @@ def test_text_settings_and_condition_mismatches_are_one_line_errors(text_cache, 
         create_cache_dataset(data_config, IMAGE_SIZE, 3, 1, condition="text")
     dataset, info = create_cache_dataset(data_config, IMAGE_SIZE, 3, 1)
     assert info.text_encoder == {} and info.captions == []
+
+
+def test_train_from_the_text_cache(text_cache, text_encoder, vae_path, tmp_path):
+    """2 steps of a tiny LatteT2V on the cached latents and caption states (no VAE, no T5 in the step), then the
+    same cache with another token count is refused in one line."""
+    import train
+    from latte.checkpoint_io import read_meta
+    from latte.config import ConfigError
+
+    file_type, cache = text_cache
+    out = tmp_path / "run"
+    args = ["--model_name", "Latte-1-T", "--condition", "text", "--image_size", IMAGE_SIZE, "--num_frames", 2,
+            "--device_target", "CPU", "--mode", 1, "--vae_checkpoint", vae_path, "--text_encoder", text_encoder[0],
+            "--tokenizer", text_encoder[1], "--max_text_length", MAX_LENGTH, "--train_batch_size", 2,
+            "--max_steps", 2, "--step_mode", True, "--ckpt_save_interval", 2, "--data_config.train_data_type",
+            file_type, "--data_config.data_folder", cache, "--data_config.sample_stride", 1,
+            "--data_config.num_parallel_workers", 1, "--output_path", out]
+    assert train.main([str(a) for a in args]) == 2
+    meta = read_meta(str(out / "ckpt" / "latte-0000002-ema.ckpt"))
+    assert meta["kind"] == "latte_t2v" and meta["config"]["caption_channels"] == WIDTH
+    with pytest.raises(ConfigError, match=f"holds {MAX_LENGTH} T5 tokens per caption: set max_text_length"):
+        train.main([str(a) for a in args[:-1]] + [str(tmp_path / "other"), "--max_text_length", "41"])

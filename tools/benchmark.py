@@ -48,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("task", choices=TASKS + ("compare", "profile"), help="what to time")
     parser.add_argument("--peer", choices=PEERS, default="latte-ms", help="which implementation to time")
     parser.add_argument("--model_name", default="Latte-S/2",
-                        help="a Latte variant, or a text-to-video one (Latte-1, Latte-1-T: forward only)")
+                        help="a Latte variant, or a text-to-video one (Latte-1, Latte-1-T, Latte-1-demo: forward and train)")
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--latent_size", type=int, default=32, help="latent side (image_size / 8)")
     parser.add_argument("--batch_size", type=int, default=1)
@@ -65,6 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--ddim", action="store_true", help="sample: DDIM instead of DDPM")
     parser.add_argument("--cfg_scale", type=float, default=1.0, help="sample: guidance (> 1 needs --condition class)")
     parser.add_argument("--image_size", type=int, default=256, help="vae: frame side in pixels")
+    parser.add_argument("--num_layers", type=int, default=0,
+                        help="text-to-video train: keep this many block pairs of the variant (0: all)")
     parser.add_argument("--text_tokens", type=int, default=120,
                         help="text-to-video models: caption tokens (120 = T5 padded; one mask-cut prompt is fewer)")
     parser.add_argument("--profile_of", choices=("forward", "train"), default="forward",
@@ -118,6 +120,49 @@ def bench_t2v_forward(args, ctx):
     return out
 
 
+def bench_t2v_train(args, ctx):
+    """A text-to-video train step (random weights) as train.py runs it from a text cache: LatteT2VTrainLoss on
+    (B, F, 4, h, w) latents and (B, text_tokens, caption) T5 states, backward and AdamW. --num_layers keeps that many
+    of the variant's spatial/temporal block pairs (a slice of a model too big for this machine's memory)."""
+    import mindspore as ms
+
+    from latte.diffusion import create_diffusion
+    from latte.env import resolve_dtype
+    from latte.models.latte_t2v import LatteT2V
+    from latte.models.precision import apply_amp
+    from latte.models.registry import t2v_spec
+    from latte.training.optim import create_optimizer, lr_schedule
+    from latte.training.step import TrainStep
+    from latte.training.text_loss import LatteT2VTrainLoss
+
+    spec = t2v_spec(args.model_name)
+    spec["video_length"] = args.num_frames
+    if args.num_layers:
+        spec["num_layers"] = args.num_layers
+    net = LatteT2V(latent_size=args.latent_size, **spec)
+    net.set_train(True)
+    width, length = spec["caption_channels"], args.text_tokens
+    null = (np.zeros((1, length, width), np.float32), np.ones((1, length), np.int32))
+    loss_net = LatteT2VTrainLoss(apply_amp(net, resolve_dtype(args.dtype, ctx.device_target)), create_diffusion(""),
+                                 null)
+    optimizer = create_optimizer(net.trainable_params(), lr_schedule(args.steps + 1, 1e-4))
+    step = TrainStep(loss_net, optimizer, "none" if args.dtype == "fp32" else "dynamic", num_terms=2)
+    rng = np.random.default_rng(0)
+    b = args.batch_size
+    latent = (b, args.num_frames, spec["in_channels"], args.latent_size, args.latent_size)
+    inputs = [ms.Tensor(rng.standard_normal(latent).astype(np.float32)),
+              ms.Tensor(rng.integers(0, 1000, b).astype(np.int32)),
+              ms.Tensor(rng.standard_normal(latent).astype(np.float32)), ms.Tensor(np.zeros(latent, np.float32)),
+              ms.Tensor((rng.random(b) < 0.1).astype(np.int32)),
+              ms.Tensor(rng.standard_normal((b, length, width)).astype(np.float32)),
+              ms.Tensor(np.ones((b, length), np.int32))]
+    first, times = _timed(lambda: step(*inputs)[0].asnumpy(), args.steps)
+    out = _summary(first, times, b * args.num_frames, "images")
+    out["trainable_params_m"] = round(sum(p.size for p in net.trainable_params()) / 1e6, 2)
+    out["num_layers"] = spec["num_layers"]
+    return out
+
+
 def bench_forward(args, ctx):
     import mindspore as ms
 
@@ -166,6 +211,10 @@ def _summary(first, times, items_per_step, unit):
 
 
 def bench_train(args, ctx):
+    from latte.models.registry import T2V_MODELS
+
+    if args.model_name in T2V_MODELS:
+        return bench_t2v_train(args, ctx)
     import mindspore as ms
 
     from latte.diffusion import create_diffusion

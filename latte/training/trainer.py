@@ -15,7 +15,7 @@ import mindspore as ms
 from mindspore import nn
 
 from latte.checkpoint_io import CheckpointError, load_checkpoint_into, read_meta
-from latte.config import save_config, to_dict
+from latte.config import ConfigError, save_config, to_dict
 from latte.data import iterate_batches
 from latte.data.transforms import to_channels
 from latte.env import progress, resolve_dtype
@@ -103,12 +103,12 @@ def check_text_cache(cfg, info):
     """A cache with text must hold T5 states of max_text_length tokens (DatasetInfo.text_encoder, its record)."""
     record = info.text_encoder
     if not record:
-        raise ValueError(f"condition 'text' needs the captions' T5 states, but the cache in "
-                         f"{cfg.data_config.data_folder!r} has none: write it again with condition text")
+        raise ConfigError(f"condition 'text' needs the captions' T5 states, but the cache in "
+                          f"{cfg.data_config.data_folder!r} has none: write it again with condition text")
     if record.get("max_length") != cfg.max_text_length:
-        raise ValueError(f"max_text_length={cfg.max_text_length} but the cache in {cfg.data_config.data_folder!r} "
-                         f"holds {record.get('max_length')} T5 tokens per caption: set max_text_length: "
-                         f"{record.get('max_length')}")
+        raise ConfigError(f"max_text_length={cfg.max_text_length} but the cache in {cfg.data_config.data_folder!r} "
+                          f"holds {record.get('max_length')} T5 tokens per caption: set max_text_length: "
+                          f"{record.get('max_length')}")
 
 
 class Trainer:
