@@ -83,22 +83,23 @@ def main(argv=None):
 
 def main_text_to_video(cfg, start):
     """Prompts -> videos with a LatteT2V (Latte-1), as the official sample/sample_t2x.py: one prompt at a time."""
-    # 1. Device, output folder, scheduler
-    from latte.sampling import Timer, VideoSampler, run_dir
-    from latte.t2v_sampling import (TextToVideoSampler, VideoDecoder, load_transformer, prompt_embeddings,
-                                    sample_stem, write_sample)
+    # 1. Device, scheduler
+    from latte.sampling import Timer
     from latte.text_to_video import create_sampling_scheduler
 
     setup_logging()
     ctx = setup_context_from(cfg)
     scheduler = create_sampling_scheduler(cfg.scheduler, cfg.scheduler_config, cfg.ddim_eta, cfg.scheduler_overrides())
-    out_dir = run_dir(cfg.output_path)
-    save_config(cfg, os.path.join(out_dir, "config.yaml"))
-    prompts = cfg.prompts()
-    logger.info("sampling %d prompt(s) x %d with %s, %s %d steps, guidance %.1f, %d frame(s) of %dx%d -> %s",
-                len(prompts), cfg.num_samples_per_prompt, cfg.checkpoint, type(scheduler).__name__,
-                cfg.sampling_steps, cfg.guidance_scale, cfg.video_length, *cfg.frame_size, out_dir)
     timer = Timer()
+    with graph_cache(cfg.graph_cache, cfg.output_path, "sample.py", to_dict(cfg), ctx):
+        return _text_to_video(cfg, ctx, scheduler, timer, start)
+
+
+def _text_to_video(cfg, ctx, scheduler, timer, start):
+    """Phases 2-5 of main_text_to_video (inside its graph cache)."""
+    from latte.sampling import VideoSampler, run_dir
+    from latte.t2v_sampling import (TextToVideoSampler, VideoDecoder, load_transformer, prompt_embeddings,
+                                    sample_stem, write_sample)
 
     # 2. Prompt embeddings: T5 (then released) or the text embeddings file
     with timer.section("text encoding"):
@@ -108,6 +109,12 @@ def main_text_to_video(cfg, start):
     with timer.section("checkpoint load"):
         sampler = TextToVideoSampler(cfg, load_transformer(cfg, ctx.device_target), scheduler)
         decode = VideoDecoder(cfg, ctx.device_target)
+    out_dir = run_dir(cfg.output_path)  # once everything loaded: a failed start leaves no empty folder
+    save_config(cfg, os.path.join(out_dir, "config.yaml"))
+    prompts = cfg.prompts()
+    logger.info("sampling %d prompt(s) x %d with %s, %s %d steps, guidance %.1f, %d frame(s) of %dx%d -> %s",
+                len(prompts), cfg.num_samples_per_prompt, cfg.checkpoint, type(scheduler).__name__,
+                cfg.sampling_steps, cfg.guidance_scale, cfg.video_length, *cfg.frame_size, out_dir)
 
     # 4. Denoise, decode and write, one video at a time
     written, step_times, compile_seconds = [], [], 0.0

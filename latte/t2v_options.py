@@ -15,7 +15,7 @@ from latte.checkpoint_io import CheckpointError, read_meta, weights_beside_state
 from latte.config import ConfigError, field, given_keys
 from latte.env import DTYPES
 from latte.models.registry import KIND_T2V
-from latte.options import DeviceOptions, SampleConfig, VAEOptions
+from latte.options import DeviceOptions, GraphCacheOptions, SampleConfig, VAEOptions
 from latte.text.options import TextEncoderOptions
 
 
@@ -49,7 +49,7 @@ T2V_SAVE_FORMATS = ("gif", "mp4", "both")
 
 
 @dataclasses.dataclass
-class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions):
+class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions, GraphCacheOptions):
     """sample.py on a LatteT2V checkpoint: LattePipeline's sampling (the official sample/sample_t2x.py)."""
     checkpoint: str = field("", "LatteT2V weights (.ckpt from tools/latte_converter.py on Latte-1's transformer/)")
     vae_checkpoint: str = field("", "VAE .ckpt from tools/vae_converter.py: Latte-1's vae_temporal_decoder/ "

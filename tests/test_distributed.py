@@ -336,3 +336,24 @@ def test_rank_table_script_stops_every_rank_when_one_fails(rank_table_setup):
     assert result.returncode == 3 and "rank 1 failed (exit code 3)" in result.stderr
     assert "rank 1 breaks" in result.stderr  # the tail of its log
     assert time.monotonic() - start < 30  # rank 0 (sleeping 60 s) was stopped
+
+
+T2V_TINY = ["--model_name", "Latte-1-T", "--condition", "text", "--text_encoder", "demo", "--tokenizer", "demo",
+            "--max_text_length", "6", "--caption_dropout_prob", "0.3", "--image_size", "16", "--num_frames", "4",
+            "--device_target", "CPU", "--vae_checkpoint", "", "--log_interval", "1", "--step_mode", "True",
+            "--ckpt_save_interval", "2", "--data_config.train_data_type", "synthetic",
+            "--data_config.synthetic_captions", "True", "--data_config.num_parallel_workers", "1",
+            "--data_config.sample_stride", "1"]
+
+
+def test_text_to_video_on_two_msrun_workers_equals_one_process_with_the_global_batch(tmp_path):
+    """LatteT2V with T5 in the step and caption dropout: 2 ranks x batch 2 == 1 process x batch 4, 2 steps."""
+    msrun_or_skip()
+    single = tmp_path / "single"
+    assert train.main(T2V_TINY + ["--train_batch_size", "4", "--max_steps", "2", "--output_path", str(single)]) == 2
+    out = tmp_path / "run"
+    msrun(tmp_path, "train.py", *T2V_TINY, "--train_batch_size", "2", "--max_steps", "2", "--use_parallel", "True",
+          "--output_path", out)
+    logs = assert_ranks_agree_and_match(out, 2, single)
+    assert all("condition text" in log for log in logs)
+    np.testing.assert_allclose(metric_losses(out), metric_losses(single), rtol=1e-5, atol=2e-6)
