@@ -317,7 +317,10 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
     clip_grad: bool = field(False, "clip gradients to max_grad_norm (global norm)")
     max_grad_norm: float = field(1.0, "global gradient norm limit when clip_grad")
     use_ema: bool = field(True, "keep an EMA of the weights (saved as latte-<step>-ema.ckpt)")
-    ema_decay: float = field(0.9999, "EMA decay (warm-up: min(decay, (1 + n) / (10 + n)))")
+    ema_decay: float = field(0.9999, "EMA decay (official: 0.9999)")
+    ema_warmup: str = field("none", "how the EMA decay reaches ema_decay after n updates: none (official: from the "
+                                    "first step), num_updates (min(decay, (1 + n) / (10 + n))), mindone "
+                                    "(decay * (1 - exp(-n / 2000)))", choices=("none", "num_updates", "mindone"))
     # precision
     loss_scaler_type: str = field("dynamic", "loss scaling: dynamic, static or none", choices=LOSS_SCALERS)
     init_loss_scale: float = field(65536.0, "initial (or static) loss scale")

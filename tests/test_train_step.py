@@ -104,15 +104,20 @@ def test_clipping_bounds_the_global_norm():
     assert abs(moved - lr * max_norm) < 1e-7  # SGD moves by lr * clipped gradient, whose norm is max_norm
 
 
-def test_ema_formula_with_warmup():
+@pytest.mark.parametrize("warmup, decay_at", [
+    ("none", lambda n: 0.9999),  # the official Latte
+    ("num_updates", lambda n: min(0.9999, (1 + n) / (10 + n))),
+    ("mindone", lambda n: 0.9999 * (1 - np.exp(-n / 2000))),
+])
+def test_ema_formula_with_warmup(warmup, decay_at):
     ms.set_context(mode=ms.PYNATIVE_MODE)
     p = ms.Parameter(Tensor(np.ones(3, np.float32)), name="w")
-    ema = EMA([p], decay=0.9999)
+    ema = EMA([p], decay=0.9999, warmup=warmup)
     expected = np.ones(3)
     for n in range(4):
         p.set_data(Tensor(np.full(3, float(n + 2), np.float32)))
         d = float(ema().asnumpy())
-        want_d = min(0.9999, (1 + n) / (10 + n))
+        want_d = decay_at(n)
         assert abs(d - want_d) < 1e-7
         expected = want_d * expected + (1 - want_d) * (n + 2)
         np.testing.assert_allclose(ema.shadow[0].asnumpy(), expected, rtol=1e-6)

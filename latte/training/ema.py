@@ -3,16 +3,24 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 EMA_DECAY = 0.9999
+# how the decay d grows to `decay` over the first n updates:
+#   none         d = decay from the first update (the official Latte train.py)
+#   num_updates  d = min(decay, (1 + n) / (10 + n)) (TensorFlow's ExponentialMovingAverage with num_updates)
+#   mindone      d = decay * (1 - exp(-n / 2000)) (mindone's Latte trainer)
+EMA_WARMUPS = ("none", "num_updates", "mindone")
+MINDONE_WARMUP_UPDATES = 2000.0
 
 
 class EMA(nn.Cell):
-    """ema = d * ema + (1 - d) * w with warm-up d = min(decay, (1 + n) / (10 + n)), n = updates so far.
+    """ema = d * ema + (1 - d) * w, d per `warmup` (EMA_WARMUPS), n = updates so far.
 
     The shadow weights are named `ema.<param name>` so they save and resume with the train state.
     """
 
-    def __init__(self, params, decay=EMA_DECAY, warmup=True):
+    def __init__(self, params, decay=EMA_DECAY, warmup="none"):
         super().__init__()
+        if warmup not in EMA_WARMUPS:
+            raise ValueError(f"ema warmup={warmup!r} is not one of {EMA_WARMUPS}")
         self.params = ms.ParameterTuple(list(params))
         self.shadow = ms.ParameterTuple([Parameter(p.data.copy(), name=f"ema.{p.name}", requires_grad=False)
                                          for p in self.params])
@@ -22,8 +30,10 @@ class EMA(nn.Cell):
         self.hyper_map = ops.HyperMap()
 
     def current_decay(self):
-        if self.warmup:
+        if self.warmup == "num_updates":
             return ops.minimum(Tensor(self.decay, ms.float32), (1.0 + self.updates) / (10.0 + self.updates))
+        if self.warmup == "mindone":
+            return self.decay * (1.0 - ops.exp(-self.updates / MINDONE_WARMUP_UPDATES))
         return Tensor(self.decay, ms.float32)
 
     def construct(self):

@@ -172,7 +172,7 @@ class Trainer:
             loss_net = LatteT2VTrainLoss(amp_latte, self.diffusion, text["null"], encoder, text["in_step"])
 
         # Step, optimizer, EMA, and the resume state
-        self.ema = EMA(self.latte.trainable_params(), cfg.ema_decay) if cfg.use_ema else None
+        self.ema = EMA(self.latte.trainable_params(), cfg.ema_decay, cfg.ema_warmup) if cfg.use_ema else None
         lrs = lr_schedule(self.total_steps, cfg.start_learning_rate, cfg.scheduler, cfg.warmup_steps,
                           cfg.end_learning_rate, cfg.decay_steps)
         optimizer = create_optimizer(self.latte.trainable_params(), lrs, tuple(cfg.betas), cfg.optim_eps,
