@@ -77,7 +77,8 @@ def main(argv=None):
         extra = [("graph compile", sampler.compile_seconds(step_times)),
                  ("total", time.perf_counter() - start),
                  ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
-        logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
+        logger.info("wrote %d video file(s), %d file(s) in all, to %s\ntiming (s):\n%s", len(written),
+                    len(os.listdir(out_dir)), out_dir, timer.table(extra))
     return out_dir
 
 
@@ -135,7 +136,8 @@ def _text_to_video(cfg, ctx, scheduler, timer, start):
     timer.sections["denoising"] -= compile_seconds
     extra = [("graph compile", compile_seconds), ("total", time.perf_counter() - start),
              ("s / denoising step", float(np.median(step_times)) if step_times else 0.0)]
-    logger.info("wrote %d file(s) to %s\ntiming (s):\n%s", len(written), out_dir, timer.table(extra))
+    logger.info("wrote %d video file(s), %d file(s) in all, to %s\ntiming (s):\n%s", len(written),
+                len(os.listdir(out_dir)), out_dir, timer.table(extra))
     return out_dir
 
 

@@ -101,3 +101,19 @@ def test_unlabelled_cache_refuses_class_training_and_empty_folders_are_named(tmp
     empty.mkdir()
     with pytest.raises(DataError, match="holds no cache manifest"):
         create_cache_dataset(dataclasses.replace(unlabelled, data_folder=str(empty)), **CLIP)
+
+
+def test_the_vae_check_compares_files_not_path_strings(tmp_path):
+    """A symlink to the cache's VAE, or a copy of it, is the same VAE (no warning); other bytes are not."""
+    import shutil
+
+    from latte.data.cache_dataset import _same_file
+
+    vae = tmp_path / "vae.ckpt"
+    vae.write_bytes(b"weights" * 1000)
+    (tmp_path / "link.ckpt").symlink_to(vae)
+    shutil.copy(vae, tmp_path / "copy.ckpt")
+    (tmp_path / "other.ckpt").write_bytes(b"Weights" * 1000)
+    assert _same_file(str(tmp_path / "link.ckpt"), str(vae)) and _same_file(str(tmp_path / "copy.ckpt"), str(vae))
+    assert not _same_file(str(tmp_path / "other.ckpt"), str(vae))
+    assert not _same_file(str(tmp_path / "missing.ckpt"), str(vae))

@@ -263,9 +263,12 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True, captions=Non
             text = None if caption_text is None else caption_text(current)
             writer.add(current, entry.name, np.concatenate(chunks).astype(store), label, text)
             report.saved = writer.saved
-            bar.set_postfix(saved=writer.saved, failed=len(writer.failed), refresh=False)
+            bar.set_postfix(encoded=writer.saved + len(writer.pending), saved=writer.saved,
+                            failed=len(writer.failed), refresh=False)  # mindrecord saves a file of videos at once
         current = None
         writer.close()
+        report.saved = writer.saved
+        bar.set_postfix(encoded=writer.saved, saved=writer.saved, failed=len(writer.failed))
     except BaseException as exc:  # also KeyboardInterrupt: say where to continue
         resume_at = _stop(writer, current)
         report.saved = writer.saved

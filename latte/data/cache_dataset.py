@@ -238,6 +238,21 @@ def describe_cache(header, index):
             + (f"; captions as T5 states {header[TEXT_RECORD]}" if header.get(TEXT_RECORD) else ""))
 
 
+def _same_file(a, b):
+    """The same file: one path (links resolved), or equal bytes (a copy)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    if not (os.path.isfile(a) and os.path.isfile(b)) or os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk = fa.read(1 << 24)
+            if chunk != fb.read(1 << 24):
+                return False
+            if not chunk:
+                return True
+
+
 def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, latent_shape=None, scale_factor=None,
                          vae_checkpoint=None, condition=None, shard_id=0, num_shards=1, seed=DEFAULT_SEED,
                          drop_remainder=True, start_step=0):
@@ -261,7 +276,7 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
         raise DataError(f"condition 'text' needs caption states, but the cache in {data_config.data_folder!r} was "
                         f"written for condition {index.header.get('condition')!r}: rebuild it with "
                         "tools/embedding_cache.py --condition text --text_encoder T5.ckpt --tokenizer T5_TOKENIZER")
-    if vae_checkpoint and os.path.abspath(vae_checkpoint) != index.header["vae_checkpoint"]:
+    if vae_checkpoint and not _same_file(vae_checkpoint, index.header["vae_checkpoint"]):
         logger.warning("data: the cache was encoded with %s but vae_checkpoint is %s (used to decode samples): "
                        "make sure they are the same VAE", index.header["vae_checkpoint"], vae_checkpoint)
     logger.info("data: %s", describe_cache(index.header, index))

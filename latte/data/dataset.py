@@ -112,8 +112,10 @@ class ClipSource:
 
     def _record_failure(self, video_index, exc):
         self.failures[video_index] = str(exc)
-        logger.warning("data: skipping video %s (%s); a deterministic substitute is used. Set "
-                       "data_config.scan_videos: true to drop such videos at start", self.entries[video_index].name, exc)
+        hint = ("" if self.data_config.scan_videos else
+                "; data_config.scan_videos: true drops such videos at start")  # a scanned video can fail later too
+        logger.warning("data: skipping video %s (%s); a deterministic substitute is used%s",
+                       self.entries[video_index].name, exc, hint)
 
     def __getitem__(self, key):
         epoch, global_position, video_index = self.video_at(key)
