@@ -189,6 +189,19 @@ def progress(iterable=None, **kwargs):
 _OWN_HANDLERS = []
 
 
+class _BarAwareHandler(logging.StreamHandler):
+    """Writes each log line through tqdm.write, which lifts an active progress bar off the line first (a plain
+    stream handler glues the message onto the end of the bar)."""
+
+    def emit(self, record):
+        try:
+            from tqdm.auto import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 -- logging must never raise
+            self.handleError(record)
+
+
 def setup_logging(log_file=None, rank=0):
     """INFO logs to stderr (ranks > 0 prefixed) and optionally to a file; calling again replaces only the
     handlers installed here, so handlers of the embedding program (e.g. pytest's) stay."""
@@ -198,7 +211,7 @@ def setup_logging(log_file=None, rank=0):
         root.removeHandler(handler)
         handler.close()
     _OWN_HANDLERS.clear()
-    _OWN_HANDLERS.append(logging.StreamHandler())
+    _OWN_HANDLERS.append(_BarAwareHandler())
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         _OWN_HANDLERS.append(logging.FileHandler(log_file))

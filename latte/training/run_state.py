@@ -275,7 +275,8 @@ def plot_loss_curve(metrics_path, png_path, smooth=20, column="loss"):
         kernel = np.ones(smooth) / smooth
         ax.plot(steps[smooth - 1:], np.convolve(loss, kernel, mode="valid"), label=f"mean of {smooth}")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (mse + vb)" if column == "loss" else column)
+    has_vb = "vb" in rows[0] and any(float(r["vb"]) != 0.0 for r in rows)  # learn_sigma: false has no vb term
+    ax.set_ylabel(("loss (mse + vb)" if has_vb else "loss (mse)") if column == "loss" else column)
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()

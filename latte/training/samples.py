@@ -13,7 +13,7 @@ from latte.io import save_video, video_to_uint8
 from latte.models.factory import create_latte
 from latte.models.precision import apply_amp
 from latte.options import ModelOptions, SampleConfig
-from latte.sampling import FrameDecoder, VideoSampler, choose_labels, enlarge
+from latte.sampling import FrameDecoder, VideoSampler, choose_labels, enlarge, video_name
 
 logger = logging.getLogger(__name__)
 
@@ -46,5 +46,6 @@ class CheckpointSamples:
         target = os.path.join(folder, f"step-{step:07d}")
         os.makedirs(target, exist_ok=True)
         for i, video in enumerate(videos):
-            save_video(video, os.path.join(target, f"sample_{i}.gif"), fps=self.cfg.fps)
+            save_video(video, os.path.join(target, video_name(i, None if self.labels is None else self.labels[i])
+                                           + ".gif"), fps=self.cfg.fps)  # named as sample.py names them
         logger.info("wrote %d sample GIF(s) to %s", len(videos), target)
