@@ -39,17 +39,32 @@ def test_natural_sort_orders_numbers_by_value():
     assert sorted(names, key=natural_key) == ["frame_1.jpg", "frame_2.jpg", "frame_10.jpg", "frame_100.jpg"]
 
 
-def test_frame_folders_flat_and_nested(tmp_path):
+def test_frame_folders_flat_and_nested(tmp_path, caplog):
     root = tmp_path / "sky_train"
     write_frames(str(root / "videoA"), [f"frame_{i}.jpg" for i in (10, 2, 1)])
     # Real Sky Timelapse nests clips one level deeper: sky_train/<video>/<clip>/<frame>.jpg
     write_frames(str(root / "videoB" / "videoB_1"), [f"{i}.png" for i in range(4)])
     touch(str(root / "videoB" / "notes.txt"))
     touch(str(root / "videoA" / "._frame_3.jpg"))  # hidden files (macOS resource forks) are not frames
-    entries = list_frame_folders(DataConfig(data_folder=str(root), train_data_type="frame_folder"))
+    touch(str(root / "videoC" / "frame_1.tif"))  # not an image type read here: said, not silently dropped
+    with caplog.at_level(logging.INFO, logger="latte.data.sources"):
+        entries = list_frame_folders(DataConfig(data_folder=str(root), train_data_type="frame_folder"))
+    assert "2 folder(s) under" in caplog.text and "videoB, videoC" in caplog.text
     assert [e.name for e in entries] == ["videoA", "videoB/videoB_1"]
     assert [os.path.basename(p) for p in entries[0].frames] == ["frame_1.jpg", "frame_2.jpg", "frame_10.jpg"]
     assert entries[1].num_frames == 4
+
+
+def test_video_file_folder_of_frame_folders_reads_them_as_frame_folders(tmp_path, caplog):
+    """mindone's Sky Timelapse yaml says train_data_type video_file for frame folders: that runs, said once."""
+    root = tmp_path / "sky_train"
+    for video in ("v1", "v2"):
+        write_frames(str(root / video / f"{video}_1"), [f"{i}.jpg" for i in range(5)])
+    config = DataConfig(data_folder=str(root), train_data_type="video_file", sample_stride=1)
+    with caplog.at_level(logging.INFO, logger="latte.data.sources"):
+        index = build_video_index(config, 4, 8)
+    assert [e.name for e in index.entries] == ["v1/v1_1", "v2/v2_1"] and [e.num_frames for e in index.entries] == [5, 5]
+    assert "holds no video files but 2 frame folders: reading them as train_data_type frame_folder" in caplog.text
 
 
 def test_video_files_by_extension_any_depth(tmp_path):

@@ -73,11 +73,16 @@ def list_frame_folders(data_config, image_size=None):
     """
     root = data_config.data_folder
     check_data_folder(root, f"one folder of {'/'.join(IMAGE_EXTENSIONS)} frames per video")
-    entries = []
+    entries, imageless = [], []
     for folder, files in _walk(root):
         frames = tuple(os.path.join(folder, f) for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
         if frames:
             entries.append(VideoEntry(_relative_name(folder, root), folder, frames, len(frames)))
+        elif files:
+            imageless.append(_relative_name(folder, root))
+    if imageless:
+        logger.info("data: %d folder(s) under %r hold files but no %s images, so no frames (e.g. %s)",
+                    len(imageless), root, "/".join(IMAGE_EXTENSIONS), ", ".join(imageless[:EXAMPLES_SHOWN]))
     return sorted(entries, key=entry_order)
 
 
@@ -92,6 +97,11 @@ def list_video_files(data_config, image_size=None):
             if f.lower().endswith(extensions):
                 path = os.path.join(folder, f)
                 entries.append(VideoEntry(_relative_name(path, root), path))
+    if not entries:  # mindone's Sky Timelapse yaml says video_file for sky_train/<video>/<clip>/*.jpg
+        entries = list_frame_folders(data_config, image_size)
+        if entries:
+            logger.info("data: %r holds no video files but %d frame folders: reading them as train_data_type "
+                        "frame_folder", root, len(entries))
     return sorted(entries, key=entry_order)
 
 
@@ -113,6 +123,8 @@ def open_frame_folder(entry, data_config, image_size):
 
 
 def open_video_file(entry, data_config, image_size):
+    if entry.frames:  # a frame folder found where video files were expected (list_video_files)
+        return open_frame_folder(entry, data_config, image_size)
     return open_video(entry.path, data_config.video_backend)
 
 
