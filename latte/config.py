@@ -188,6 +188,9 @@ def from_dict(cls, data, where="config", prefix=""):
     prefix: the dotted path of a nested config (`data_config.`), for error messages.
     """
     data = _resolve_includes(cls, dict(data), where)
+    translate = getattr(cls, "translate_keys", None)
+    if translate is not None:  # other projects' names for our keys (latte.mindone_keys)
+        data = translate(data, where)
     fields, hints = _fields(cls), _hints(cls)
     kwargs = {}
     for key, value in data.items():

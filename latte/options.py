@@ -48,6 +48,16 @@ class DeviceOptions:
     max_device_memory: Optional[str] = field(None, "cap on device memory, e.g. '59GB' (Ascend/GPU only)")
 
 
+class MindoneKeys:
+    """Configs that read mindone's Latte yaml files as they are (latte.mindone_keys)."""
+
+    @classmethod
+    def translate_keys(cls, data, where):
+        from latte.mindone_keys import translate_mindone_keys
+
+        return translate_mindone_keys(data, where)
+
+
 @dataclasses.dataclass
 class GraphCacheOptions:
     graph_cache: bool = field(True, "graph mode: save the compiled graphs under output_path/.graph_cache and reuse "
@@ -215,7 +225,7 @@ def _contradicts(key, given, recorded):
 
 
 @dataclasses.dataclass
-class SampleConfig(DeviceOptions, ModelOptions, GraphCacheOptions):
+class SampleConfig(DeviceOptions, ModelOptions, GraphCacheOptions, MindoneKeys):
     checkpoint: str = field("", "Latte weights (.ckpt from tools/latte_converter.py or from train.py)")
     sampling_steps: int = field(250, "denoising steps (the timestep respacing, as the official sample.py)", minimum=1)
     ddim_sampling: bool = field(False, "DDIM instead of DDPM ancestral sampling")
@@ -293,7 +303,7 @@ class DataOptions:
 
 
 @dataclasses.dataclass
-class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, GraphCacheOptions):
+class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, GraphCacheOptions, MindoneKeys):
     output_path: str = field("outputs/train", "run folder: config, log, metrics, loss curve, ckpt/, samples/")
     pretrained_model_path: str = field("", "initialize Latte from these weights (.ckpt, converted or trained)")
     resume: Optional[str] = field(None, "resume state to continue from; 'true'/'latest': the newest under "
