@@ -431,6 +431,22 @@ class EmbeddingCacheConfig(CaptionEncoderOptions, ContextOptions, VAEOptions, Da
                                      "loses at most the open one)", minimum=1)
     max_page_size: int = field(32, "mindrecord: page size in MiB (1..256); checked against the row size", minimum=1)
 
+    @classmethod
+    def translate_keys(cls, data, where):
+        """A training config (mindone's documented `--config configs/training/x.yaml`) is read for its data, VAE
+        and text keys: train.py's other keys are dropped, said in one line; mindone's names are translated."""
+        import logging
+
+        from latte.mindone_keys import translate_mindone_keys
+
+        data = translate_mindone_keys(data, where)
+        ours = {f.name for f in dataclasses.fields(cls)}
+        training = [k for k in data if k not in ours and k in {f.name for f in dataclasses.fields(TrainConfig)}]
+        if training:
+            logging.getLogger(__name__).warning("%s: training keys not read by the cache tool: %s", where,
+                                                ", ".join(training))
+        return {k: v for k, v in data.items() if k not in training}
+
     def validate(self):
         if not self.cache_folder:
             raise ConfigError("cache_folder is empty: give the folder to write the cache to")

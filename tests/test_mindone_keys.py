@@ -61,3 +61,17 @@ def test_mindone_inference_keys(tmp_path):
     path.write_text(yaml.safe_dump({"checkpoint": str(tmp_path / "x.ckpt"), "model_name": "Latte-XL/2",
                                     "use_fp16": True, "image_size": 256, "num_frames": 16}))
     assert load_config(SampleConfig, ["-c", str(path)]).dtype == "fp16"
+
+
+def test_cache_tool_reads_a_training_yaml_for_its_data_keys(tmp_path, caplog):
+    """mindone documents `tools/embedding_cache.py --config configs/training/sky_video.yaml --cache_folder ...`."""
+    from latte.options import EmbeddingCacheConfig
+
+    with caplog.at_level("WARNING", logger="latte.options"):
+        cfg = load_config(EmbeddingCacheConfig, ["-c", write_mindone(tmp_path), "--cache_folder", str(tmp_path / "c"),
+                                                 "--vae_checkpoint", "vae.ckpt"])
+    assert cfg.image_size == 256 and cfg.data_config.sample_stride == 3 and cfg.data_config.random_flip is False
+    assert "training keys not read by the cache tool: " in caplog.text and "model_name, num_frames" in caplog.text
+    with pytest.raises(ConfigError, match="did you mean"):  # a key of no command is still an error
+        load_config(EmbeddingCacheConfig, ["-c", write_mindone(tmp_path, train=dict(MINDONE_TRAIN, num_frame=3)),
+                                           "--cache_folder", "c", "--vae_checkpoint", "vae.ckpt"])
