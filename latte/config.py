@@ -241,9 +241,12 @@ def _flag_names(cls, prefix=""):
     return out
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each key's help; the script's docstring (its usage examples) kept as written."""
+
+
 def build_parser(cls, description=""):
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False, formatter_class=_HelpFormatter)
     parser.add_argument(*CONFIG_FLAGS, dest="config", default=None, help="yaml config file; flags override it")
     for flag, (f, tp) in _flag_names(cls).items():
         default = f.default if f.default is not dataclasses.MISSING else None

@@ -105,3 +105,12 @@ def test_mindone_checkpoint_names_load(tmp_path):
     for key in ours:
         np.testing.assert_array_equal(got[key], ours[key], err_msg=key)
     assert "network.y_embedder.embedding_table.embedding_table" in read_ms_checkpoint(path)[0]
+
+
+def test_help_keeps_the_usage_examples_as_written(capsys):
+    import train
+
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    assert "\n    python train.py -c configs/training/sky_video.yaml  " in out  # one example per line
