@@ -33,50 +33,39 @@ def _set(data, key, value, where, source):
     data[key] = value
 
 
-def translate_mindone_keys(data, where, model_keys=True):
-    """A config mapping with mindone's keys replaced by latte-ms keys (a new dict; nested data_config too).
-    model_keys: the config has image_size / num_frames / dtype (train.py, sample.py)."""
+def _true(value):
+    return value in (True, "true", "True", 1)
+
+
+def _rename(source, key, target, ours, where, convert=lambda value: value):
+    """Moves source[key] to target[ours] (converted), saying so."""
+    if key not in source:
+        return
+    value = source.pop(key)
+    new = convert(value)
+    _set(target, ours, new, where, f"{key}: {value}")
+    _say(where, f"{key}: {value}", f"{ours}: {new}")
+
+
+def translate_mindone_keys(data, where):
+    """A config mapping with mindone's keys replaced by latte-ms keys (a new dict; nested data_config too)."""
     data = dict(data)
-    if "use_fp16" in data:
-        value = data.pop("use_fp16")
-        dtype = "fp16" if value in (True, "true", "True", 1) else "fp32"
-        _set(data, "dtype", dtype, where, f"use_fp16: {value}")
-        _say(where, f"use_fp16: {value}", f"dtype: {dtype}")
-    if "use_model_dtype" in data:
-        value = data.pop("use_model_dtype")
-        _set(data, "dtype", value, where, f"use_model_dtype: {value}")
-        _say(where, f"use_model_dtype: {value}", f"dtype: {value}")
+    _rename(data, "use_fp16", data, "dtype", where, lambda value: "fp16" if _true(value) else "fp32")
+    _rename(data, "use_model_dtype", data, "dtype", where)
     if "dataset_name" in data:
         _say(where, f"dataset_name: {data.pop('dataset_name')}", "nothing (here data_config.train_data_type says "
                                                                  "how the data folder is laid out)")
     if isinstance(data.get("data_config"), dict):
-        data["data_config"] = _translate_data(data, dict(data["data_config"]), where, model_keys)
-    return data
-
-
-def _translate_data(top, data, where, model_keys):
-    where = f"{where} (data_config)"
-    for theirs, ours in (("sample_size", "image_size"), ("sample_n_frames", "num_frames")):
-        if theirs in data:
-            value = data.pop(theirs)
-            if model_keys:
-                _set(top, ours, value, where, f"{theirs}: {value}")
-                _say(where, f"{theirs}: {value}", f"{ours}: {value} (top level)")
-            else:
-                _say(where, f"{theirs}: {value}", "nothing (this command does not read it)")
-    if "use_safer_augment" in data:
-        value = data.pop("use_safer_augment")
-        flip = not (value in (True, "true", "True", 1))
-        _set(data, "random_flip", flip, where, f"use_safer_augment: {value}")
-        _say(where, f"use_safer_augment: {value}", f"random_flip: {flip}")
-    if "csv_path" in data:
-        value = data.pop("csv_path")
-        _set(data, "caption_file", value, where, f"csv_path: {value}")
-        _say(where, f"csv_path: {value}", f"caption_file: {value}")
-    for key in ("image_video_joint", "use_image_num"):
-        if key in data:
-            value = data.pop(key)
-            if value not in (False, None, 0, "false", "False", "0"):
-                raise ConfigError(f"{where}: {key}: {value!r}: {JOINT_UNSUPPORTED}")
-            _say(where, f"{key}: {value}", "nothing (video-only training, as here)")
+        data_config, inner = dict(data["data_config"]), f"{where} (data_config)"
+        _rename(data_config, "sample_size", data, "image_size", inner)
+        _rename(data_config, "sample_n_frames", data, "num_frames", inner)
+        _rename(data_config, "use_safer_augment", data_config, "random_flip", inner, lambda value: not _true(value))
+        _rename(data_config, "csv_path", data_config, "caption_file", inner)
+        for key in ("image_video_joint", "use_image_num"):
+            if key in data_config:
+                value = data_config.pop(key)
+                if value not in (False, None, 0, "false", "False", "0"):
+                    raise ConfigError(f"{inner}: {key}: {value!r}: {JOINT_UNSUPPORTED}")
+                _say(inner, f"{key}: {value}", "nothing (video-only training, as here)")
+        data["data_config"] = data_config
     return data

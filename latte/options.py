@@ -218,6 +218,22 @@ def recorded_model_keys(meta):
     return keys
 
 
+def checkpoint_record(given, keys_of):
+    """(given with `checkpoint` the weights file, keys_of(its record)): a train.py resume state stands for the
+    weights saved with it. For the configs' fill_defaults."""
+    path = given["checkpoint"]
+    weights, ema = weights_beside_state(path)
+    if ema is not None:
+        if weights is None:
+            raise ConfigError(f"checkpoint {path} is a train.py resume state, and the weights saved with it "
+                              f"({ema}) are gone: give a latte-<step>-ema.ckpt of that run")
+        given = dict(given, checkpoint=weights)
+    try:
+        return given, keys_of(read_meta(given["checkpoint"]))
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _contradicts(key, given, recorded):
     if key == "vae_checkpoint":  # the VAE file may have moved; only pixel space vs latents changes the model
         return bool(given) != bool(recorded)
@@ -256,19 +272,9 @@ class SampleConfig(DeviceOptions, ModelOptions, GraphCacheOptions, MindoneKeys):
     def fill_defaults(cls, given):
         """The checkpoint's record supplies every model key not given (as nanoGPT restores model_args); a given
         key that contradicts it is an error. A train.py resume state is replaced by the weights saved with it."""
-        path = given.get("checkpoint")
-        if not path:
+        if not given.get("checkpoint"):
             return given
-        weights, ema = weights_beside_state(path)
-        if ema is not None:
-            if weights is None:
-                raise ConfigError(f"checkpoint {path} is a train.py resume state, and the weights saved with it "
-                                  f"({ema}) are gone: give a latte-<step>-ema.ckpt of that run")
-            given = dict(given, checkpoint=weights)
-        try:
-            recorded = recorded_model_keys(read_meta(given["checkpoint"]))
-        except CheckpointError as err:
-            raise ConfigError(str(err)) from None
+        given, recorded = checkpoint_record(given, recorded_model_keys)
         wrong = [f"{k}={given[k]!r} but the checkpoint has {k}={recorded[k]!r}" for k in recorded
                  if k in given and _contradicts(k, given[k], recorded[k])]
         if wrong:

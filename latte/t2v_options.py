@@ -11,11 +11,11 @@ import os
 import sys
 from typing import List, Optional
 
-from latte.checkpoint_io import CheckpointError, read_meta, weights_beside_state
+from latte.checkpoint_io import CheckpointError, read_meta
 from latte.config import ConfigError, field, given_keys
 from latte.env import DTYPES
 from latte.models.registry import KIND_T2V
-from latte.options import DeviceOptions, GraphCacheOptions, SampleConfig, VAEOptions
+from latte.options import DeviceOptions, GraphCacheOptions, SampleConfig, VAEOptions, checkpoint_record
 from latte.text.options import TextEncoderOptions
 
 
@@ -90,19 +90,9 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions, GraphCac
         """A LatteT2V trained by train.py: its record supplies the keys not given (the VAE, the text encoder and
         tokenizer, the image size, the frame count); a train.py resume state stands for the weights saved with
         it. A converted Latte-1 has no such record: everything comes from the keys given."""
-        path = given.get("checkpoint")
-        if not path:
+        if not given.get("checkpoint"):
             return given
-        weights, ema = weights_beside_state(path)
-        if ema is not None:
-            if weights is None:
-                raise ConfigError(f"checkpoint {path} is a train.py resume state, and the weights saved with it "
-                                  f"({ema}) are gone: give a latte-<step>-ema.ckpt of that run")
-            given = dict(given, checkpoint=weights)
-        try:
-            recorded = trained_sample_keys(read_meta(given["checkpoint"]))
-        except CheckpointError as err:
-            raise ConfigError(str(err)) from None
+        given, recorded = checkpoint_record(given, trained_sample_keys)
         return {**recorded, **given}
 
     def scheduler_overrides(self):
