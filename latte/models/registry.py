@@ -62,7 +62,7 @@ T2V_MODELS = {
                       video_length=4),
     # the text-to-video demo (configs/training/demo_t2v.yaml): 16x16 RGB frames (pixel space, no VAE), 8 frames,
     # the built-in 'demo' T5 (32 wide); 2 spatial + 2 temporal blocks of 64 channels, as Latte-T/2 (the class demo)
-    "Latte-1-demo": dict(in_channels=3, out_channels=3, num_layers=4, num_attention_heads=4, attention_head_dim=16,
+    "Latte-1-demo": dict(in_channels=3, out_channels=3, num_layers=2, num_attention_heads=4, attention_head_dim=16,
                          cross_attention_dim=64, caption_channels=32, sample_size=16, patch_size=2,
                          norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
                          activation_fn="gelu-approximate", attention_bias=True, num_embeds_ada_norm=1000,
