@@ -13,6 +13,8 @@ starts from in a few seconds. Measured facts about that cache (MindSpore 2.10, C
 - The folder is read at the first cached compile of a process and kept: a second folder later in the same
   process is ignored, and the numbering continues. Compiles while the cache is off are not numbered.
 - A torn file (a run killed while writing it) logs "Load MindIR file failed" and is compiled and written again.
+- MindSpore hashes the entry script (sys.argv[0]) and fails with FileNotFoundError when it is not a file
+  (`python -c`, a pytest-xdist worker): the cache stays off there.
 
 So the folder is named by a digest of everything that decides the graphs and their order: the entry script,
 the whole config (less the keys below that only name outputs or the resume point), the latte-ms sources
@@ -24,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,11 @@ def graph_cache(enabled, output_path, script, settings, ctx):
     """Within the block, graphs are saved to / loaded from <output_path>/.graph_cache/<key>. Off (with a log line
     saying why) in PyNative mode or when this process already used the cache (a second run in one process)."""
     if not enabled or ctx.mode != 0:
+        yield None
+        return
+    if not os.path.isfile(sys.argv[0]):
+        logger.info("graph cache: off (MindSpore hashes the entry script, and this process has none: %r)",
+                    sys.argv[0])
         yield None
         return
     if _used_in_process:

@@ -43,6 +43,7 @@ TINY = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", 
         "--data_config.sample_stride", "1"]
 DIGEST = re.compile(r"weights digest at step (\d+), rank (\d+)/(\d+): raw (\w+), EMA (\w+)")
 LAUNCH_TIMEOUT_S = 300
+ADAM_NOISE_ATOL = 1e-4  # the learning rate: AdamW's largest step
 FP32_ATOL = 1e-6  # measured 1.5e-8 between 2 ranks x batch 2 and 1 process x batch 4 after 3 steps
 
 
@@ -102,8 +103,11 @@ def msrun(root, *command):
            root / "msrun.out")
 
 
-def assert_ranks_agree_and_match(out, step, single_out):
-    """Both ranks logged the digests of rank 0's checkpoint; the weights equal one process's to fp32 precision."""
+def assert_ranks_agree_and_match(out, step, single_out, adam_noise=()):
+    """Both ranks logged the digests of rank 0's checkpoint; the weights equal one process's to fp32 precision.
+    adam_noise: name endings of parameters whose exact gradient is 0 (attention key biases: softmax ignores a
+    shift shared by all keys): AdamW turns their ~1e-7 rounding noise into steps of up to lr, so there they agree
+    only to lr x steps."""
     logs = rank_logs(out)
     (raw0, ema0), (raw1, ema1) = digests(logs[0], step), digests(logs[1], step)
     assert (raw0, ema0) == (raw1, ema1), "the ranks hold different weights"
@@ -113,7 +117,8 @@ def assert_ranks_agree_and_match(out, step, single_out):
         assert weights_digest(parallel) == digest, f"{name} is not what the ranks logged"
         assert parallel.keys() == single.keys()
         for key in parallel:
-            np.testing.assert_allclose(parallel[key], single[key], rtol=0, atol=FP32_ATOL, err_msg=f"{name}:{key}")
+            atol = ADAM_NOISE_ATOL * step if key.endswith(tuple(adam_noise)) else FP32_ATOL
+            np.testing.assert_allclose(parallel[key], single[key], rtol=0, atol=atol, err_msg=f"{name}:{key}")
     return logs
 
 
@@ -354,6 +359,6 @@ def test_text_to_video_on_two_msrun_workers_equals_one_process_with_the_global_b
     out = tmp_path / "run"
     msrun(tmp_path, "train.py", *T2V_TINY, "--train_batch_size", "2", "--max_steps", "2", "--use_parallel", "True",
           "--output_path", out)
-    logs = assert_ranks_agree_and_match(out, 2, single)
+    logs = assert_ranks_agree_and_match(out, 2, single, adam_noise=("to_k.bias",))
     assert all("condition text" in log for log in logs)
     np.testing.assert_allclose(metric_losses(out), metric_losses(single), rtol=1e-5, atol=2e-6)

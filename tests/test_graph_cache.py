@@ -43,6 +43,10 @@ def test_cache_is_on_once_per_process_and_restores_the_environment(tmp_path, mon
     monkeypatch.setattr(gc, "_used_in_process", [])
     monkeypatch.delenv(gc.ENABLE_VAR, raising=False)
     monkeypatch.delenv(gc.PATH_VAR, raising=False)
+    monkeypatch.setattr(sys, "argv", ["-c"])  # python -c, a pytest-xdist worker: MindSpore cannot hash the script
+    with gc.graph_cache(True, str(tmp_path), "train.py", {"a": 1}, GRAPH_CTX) as no_script:
+        assert no_script is None and gc.ENABLE_VAR not in os.environ
+    monkeypatch.setattr(sys, "argv", [os.path.join(REPO, "train.py")])
     with gc.graph_cache(True, str(tmp_path), "train.py", {"a": 1}, GRAPH_CTX) as folder:
         assert folder.startswith(str(tmp_path / gc.CACHE_FOLDER))
         assert os.environ[gc.ENABLE_VAR] == "1" and os.environ[gc.PATH_VAR] == folder
