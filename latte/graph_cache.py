@@ -87,7 +87,7 @@ def graph_cache(enabled, output_path, script, settings, ctx):
     os.environ[ENABLE_VAR], os.environ[PATH_VAR] = "1", folder
     logger.info("graph cache: %s %s (graph_cache: false turns it off)",
                 "reusing the graphs compiled by an earlier run with these settings in" if reused
-                else "compiled graphs will be saved to", folder)
+                else "compiling into", folder)
     try:
         yield folder
     finally:
