@@ -70,6 +70,10 @@ def graph_cache(enabled, output_path, script, settings, ctx):
     if not enabled or ctx.mode != 0:
         yield None
         return
+    if ctx.group_size > 1:  # an mpirun-launched cluster segfaulted at exit with it (exit 139); msrun did not
+        logger.info("graph cache: off in data-parallel runs")
+        yield None
+        return
     if not os.path.isfile(sys.argv[0]):
         logger.info("graph cache: off (MindSpore hashes the entry script, and this process has none: %r)",
                     sys.argv[0])
