@@ -326,6 +326,10 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
     scheduler: str = field("constant", "learning-rate schedule after warm-up", choices=SCHEDULERS)
     warmup_steps: int = field(0, "linear warm-up optimizer steps", minimum=0)
     decay_steps: int = field(0, "cosine decay length in optimizer steps (0: until the end)", minimum=0)
+    timestep_power: float = field(1.0, "training timesteps t = floor(1000 * u ** (1 / p)), u uniform: 1 is the "
+                                       "official uniform draw; p > 1 draws noisy timesteps more often (density "
+                                       "grows as t ** (p - 1)), where a video's layout and motion are decided",
+                                  minimum=1.0)
     # optimizer
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999], help="AdamW beta1, beta2")
     optim_eps: float = field(1e-8, "AdamW epsilon (official torch AdamW: 1e-8; mindone configs use 1e-6)")

@@ -52,6 +52,28 @@ def test_host_label_dropout_rate_and_reproducibility():
         StepNoise(0, 0, 0, 1, LATENT, 1000, drop_prob=1.0)
 
 
+def test_timestep_power_draws_noisy_timesteps_more_often():
+    """timestep_power p: t = floor(N u^(1/p)), so P(t >= 0.9 N) = 1 - 0.9^p; p = 1 is the official uniform draw."""
+    count = 20000
+    batch = np.zeros((count, 1), np.float32)
+    for power in (1.0, 3.0):
+        t = StepNoise(seed=0, rank=0, start_step=0, batch_size=count, latent_shape=LATENT, num_timesteps=1000,
+                      timestep_power=power)(batch)[1]
+        assert t.dtype == np.int32 and t.min() >= 0 and t.max() <= 999
+        expected = 1 - 0.9**power
+        assert abs(np.mean(t >= 900) - expected) < 4 * np.sqrt(expected * (1 - expected) / count), (power, t.mean())
+        quartiles = np.histogram(t, bins=4, range=(0, 1000))[0] / count  # density ~ t^(p-1) -> CDF (t/N)^p
+        np.testing.assert_allclose(quartiles, np.diff(np.linspace(0, 1, 5) ** power), atol=0.015)
+    # the same seed and sample give the same timestep, whatever the batching
+    one = StepNoise(seed=4, rank=0, start_step=3, batch_size=1, latent_shape=LATENT, num_timesteps=1000,
+                    timestep_power=3.0)(np.zeros((1, 1)))[1]
+    four = StepNoise(seed=4, rank=0, start_step=0, batch_size=4, latent_shape=LATENT, num_timesteps=1000,
+                     timestep_power=3.0)(np.zeros((4, 1)))[1]
+    assert one[0] == four[3]
+    with pytest.raises(ValueError, match="timestep_power=0.5"):
+        StepNoise(0, 0, 0, 1, LATENT, 1000, timestep_power=0.5)
+
+
 def test_force_drop_ids_select_the_null_label(mode):
     net = create_latte("Latte-T/2", input_size=4, in_channels=1, num_frames=2, condition="class", num_classes=3,
                        class_dropout_prob=0.1)

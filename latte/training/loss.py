@@ -33,7 +33,7 @@ class StepNoise:
     """
 
     def __init__(self, seed, rank, start_step, batch_size, latent_shape, num_timesteps, sample_latents=True,
-                 num_ranks=1, drop_prob=0.0):
+                 num_ranks=1, drop_prob=0.0, timestep_power=1.0):
         if not 0 <= rank < num_ranks:
             raise ValueError(f"rank={rank} with num_ranks={num_ranks}: expected 0 <= rank < num_ranks")
         if not 0.0 <= drop_prob < 1.0:
@@ -45,10 +45,21 @@ class StepNoise:
         self.num_timesteps = num_timesteps
         self.sample_latents = sample_latents
         self.drop_prob = drop_prob
+        if timestep_power < 1.0:
+            raise ValueError(f"timestep_power={timestep_power}: expected >= 1 (1: uniform timesteps, the official draw)")
+        self.timestep_power = timestep_power
+
+    def draw_timestep(self, rng):
+        """Uniform over [0, num_timesteps) (official); with timestep_power p > 1, floor(N * u ** (1 / p)): the
+        density grows as t ** (p - 1), so the noisiest timesteps come p times as often as on average."""
+        if self.timestep_power == 1.0:
+            return rng.integers(0, self.num_timesteps, dtype=np.int32)
+        u = rng.random()
+        return np.int32(min(int(self.num_timesteps * u ** (1.0 / self.timestep_power)), self.num_timesteps - 1))
 
     def draw(self, sample):
         rng = np.random.default_rng([self.seed, Stream.TRAIN_STEP, sample * self.num_ranks + self.rank])
-        t = rng.integers(0, self.num_timesteps, dtype=np.int32)
+        t = self.draw_timestep(rng)
         noise = rng.standard_normal(self.latent_shape, dtype=np.float32)
         latent_noise = (rng.standard_normal(self.latent_shape, dtype=np.float32) if self.sample_latents
                         else np.zeros(self.latent_shape, np.float32))

@@ -80,7 +80,7 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     drop_prob = {"class": cfg.class_dropout_prob, "text": cfg.caption_dropout_prob}.get(cfg.condition, 0.0)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
                       sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache,
-                      num_ranks=ctx.group_size, drop_prob=drop_prob)
+                      num_ranks=ctx.group_size, drop_prob=drop_prob, timestep_power=cfg.timestep_power)
     dataset = dataset.map(operations=noise, input_columns=["video"], output_columns=["video", *RANDOM_COLUMNS],
                           num_parallel_workers=1, python_multiprocessing=False)
     condition_columns = []
