@@ -146,3 +146,23 @@ def test_manifest_lines_are_self_describing(tmp_path, vae_path, frame_folders):
     lines = (cache / "manifest.rank0.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["record"] == "header"
     assert [json.loads(line)["id"] for line in lines[1:]] == [0, 1]
+
+
+def test_a_full_disk_shows_mindspores_reason_and_the_free_space(tmp_path, vae_path, frame_folders, capsys):
+    """A real full disk (a 3 MiB tmpfs): MindRecord refuses to write; the error says why (MindSpore's reason, not
+    its 'Refer to Dataset Pipeline Error Message' first line) and how much space is free; no empty part is left."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        cache = disk / "c"
+        assert run_tool(*cache_args(frame_folders, cache, vae_path, "frame_folder", "--cache_file_type",
+                                    "mindrecord")) == 1
+        err = capsys.readouterr().err
+        assert "No free disk to be used while writing mindrecord files" in err, err
+        assert "Refer to" not in err and "MiB free in" in err and "continue with --resume_cache_index 0" in err
+        assert not (cache / "mindrecord").exists() or not os.listdir(cache / "mindrecord")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

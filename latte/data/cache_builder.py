@@ -11,10 +11,12 @@ the start of the listing), so a resumed or restarted run computes every caption 
 """
 import contextlib
 import dataclasses
+import errno
 import functools
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
@@ -273,11 +275,20 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True, captions=Non
         resume_at = _stop(writer, current)
         report.saved = writer.saved
         report.next_index = resume_at
-        raise CacheInterrupted(f"embedding cache stopped ({short_reason(exc)}); " + report.summary(), report) from exc
+        raise CacheInterrupted(f"embedding cache stopped ({short_reason(exc)}{_disk_note(exc, cfg.cache_folder)}); "
+                               + report.summary(), report) from exc
     finally:
         bar.close()
     report.saved = writer.saved
     return report
+
+
+def _disk_note(exc, folder):
+    """', N MiB free in <folder>' when the failure is about disk space, else ''."""
+    about_disk = getattr(exc, "errno", None) == errno.ENOSPC or "disk" in str(exc).lower()
+    if not about_disk or not os.path.isdir(folder):
+        return ""
+    return f"; {shutil.disk_usage(folder).free / 2**20:.1f} MiB free in {folder}: free some space and continue"
 
 
 def _stop(writer, current):

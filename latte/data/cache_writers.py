@@ -269,9 +269,13 @@ class MindRecordCacheWriter(CacheWriter):
         """Finishes the open chunk: commit, rename its folder into place, then name its videos in the manifest."""
         if self._writer is None:
             return
+        source = os.path.join(self.tmp, os.path.basename(self._part))
+        if not self._records:  # its first write failed (e.g. a full disk): place no empty file
+            self._writer = None
+            shutil.rmtree(source, ignore_errors=True)
+            return
         self._writer.commit()
         self._writer = None
-        source = os.path.join(self.tmp, os.path.basename(self._part))
         target = os.path.join(self.folder, self._part)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         for name in os.listdir(source):

@@ -17,10 +17,29 @@ from latte.data.errors import VideoReadError
 MAX_REASON_CHARS = 160
 
 
+# MindSpore's dataset and MindRecord errors open with "Exception thrown from dataset pipeline. Refer to 'Dataset
+# Pipeline Error Message'." and give the reason under a "- Dataset Pipeline Error Message:" header (or "- ... Error
+# Message:" of other kinds), between lines of dashes, before a C++ call stack.
+MINDSPORE_REASON_HEADER = "Error Message:"
+
+
+def mindspore_reason(text):
+    """The reason MindSpore gives under its '- ... Error Message:' header ('[ERROR] ' dropped), or None."""
+    lines = [line.strip() for line in text.splitlines()]
+    for i, line in enumerate(lines):
+        if line.startswith("-") and line.endswith(MINDSPORE_REASON_HEADER):
+            reason = [x for x in lines[i + 1:] if x and not set(x) <= {"-"}]
+            if reason and not reason[0].startswith("- "):
+                return reason[0].removeprefix("[ERROR]").strip()
+    return None
+
+
 def short_reason(exc):
-    """First line of an exception's message, trimmed: what the skip warning shows for a bad video."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
+    """One line of an exception's message, trimmed: its first line, or the reason inside a MindSpore error
+    (whose first line only says to read further): what the skip warning and the cache's error show."""
+    text = str(exc).strip()
+    lines = text.splitlines()
+    first = mindspore_reason(text) or (lines[0] if lines else "")
     return f"{type(exc).__name__}: {first[:MAX_REASON_CHARS]}"
 
 
