@@ -2,6 +2,8 @@
 with samples at its checkpoint, and sample.py accepts the result (the diffusion keys of both files agree)."""
 import os
 
+import pytest
+
 import sample
 import train
 
@@ -9,6 +11,7 @@ TRAIN_CONFIG = os.path.join("configs", "training", "demo.yaml")
 SAMPLE_CONFIG = os.path.join("configs", "inference", "demo.yaml")
 
 
+@pytest.mark.slow
 def test_demo_trains_and_samples(tmp_path, repo_root, monkeypatch):
     monkeypatch.chdir(repo_root)
     out = tmp_path / "demo"

@@ -141,6 +141,7 @@ def msrun_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_msrun_two_workers_agree_and_equal_one_process_with_the_global_batch(msrun_run, single_run):
     logs = assert_ranks_agree_and_match(msrun_run, 3, single_run)
     for rank, log in enumerate(logs):
@@ -155,6 +156,7 @@ def test_msrun_two_workers_agree_and_equal_one_process_with_the_global_batch(msr
                                                                                         "train_rank1.log"]
 
 
+@pytest.mark.slow
 def test_mpirun_resumes_the_msrun_run_on_both_ranks(msrun_run, single_run, tmp_path):
     if shutil.which("mpirun") is None:
         pytest.skip("mpirun not installed (Debian: apt-get install openmpi-bin); msrun is tested above")
@@ -170,6 +172,7 @@ def test_mpirun_resumes_the_msrun_run_on_both_ranks(msrun_run, single_run, tmp_p
     assert (out / "metrics.csv").read_text().count("\n") == 6  # header + 5 steps
 
 
+@pytest.mark.slow
 def test_accumulation_on_two_ranks_equals_one_process_with_the_global_batch(tmp_path_factory):
     """train.py: 2 ranks x batch 1 x accumulation 4 == 1 process x batch 8 (weights, EMA, loss, mse, vb)."""
     msrun_or_skip()
@@ -186,6 +189,7 @@ def test_accumulation_on_two_ranks_equals_one_process_with_the_global_batch(tmp_
                                    err_msg=column)
 
 
+@pytest.mark.slow
 def test_one_all_reduce_per_optimizer_step(tmp_path):
     """A hook counts the TrainStep's collectives on 2 ranks with accumulation 4: none inside a window, one at its
     end; the ranks agree bit for bit and equal one process stepping once per window with the global batch."""
@@ -225,6 +229,7 @@ def test_shards_are_disjoint_and_together_make_the_one_process_batch():
     assert len(seen[0]) == len(seen[1]) == 6 and not seen[0] & seen[1]
 
 
+@pytest.mark.slow
 def test_embedding_cache_under_msrun_equals_one_process(tmp_path):
     """tools/embedding_cache.py --use_parallel via scripts/msrun_train.sh: ranks split the videos, one cache."""
     vae = write_tiny_vae(tmp_path / "tiny_vae.ckpt")
@@ -321,6 +326,7 @@ def rank_table_setup(tmp_path):
     return table, env, tmp_path / "out" / "rank_logs"
 
 
+@pytest.mark.slow
 def test_rank_table_script_gives_each_rank_its_device_and_log(rank_table_setup):
     table, env, logs = rank_table_setup
     result = run_script("run_distributed_sky_numpy_video.sh", table, 4, 2, "--max_steps", 7, env=env)
@@ -334,6 +340,7 @@ def test_rank_table_script_gives_each_rank_its_device_and_log(rank_table_setup):
     assert result.returncode == 2 and "lists devices [4, 5]" in result.stderr
 
 
+@pytest.mark.slow
 def test_rank_table_script_stops_every_rank_when_one_fails(rank_table_setup):
     table, env, logs = rank_table_setup
     start = time.monotonic()
@@ -351,6 +358,7 @@ T2V_TINY = ["--model_name", "Latte-1-T", "--condition", "text", "--text_encoder"
             "--data_config.sample_stride", "1"]
 
 
+@pytest.mark.slow
 def test_text_to_video_on_two_msrun_workers_equals_one_process_with_the_global_batch(tmp_path):
     """LatteT2V with T5 in the step and caption dropout: 2 ranks x batch 2 == 1 process x batch 4, 2 steps."""
     msrun_or_skip()

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from latte import graph_cache as gc
 from latte.env import RunContext
 
@@ -67,6 +69,7 @@ def _train(out, *extra):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_from_cached_graphs_equals_the_uninterrupted_run(tmp_path):
     """4 steps compile and save the graphs; the step-4 files removed, a resume from step 2 loads the graphs from the
     cache (no compile) and ends with the same weights, bit for bit. With another setting the cache is not used."""

@@ -49,6 +49,7 @@ def run(models, out, condition, *extra):
     ("class", ["--ddim_sampling", "True", "--guidance_scale", "4.0", "--class_labels", "[1, 3]"]),
     ("class", ["--ddim_sampling", "False", "--guidance_scale", "4.0"]),
 ])
+@pytest.mark.slow
 def test_videos_written_and_reproducible(tmp_path, models, condition, extra):
     first = run(models, tmp_path / "a", condition, *extra)
     second = run(models, tmp_path / "b", condition, *extra)

@@ -180,6 +180,7 @@ def test_training_diffusion_is_diffusers_ddpm_learned_range():
         np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_image_mode_compiled_step(text_files):
     """num_frames 1 (text-to-image): one compiled train step with T5 in the step trains the LatteT2V, not T5."""
     previous = ms.get_context("mode")

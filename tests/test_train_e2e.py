@@ -102,6 +102,7 @@ def dead_pid():
     return int(proc.stdout)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path, frame_folder, monkeypatch):
     common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--ckpt_save_interval", 2, "--ckpt_max_keep", 5]
@@ -133,6 +134,7 @@ def test_resume_is_exact(tmp_path, frame_folder, monkeypatch):
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}:{key}")
 
 
+@pytest.mark.slow
 def test_accumulation_matches_bigger_batch(tmp_path, frame_folder):
     common = ["--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",
               "--data_config.shuffle", "False", "--max_steps", 1, "--use_ema", "False",
@@ -145,6 +147,7 @@ def test_accumulation_matches_bigger_batch(tmp_path, frame_folder):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_fp16_overflow_is_skipped(tmp_path, frame_folder):
     out = tmp_path / "fp16"
     run_train(out, "--data_config.data_folder", frame_folder, "--data_config.train_data_type", "frame_folder",

@@ -29,6 +29,7 @@ def lpips(tmp_path_factory):
     return write_tiny_lpips(tmp_path_factory.mktemp("lpips") / "lpips.ckpt")
 
 
+@pytest.mark.slow
 def test_every_loss_discriminator_from_its_step(tmp_path, frames, lpips):
     out = tmp_path / "run"
     result = train_vae.main(train_args(frames, out, lpips, "--max_steps", 4, "--disc_start", 2,

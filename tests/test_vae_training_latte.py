@@ -40,6 +40,7 @@ def test_options_take_the_architecture_from_the_record(trained_vae, tmp_path):
     assert record["config"]["in_channels"] == 1 and record["config"]["scaling_factor"] > 0
 
 
+@pytest.mark.slow
 def test_latte_trains_and_samples_through_the_trained_vae(trained_vae, tmp_path):
     out = tmp_path / "latte"
     scale = json.loads(open(trained_vae + ".json").read())["config"]["scaling_factor"]

@@ -23,6 +23,7 @@ def checkpoint(path):
     return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items() if hasattr(v, "asnumpy")}
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path, frames, capfd):
     train_vae.main(train_args(frames, tmp_path / "straight", "", *COMMON, "--max_steps", STEPS))
     assert "perceptual (LPIPS) term is OFF" in capfd.readouterr().err  # and it names lpips_converter.py:
