@@ -6,6 +6,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from latte.checkpoint_io import read_meta
 from tests.vae_training_support import read_metrics, train_args, write_frames
 from tools import train_vae
 
@@ -46,3 +47,10 @@ def test_resume_is_bit_identical(tmp_path, frames, capfd):
     assert [r["step"] for r in split] == [str(s) for s in range(1, STEPS + 1)]
     assert [r["loss"] for r in split] == [r["loss"] for r in straight]
     assert os.path.isfile(tmp_path / "split" / "vae.ckpt.json")
+    # the best held-out checkpoint survives the resume: the same weights and record as the uninterrupted run's
+    best = {run: read_meta(str(tmp_path / run / "vae-best.ckpt")) for run in ("straight", "split")}
+    assert {k: v for k, v in best["split"].items() if k != "run"} == {k: v for k, v in best["straight"].items()
+                                                                     if k != "run"}
+    assert best["split"]["val_psnr_db"] >= read_meta(str(tmp_path / "split" / "vae.ckpt"))["val_psnr_db"]
+    a, b = (checkpoint(tmp_path / run / "vae-best.ckpt") for run in ("straight", "split"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

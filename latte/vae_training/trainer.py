@@ -26,6 +26,8 @@ ACCUM_KEY = "autoencoder_acc_steps"  # the config key named when the accumulatio
 WEIGHTS_PREFIX = "vae-"  # ckpt/vae-<step>.ckpt (+ .json): load_vae() loads it; train.py / sample.py take it
 
 ADAM_EPS = 1e-8
+FINAL_FILE = "vae.ckpt"  # output_path/vae.ckpt: the last weights
+BEST_FILE = "vae-best.ckpt"  # output_path/vae-best.ckpt: the weights of the best held-out PSNR at a checkpoint
 DISC_PREFIX = "discriminator."
 EVAL_NOISE_SEED = 1234  # posterior noise of the latent-scale estimate (independent of training)
 PERCEPTUAL_OFF_HINT = (
@@ -272,22 +274,40 @@ class VAETrainer:
         psnr, _, latent_std = self.evaluate()
         self.last_eval = (psnr, latent_std)
         weights = {name: p.asnumpy() for name, p in self.vae.parameters_and_names()}
-        path = self.ckpt.save(self.step, self.state, weights, self.weights_meta(psnr, latent_std),
-                              epoch=self.step // self.steps_per_epoch, seed=self.cfg.seed)
+        meta = self.weights_meta(psnr, latent_std)
+        self.keep_if_best(weights, meta)  # before the resume state: a kill between the two repeats this save
+        path = self.ckpt.save(self.step, self.state, weights, meta, epoch=self.step // self.steps_per_epoch,
+                              seed=self.cfg.seed)
         logger.info("saved %s (%s PSNR %.2f dB) and the resume state", path, self.eval_set, psnr)
 
+    def keep_if_best(self, weights, meta):
+        """Writes vae-best.ckpt when these weights have the highest held-out PSNR of the run so far (the record of
+        the one on disk is the best so far, so a resumed run keeps comparing against it). The PSNR can fall once
+        the discriminator starts: vae.ckpt is always the last weights, vae-best.ckpt the best ones."""
+        from latte.checkpoint_io import read_meta, save_ms_checkpoint
+
+        path = os.path.join(self.out, BEST_FILE)
+        best = read_meta(path).get("val_psnr_db") if os.path.isfile(path) else None
+        if best is None or meta["val_psnr_db"] > best:
+            save_ms_checkpoint(weights, path, meta)
+            logger.info("step %d: best %s PSNR so far (%.2f dB): wrote %s", self.step, self.eval_set,
+                        meta["val_psnr_db"], path)
+
     def finish(self, skipped):
-        from latte.checkpoint_io import save_ms_checkpoint
+        from latte.checkpoint_io import read_meta, save_ms_checkpoint
 
         if not hasattr(self, "last_eval"):  # resumed at the end: nothing ran
             psnr, _, latent_std = self.evaluate()
         else:
             psnr, latent_std = self.last_eval
         meta = self.weights_meta(psnr, latent_std)
-        final = os.path.join(self.out, "vae.ckpt")
+        final = os.path.join(self.out, FINAL_FILE)
         save_ms_checkpoint({n: p.asnumpy() for n, p in self.vae.parameters_and_names()}, final, meta)
+        best = read_meta(os.path.join(self.out, BEST_FILE)).get("val_psnr_db")
         logger.info("finished at optimizer step %d (%d updates skipped for non-finite gradients): %s PSNR %.2f dB "
-                    "on %d frames. Wrote %s; use it in Latte configs as vae_checkpoint (latent std %.4f: "
+                    "on %d frames (best %s dB at step %s, in %s). Wrote %s; use it in Latte configs as vae_checkpoint (latent std %.4f: "
                     "sd_scale_factor %.5f gives unit-variance latents)", self.step, skipped, self.eval_set, psnr,
-                    len(self.val), final, latent_std, meta["config"]["scaling_factor"])
-        return {"step": self.step, "psnr_db": psnr, "vae_checkpoint": final, "latent_std": latent_std}
+                    len(self.val), best, read_meta(os.path.join(self.out, BEST_FILE)).get("step"), BEST_FILE, final,
+                    latent_std, meta["config"]["scaling_factor"])
+        return {"step": self.step, "psnr_db": psnr, "vae_checkpoint": final, "latent_std": latent_std,
+                "best_psnr_db": best, "best_checkpoint": os.path.join(self.out, BEST_FILE)}
