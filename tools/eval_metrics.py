@@ -58,7 +58,6 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    from latte.metrics.detectors import load_detector
     from latte.metrics.recipes import FVD_METRICS, check_metric_names, compute_fvd
 
     args = parse_args(argv)
@@ -71,6 +70,8 @@ def main(argv=None):
         raise ConfigError(f"--gpus {args.gpus}: tools/eval_metrics.py runs on one device; use --gpus 1")
     if args.num_runs < 1 or (args.max_items is not None and args.max_items < 2):
         raise ConfigError("--num_runs must be >= 1 and --max_items >= 2 (a covariance needs two clips)")
+    from latte.metrics.detectors import load_detector  # MindSpore from here on
+
     setup_context(args.device_target, mode=1)
     logger.info("metrics %s; real %s; generated %s; cache %s", ",".join(metrics), args.real_data_path,
                 args.fake_data_path, args.cache_dir if args.use_cache else "off")
