@@ -1,0 +1,33 @@
+"""The metric detectors by name: building a cell from a converted checkpoint's record and loading it strictly."""
+from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
+from latte.metrics.i3d import I3D, I3DConfig
+
+CONVERTER = "tools/metrics_converter.py"
+DETECTORS = {"i3d": (I3DConfig, I3D)}
+
+
+def build_detector(name, config_fields, **call_options):
+    """The cell of detector `name` from its config fields; call_options are the detector's call flags and input
+    size (I3D: input_hw, rescale, resize, return_features)."""
+    if name not in DETECTORS:
+        raise CheckpointError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+    config_cls, cell_cls = DETECTORS[name]
+    try:
+        config = config_cls.from_dict(config_fields)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"detector {name} config {config_fields}: {err}") from None
+    return cell_cls(config, **call_options)
+
+
+def load_detector(path, expected, **call_options):
+    """The converted detector in `path` (a .ckpt written by tools/metrics_converter.py), strictly loaded;
+    `expected` is the detector name the metric needs."""
+    params, meta = read_ms_checkpoint(path, what=f"{expected} detector", converter=CONVERTER)
+    found = meta.get("detector")
+    if found != expected:
+        raise CheckpointError(f"{path} holds detector {found!r} (its .json record), but this metric needs "
+                              f"{expected!r}: convert the {expected} file with {CONVERTER}")
+    net = build_detector(expected, meta.get("config", {}), **call_options)
+    load_strict(net, params, what=f"checkpoint {path}", describe=f"the {expected} detector")
+    net.set_train(False)
+    return net
