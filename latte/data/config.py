@@ -73,9 +73,21 @@ class DataConfig:
                                             "shape of a named colour moving in a named direction, captioned 'a red "
                                             "square moving left' (latte/data/shape_captions.py; synthetic_shapes "
                                             "is not read then).")
+    image_video_joint: bool = field(False, "Image-video joint training (the paper's Latte+IMG, mindone's name): each "
+                                           "clip is followed by use_image_num single frames drawn at random from "
+                                           "the whole training set, each with its own class label; the model's "
+                                           "temporal blocks skip them (latte/data/joint_images.py).")
+    use_image_num: int = field(0, "Images per clip when image_video_joint is true (official *_img_train.yaml: 8); "
+                                  "0 otherwise.", minimum=0)
 
     def __post_init__(self):
         check_fields(self, "data_config.")  # also when built directly, not from a yaml
+        if self.image_video_joint and not self.use_image_num:
+            raise ConfigError("data_config.image_video_joint: true with use_image_num: 0: set use_image_num to the "
+                              "images per clip (official: 8)")
+        if self.use_image_num and not self.image_video_joint:
+            raise ConfigError(f"data_config.use_image_num: {self.use_image_num} with image_video_joint: false: set "
+                              "image_video_joint: true for joint training, or use_image_num: 0")
         if not self.synthetic_shapes:
             raise ConfigError(f"data_config.synthetic_shapes is empty: name at least one of {list(SYNTHETIC_SHAPES)}")
         if self.caption_file and self.train_data_type not in CAPTIONED_FROM_FILES:

@@ -1,0 +1,123 @@
+"""Image-video joint training data: each clip followed by use_image_num frames of random videos with their own
+labels, seeded by (seed, epoch, global position): same seed same draws, resume exact, ranks disjoint and their
+union what one process with the global batch draws; from frame folders and video files."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latte.config import ConfigError
+from latte.data import DataConfig, create_video_dataset
+from latte.data.synthetic import write_synthetic_dataset
+from latte.io import save_video
+
+CLASSES = ("apple", "kiwi", "pear")
+VIDEOS, FRAMES, SIZE, IMAGES = 9, 6, 8, 3
+
+
+def pixel(video, frame):
+    """The colour of frame `frame` of video `video`: R encodes the video, G the frame (exact in PNG)."""
+    return 20 * video + 5, 30 * frame + 5
+
+
+def decode(image):
+    """float32 (3, H, W) in [-1, 1] -> (video, frame) of a constant frame written by `frame_folders`."""
+    r, g = (np.round((image[c].mean() + 1) * 127.5) for c in (0, 1))
+    return int(r - 5) // 20, int(g - 5) // 30
+
+
+@pytest.fixture(scope="module")
+def frame_folders(tmp_path_factory):
+    """VIDEOS frame folders <class>/v<video>/<frame>.png of constant frames saying (video, frame)."""
+    root = tmp_path_factory.mktemp("frames")
+    for v in range(VIDEOS):
+        folder = root / CLASSES[v % len(CLASSES)] / f"v{v}"
+        folder.mkdir(parents=True)
+        for f in range(FRAMES):
+            r, g = pixel(v, f)
+            Image.fromarray(np.full((SIZE, SIZE, 3), (r, g, 0), np.uint8)).save(folder / f"{f:03d}.png")
+    return root
+
+
+def joint_config(folder, data_type="frame_folder", **extra):
+    return DataConfig(data_folder=str(folder), train_data_type=data_type, sample_stride=1, num_parallel_workers=1,
+                      image_video_joint=True, use_image_num=IMAGES, **extra)
+
+
+def batches(config, batch_size=2, seed=7, **extra):
+    dataset, info = create_video_dataset(config, SIZE, 2, batch_size, condition="class", seed=seed, **extra)
+    return [dict(b) for b in dataset.create_dict_iterator(num_epochs=1, output_numpy=True)], info
+
+
+def test_images_are_frames_of_random_videos_with_their_labels(frame_folders):
+    got, info = batches(joint_config(frame_folders))
+    assert len(got) == VIDEOS // 2
+    other_videos = 0
+    for batch in got:
+        assert batch["video"].shape == (2, 2 + IMAGES, 3, SIZE, SIZE)
+        assert batch["image_labels"].shape == (2, IMAGES) and batch["image_labels"].dtype == np.int32
+        for sample, label, image_labels in zip(batch["video"], batch["label"], batch["image_labels"]):
+            clip_video = decode(sample[0])[0]
+            assert [decode(frame)[0] for frame in sample[:2]] == [clip_video] * 2  # the clip: one video
+            assert CLASSES[clip_video % 3] == info.class_names[label]
+            for image, image_label in zip(sample[2:], image_labels):
+                video, frame = decode(image)
+                assert 0 <= video < VIDEOS and 0 <= frame < FRAMES
+                assert CLASSES[video % 3] == info.class_names[image_label]  # each image its own video's label
+                other_videos += video != clip_video
+    assert other_videos >= len(got) * 2 * IMAGES // 2  # images mostly from other videos
+
+
+def test_same_seed_same_draws_and_resume_is_exact(frame_folders):
+    config = joint_config(frame_folders)
+    first, _ = batches(config)
+    again, _ = batches(config)
+    other, _ = batches(config, seed=8)
+    resumed, _ = batches(config, start_step=2)
+    for a, b in zip(first, again):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(first[0]["video"][:, 2:], other[0]["video"][:, 2:])
+    for a, b in zip(first[2:], resumed):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_two_ranks_draw_disjoint_videos_and_together_what_one_process_draws(frame_folders):
+    config = joint_config(frame_folders, shuffle=True)
+    single, _ = batches(config, batch_size=2)
+    ranks = [batches(config, batch_size=1, shard_id=r, num_shards=2)[0] for r in (0, 1)]
+    clips = [{decode(b["video"][0, 0])[0] for b in rank} for rank in ranks]
+    assert not clips[0] & clips[1]
+    for step, batch in enumerate(single):
+        for key in batch:
+            union = np.concatenate([ranks[0][step][key], ranks[1][step][key]])  # rank r holds sample r of the step
+            assert np.array_equal(batch[key], union), key
+
+
+def test_video_files_give_frames_of_their_labelled_videos(tmp_path):
+    write_synthetic_dataset(str(tmp_path), 4, 5, SIZE, layout="gif")
+    config = joint_config(tmp_path, data_type="video_file")
+    got, info = batches(config, batch_size=2)
+    from latte.data.readers import open_video
+    from latte.data.transforms import preprocess_clip
+
+    frames = {}  # every frame of every video, prepared as the pipeline prepares images
+    for cls in info.class_names:
+        for name in sorted(os.listdir(tmp_path / cls)):
+            reader = open_video(str(tmp_path / cls / name), "auto")
+            for f, frame in enumerate(preprocess_clip(reader.get_frames(range(reader.num_frames)), SIZE)):
+                frames[(name, f)] = (frame, info.class_names.index(cls))
+            reader.close()
+    for batch in got:
+        assert batch["video"].shape == (2, 2 + IMAGES, 3, SIZE, SIZE)
+        for sample, image_labels in zip(batch["video"], batch["image_labels"]):
+            for image, label in zip(sample[2:], image_labels):
+                match = [lab for frame, lab in frames.values() if np.array_equal(frame, image)]
+                assert match and label in match
+
+
+def test_joint_keys_must_agree(tmp_path):
+    with pytest.raises(ConfigError, match="use_image_num: 0"):
+        DataConfig(image_video_joint=True)
+    with pytest.raises(ConfigError, match="image_video_joint: true"):
+        DataConfig(use_image_num=4)
