@@ -121,3 +121,22 @@ def test_joint_keys_must_agree(tmp_path):
         DataConfig(image_video_joint=True)
     with pytest.raises(ConfigError, match="image_video_joint: true"):
         DataConfig(use_image_num=4)
+
+
+@pytest.mark.parametrize("name, condition, flip", [("sky", None, False), ("ucf101", "class", True),
+                                                   ("ffs", None, True), ("taichi", None, True)])
+def test_shipped_joint_configs_carry_the_official_settings(repo_root, name, condition, flip):
+    """configs/training/<name>_img.yaml against the official configs/<name>/<name>_img_train.yaml."""
+    from latte.config import load_config
+    from latte.options import TrainConfig
+
+    cfg = load_config(TrainConfig, ["-c", os.path.join(repo_root, "configs", "training", f"{name}_img.yaml")])
+    official = dict(use_image_num=8, train_batch_size=4, start_learning_rate=1e-4, seed=3407, num_frames=16,
+                    image_size=256, sample_stride=3, max_steps=1000000, ckpt_save_interval=10000)
+    ours = dict(use_image_num=cfg.data_config.use_image_num, train_batch_size=cfg.train_batch_size,
+                start_learning_rate=cfg.start_learning_rate, seed=cfg.seed, num_frames=cfg.num_frames,
+                image_size=cfg.image_size, sample_stride=cfg.data_config.sample_stride, max_steps=cfg.max_steps,
+                ckpt_save_interval=cfg.ckpt_save_interval)
+    assert ours == official
+    assert cfg.data_config.image_video_joint and cfg.condition == condition and cfg.data_config.random_flip == flip
+    assert (cfg.model_name, cfg.weight_decay, cfg.ema_decay, cfg.scheduler) == ("Latte-XL/2", 0.0, 0.9999, "constant")
