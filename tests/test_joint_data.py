@@ -140,3 +140,33 @@ def test_shipped_joint_configs_carry_the_official_settings(repo_root, name, cond
     assert ours == official
     assert cfg.data_config.image_video_joint and cfg.condition == condition and cfg.data_config.random_flip == flip
     assert (cfg.model_name, cfg.weight_decay, cfg.ema_decay, cfg.scheduler) == ("Latte-XL/2", 0.0, 0.9999, "constant")
+
+
+def test_cache_images_are_cached_frames_of_their_labelled_videos(tmp_path, vae_path):
+    """From an embedding cache the images are cached latents (any frame of any video), with their videos' labels."""
+    import mindspore as ms
+
+    from latte.data import create_cache_dataset
+    from latte.data.cache import read_cache_index
+    from tests.cache_support import IMAGE_SIZE, cache_args, load_cached, run_tool
+
+    videos = tmp_path / "frames"
+    write_synthetic_dataset(str(videos), 4, 6, IMAGE_SIZE, layout="frame_folder")
+    cache = tmp_path / "cache"
+    mode = ms.get_context("mode")
+    try:
+        assert run_tool(*cache_args(videos, cache, vae_path, "frame_folder", "--condition", "class")) == 0
+    finally:
+        ms.set_context(mode=mode)
+    index = read_cache_index(str(cache))
+    classes = index.header["class_names"]
+    cached = [(latent, classes[record["label"]]) for record in index.videos for latent in load_cached(cache, record)]
+    config = DataConfig(data_folder=str(cache), train_data_type="numpy", sample_stride=1, num_parallel_workers=1,
+                        image_video_joint=True, use_image_num=IMAGES)
+    dataset, info = create_cache_dataset(config, IMAGE_SIZE, 2, 2, condition="class", seed=3)
+    for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
+        assert batch["video"].shape == (2, 2 + IMAGES) + cached[0][0].shape
+        for sample, image_labels in zip(batch["video"], batch["image_labels"]):
+            for image, label in zip(sample[2:], image_labels):
+                names = [name for latent, name in cached if np.array_equal(latent, image)]
+                assert names and info.class_names[label] in names
