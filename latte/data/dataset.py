@@ -202,11 +202,12 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
                          num_shards=1, seed=DEFAULT_SEED, drop_remainder=True, start_step=0):
     """Build the training pipeline. Returns (dataset, DatasetInfo).
 
-    dataset columns: "video" float32 (B, F, 3, H, W) in [-1, 1] ((B, F + n, 3, H, W) with data_config.use_image_num
-    = n: the clip, then n images of random videos), and "label" int32 (B,) when condition == "class" (then
-    "image_labels" int32 (B, n) with images), "caption_id" int32 (B,) when condition == "text" (the caption of sample b is
-    info.captions[caption_id[b]]; videos without a caption are skipped). image_size: int or (height, width). Raises DataError (a ValueError) before any
-    pipeline exists when the data is unusable. See the module doc for determinism, sharding and resume.
+    dataset columns: "video" float32 (B, F, 3, H, W) in [-1, 1] ((B, F + n, 3, H, W) with
+    data_config.use_image_num = n: the clip, then n images of random videos), and "label" int32 (B,) when
+    condition == "class" (then "image_labels" int32 (B, n) with images), "caption_id" int32 (B,) when
+    condition == "text" (the caption of sample b is info.captions[caption_id[b]]; videos without a caption are
+    skipped). image_size: int or (height, width). Raises DataError (a ValueError) before any pipeline exists when
+    the data is unusable. See the module doc for determinism, sharding and resume.
     """
     import mindspore.dataset as ds
 

@@ -91,8 +91,9 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
         if num_images:  # the images' labels, and their dropout draw
             drop = ImageLabelDrop(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, cfg.class_dropout_prob,
                                   num_ranks=ctx.group_size)
-            dataset = dataset.map(operations=drop, input_columns=["image_labels"], output_columns=list(IMAGE_COLUMNS),
-                                  num_parallel_workers=1, python_multiprocessing=False)
+            dataset = dataset.map(operations=drop, input_columns=["image_labels"],
+                                  output_columns=list(IMAGE_COLUMNS), num_parallel_workers=1,
+                                  python_multiprocessing=False)
             condition_columns += list(IMAGE_COLUMNS)
     elif cfg.is_text_model and cfg.trains_on_cache:  # T5 states and masks stored with the latents
         check_text_cache(cfg, info)
