@@ -170,3 +170,25 @@ def test_cache_images_are_cached_frames_of_their_labelled_videos(tmp_path, vae_p
             for image, label in zip(sample[2:], image_labels):
                 names = [name for latent, name in cached if np.array_equal(latent, image)]
                 assert names and info.class_names[label] in names
+
+
+def test_images_from_the_official_frame_list(frame_folders, tmp_path):
+    """frame_data_txt (official train_list.txt): images only from its lines, each with its video folder's class."""
+    listed = {(v, f) for v in (1, 4) for f in (0, 5)}
+    txt = tmp_path / "train_list.txt"
+    txt.write_text("".join(f"{CLASSES[v % 3]}/v{v}/{f:03d}.png\n" for v, f in sorted(listed)))
+    config = joint_config(frame_folders, frame_data_txt=str(txt), frame_data_path=str(frame_folders))
+    got, info = batches(config)
+    seen = set()
+    for batch in got:
+        for sample, image_labels in zip(batch["video"], batch["image_labels"]):
+            for image, label in zip(sample[2:], image_labels):
+                video, frame = decode(image)
+                assert (video, frame) in listed and info.class_names[label] == CLASSES[video % 3]
+                seen.add((video, frame))
+    assert len(seen) >= 3
+    txt.write_text("plum/v9/000.png\n")
+    with pytest.raises(ValueError, match="class 'plum', which no training video has"):
+        batches(config)
+    with pytest.raises(ConfigError, match="use_image_num is 0"):
+        DataConfig(frame_data_txt=str(txt))

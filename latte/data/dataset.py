@@ -31,7 +31,7 @@ import numpy as np
 
 from latte.data.errors import DataError, VideoReadError
 from latte.data.index import build_video_index
-from latte.data.joint_images import draw_images
+from latte.data.joint_images import draw_images, read_frame_list
 from latte.data.readers import video_read_errors
 from latte.data.sources import get_source_type
 from latte.data.transforms import as_size, sample_clip_indices
@@ -76,6 +76,8 @@ class ClipSource:
         self.num_shards = num_shards
         self.samples_per_shard = len(self.entries) // num_shards
         self.num_images = data_config.use_image_num  # image-video joint training (latte.data.joint_images)
+        self.frame_list = (read_frame_list(data_config, index.class_names if condition == "class" else None)
+                           if self.num_images and data_config.frame_data_txt else None)
         self.failures = {}  # video index -> reason, for failures found in this process
         self._order = (None, None)  # (epoch, permutation) cache
 
@@ -114,6 +116,9 @@ class ClipSource:
         with video_read_errors():
             return tuple(self.source.read_text(self.entries[video_index]))
 
+    def record_image_failure(self, path, exc):
+        logger.warning("data: skipping frame_data_txt image %s (%s); another is drawn, deterministically", path, exc)
+
     def record_failure(self, video_index, exc):
         self.failures[video_index] = str(exc)
         hint = ("" if self.data_config.scan_videos else
@@ -138,10 +143,10 @@ class ClipSource:
                             f"{self.entries[video_index].name}: check data_config.data_folder "
                             f"{self.data_config.data_folder!r}")
         if self.num_images:  # joint training: the clip's F frames, then n images of random videos
-            images, videos = draw_images(self, epoch, global_position, self.num_images)
+            images, image_labels = draw_images(self, epoch, global_position, self.num_images)
             clip = np.concatenate([clip, images])  # (F, C, H, W) + (n, C, H, W) -> (F+n, C, H, W)
             if self.condition == "class":
-                return clip, self.labels[video_index], self.labels[videos]
+                return clip, self.labels[video_index], image_labels
         if self.condition == "class":
             return clip, self.labels[video_index]
         return (clip,) + text
