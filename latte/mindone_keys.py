@@ -9,16 +9,14 @@ that says why.
                  dataset_name -> dropped (the layout is data_config.train_data_type here)
     data_config  sample_size -> image_size, sample_n_frames -> num_frames (checked against the top-level keys);
                  sample_stride (the same name); use_safer_augment: true -> random_flip: false (and false -> true);
-                 csv_path -> caption_file; image_video_joint: false / use_image_num: 0 -> dropped
+                 csv_path -> caption_file; image_video_joint and use_image_num are ours too (data_config,
+                 image-video joint training) and pass unchanged
 """
 import logging
 
 from latte.config import ConfigError
 
 logger = logging.getLogger(__name__)
-
-JOINT_UNSUPPORTED = ("image-video joint training (mindone's image_video_joint / use_image_num) is not in latte-ms "
-                     "yet: set image_video_joint: false")
 
 
 def _say(where, key, meaning):
@@ -61,11 +59,5 @@ def translate_mindone_keys(data, where):
         _rename(data_config, "sample_n_frames", data, "num_frames", inner)
         _rename(data_config, "use_safer_augment", data_config, "random_flip", inner, lambda value: not _true(value))
         _rename(data_config, "csv_path", data_config, "caption_file", inner)
-        for key in ("image_video_joint", "use_image_num"):
-            if key in data_config:
-                value = data_config.pop(key)
-                if value not in (False, None, 0, "false", "False", "0"):
-                    raise ConfigError(f"{inner}: {key}: {value!r}: {JOINT_UNSUPPORTED}")
-                _say(inner, f"{key}: {value}", "nothing (video-only training, as here)")
         data["data_config"] = data_config
     return data

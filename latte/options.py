@@ -373,6 +373,11 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
         return dict(super().latte_kwargs(), use_recompute=self.use_recompute)
 
     @property
+    def use_image_num(self):
+        """Images after each clip (image-video joint training; data_config), a resume setting."""
+        return self.data_config.use_image_num
+
+    @property
     def needs_text_encoder(self):
         """T5 is loaded: to encode the captions in the step (videos), or the empty caption once (dropout)."""
         return self.is_text_model and (not self.trains_on_cache or self.caption_dropout_prob > 0)
@@ -381,6 +386,9 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
         self.validate_model()
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1)")
+        if self.is_text_model and self.use_image_num:
+            raise ConfigError(f"data_config.use_image_num: {self.use_image_num} with condition 'text': image-video "
+                              "joint training is for class and unconditional Latte here; set use_image_num: 0")
         if self.is_text_model:
             self._validate_text()
         elif self.caption_keys_given():

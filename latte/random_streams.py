@@ -15,10 +15,12 @@ class Stream(enum.IntEnum):
     DATA_SHUFFLE = 0  # [seed, id, epoch]: the epoch's video order
     DATA_CLIP = 1  # [seed, id, epoch, video]: clip start and flip
     DATA_SUBSTITUTE = 2  # [seed, id, epoch, position]: the stand-in for an unreadable video
+    DATA_JOINT_IMAGES = 5  # [seed, id, epoch, position, image, attempt]: joint training's images (joint_images)
     # the embedding cache (latte.data.cache_builder)
     CACHE_POSTERIOR = 3  # [seed, id, video]: posterior samples of the cached latents
     # Latte training (latte.training.loss.StepNoise)
     TRAIN_STEP = 4  # [seed, id, global sample]: timestep, diffusion noise, VAE posterior noise, label dropout
+    TRAIN_IMAGE_DROP = 6  # [seed, id, global sample]: joint training's image label dropout (training.joint)
     # the text-to-video scheduler loop (latte.diffusion.scheduler_loop)
     SCHEDULER_NOISE = 20  # [seed, id, *position]: per-step noise of DDPM / Euler ancestral / DDIM with eta > 0
     # text-to-video sampling (latte.t2v_sampling)

@@ -38,8 +38,8 @@ def test_mindone_keys_that_contradict_ours_or_ask_for_what_is_missing_are_errors
     data = {"data_config": dict(MINDONE_DATA["data_config"], sample_size=512)}
     with pytest.raises(ConfigError, match="sample_size: 512 means image_size: 512, but image_size: 256 is also"):
         load_config(TrainConfig, ["-c", write_mindone(tmp_path, data=data)])
-    data = {"data_config": dict(MINDONE_DATA["data_config"], image_video_joint=True, use_image_num=4)}
-    with pytest.raises(ConfigError, match="image-video joint training .* is not in latte-ms yet"):
+    data = {"data_config": dict(MINDONE_DATA["data_config"], image_video_joint=True, use_image_num=0)}
+    with pytest.raises(ConfigError, match="image_video_joint: true with use_image_num: 0"):
         load_config(TrainConfig, ["-c", write_mindone(tmp_path, data=data)])
     train = dict(MINDONE_TRAIN, use_fp16=False, dtype="bf16")
     with pytest.raises(ConfigError, match="use_fp16: False means dtype: 'fp32', but dtype: 'bf16'"):

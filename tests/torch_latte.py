@@ -108,8 +108,12 @@ class TorchLatte(nn.Module):
         args = t[:, None].float() * freqs[None]
         return self.t_embedder.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
-    def forward(self, x, t, y=None, text_embedding=None):
+    def forward(self, x, t, y=None, text_embedding=None, y_image=None, use_image_num=0):
+        """The official Latte forward; with use_image_num = n > 0 the official LatteIMG one (models/latte_img.py,
+        training mode, labels already dropped by the caller): x holds F video frames then n images, y_image
+        (B, n) the images' labels; spatial blocks see all F + n frames, temporal blocks the F video frames."""
         b, f, c, h, w = x.shape
+        frames = f - use_image_num
         x = self.x_embedder(x.reshape(b * f, c, h, w)) + self.pos_embed
         tokens = x.shape[1]
         temb = self.t_embed(t)
@@ -119,12 +123,19 @@ class TorchLatte(nn.Module):
         elif self.condition == "text":
             cond = temb + self.text_embedding_projection(text_embedding.reshape(b, -1))
         c_sp, c_tp = cond.repeat_interleave(f, 0), cond.repeat_interleave(tokens, 0)
+        if use_image_num:
+            c_sp = temb.repeat_interleave(f, 0)  # timestep_spatial: t over the F + n frames
+            if self.condition == "class":
+                y_video = self.y_embedder.embedding_table(y)[:, None].expand(b, frames, self.dim)
+                y_images = torch.cat([self.y_embedder.embedding_table(row.reshape(1, -1)) for row in y_image], 0)
+                c_sp = c_sp + torch.cat([y_video, y_images], dim=1).reshape(b * f, self.dim)  # + y_spatial
         for i in range(0, len(self.blocks), 2):
             x = self.blocks[i](x, c_sp)
             x = x.reshape(b, f, tokens, self.dim).transpose(1, 2).reshape(b * tokens, f, self.dim)
+            x_video, x_image = x[:, :frames], x[:, frames:]
             if i == 0:
-                x = x + self.temp_embed
-            x = self.blocks[i + 1](x, c_tp)
+                x_video = x_video + self.temp_embed
+            x = torch.cat([self.blocks[i + 1](x_video, c_tp), x_image], dim=1)
             x = x.reshape(b, tokens, f, self.dim).transpose(1, 2).reshape(b * f, tokens, self.dim)
         final_c = temb.repeat_interleave(f, 0) if self.condition == "text" else c_sp
         x = self.final_layer(x, final_c)

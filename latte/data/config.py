@@ -73,9 +73,36 @@ class DataConfig:
                                             "shape of a named colour moving in a named direction, captioned 'a red "
                                             "square moving left' (latte/data/shape_captions.py; synthetic_shapes "
                                             "is not read then).")
+    image_video_joint: bool = field(False, "Image-video joint training (the paper's Latte+IMG, mindone's name): each "
+                                           "clip is followed by use_image_num single frames drawn at random from "
+                                           "the whole training set, each with its own class label; the model's "
+                                           "temporal blocks skip them (latte/data/joint_images.py).")
+    use_image_num: int = field(0, "Images per clip when image_video_joint is true (official *_img_train.yaml: 8); "
+                                  "0 otherwise.", minimum=0)
+    frame_data_txt: Optional[str] = field(None, "Joint training: draw the images from this list of extracted frames "
+                                                "instead of the videos (the official train_list.txt / "
+                                                "train_256_list.txt: one 'video_name/frame.jpg' per line, relative to "
+                                                "frame_data_path; uniform over its lines). null: frames of the "
+                                                "training videos themselves.")
+    frame_data_path: Optional[str] = field(None, "Root folder of frame_data_txt's frames (official name); null: the "
+                                                 "folder holding frame_data_txt.")
 
     def __post_init__(self):
         check_fields(self, "data_config.")  # also when built directly, not from a yaml
+        if self.image_video_joint and not self.use_image_num:
+            raise ConfigError("data_config.image_video_joint: true with use_image_num: 0: set use_image_num to the "
+                              "images per clip (official: 8)")
+        if self.frame_data_txt and not self.use_image_num:
+            raise ConfigError("data_config.frame_data_txt lists the frames of joint training's images, but "
+                              "use_image_num is 0: set image_video_joint: true and use_image_num, or frame_data_txt: "
+                              "null")
+        if self.frame_data_txt and self.train_data_type in CACHE_DATA_TYPES:
+            raise ConfigError(f"data_config.frame_data_txt lists image files, but train_data_type is "
+                              f"{self.train_data_type!r} (latents): a cache's images are its own latents; set "
+                              "frame_data_txt: null")
+        if self.use_image_num and not self.image_video_joint:
+            raise ConfigError(f"data_config.use_image_num: {self.use_image_num} with image_video_joint: false: set "
+                              "image_video_joint: true for joint training, or use_image_num: 0")
         if not self.synthetic_shapes:
             raise ConfigError(f"data_config.synthetic_shapes is empty: name at least one of {list(SYNTHETIC_SHAPES)}")
         if self.caption_file and self.train_data_type not in CAPTIONED_FROM_FILES:

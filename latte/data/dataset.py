@@ -31,6 +31,7 @@ import numpy as np
 
 from latte.data.errors import DataError, VideoReadError
 from latte.data.index import build_video_index
+from latte.data.joint_images import draw_images, read_frame_list
 from latte.data.readers import video_read_errors
 from latte.data.sources import get_source_type
 from latte.data.transforms import as_size, sample_clip_indices
@@ -58,7 +59,9 @@ class DatasetInfo:
 
 class ClipSource:
     """Random-access source for GeneratorDataset: key -> (video float32 (F, 3, H, W), then label int32 for
-    condition "class", caption_id int32 (or a cache's text columns) for condition "text")."""
+    condition "class", caption_id int32 (or a cache's text columns) for condition "text"). With
+    data_config.use_image_num = n > 0 (joint training) the video is (F + n, 3, H, W), the clip then n images
+    of random videos (latte.data.joint_images), and a class sample ends with their labels int32 (n,)."""
 
     def __init__(self, data_config, index, num_frames, image_size, seed, shard_id, num_shards, condition=None):
         self.data_config = data_config
@@ -72,6 +75,9 @@ class ClipSource:
         self.shard_id = shard_id
         self.num_shards = num_shards
         self.samples_per_shard = len(self.entries) // num_shards
+        self.num_images = data_config.use_image_num  # image-video joint training (latte.data.joint_images)
+        self.frame_list = (read_frame_list(data_config, index.class_names if condition == "class" else None)
+                           if self.num_images and data_config.frame_data_txt else None)
         self.failures = {}  # video index -> reason, for failures found in this process
         self._order = (None, None)  # (epoch, permutation) cache
 
@@ -110,7 +116,10 @@ class ClipSource:
         with video_read_errors():
             return tuple(self.source.read_text(self.entries[video_index]))
 
-    def _record_failure(self, video_index, exc):
+    def record_image_failure(self, path, exc):
+        logger.warning("data: skipping frame_data_txt image %s (%s); another is drawn, deterministically", path, exc)
+
+    def record_failure(self, video_index, exc):
         self.failures[video_index] = str(exc)
         hint = ("" if self.data_config.scan_videos else
                 "; data_config.scan_videos: true drops such videos at start")  # a scanned video can fail later too
@@ -127,12 +136,17 @@ class ClipSource:
                     text = self.load_text(video_index) if self.condition == "text" else ()
                     break
                 except VideoReadError as exc:
-                    self._record_failure(video_index, exc)
+                    self.record_failure(video_index, exc)
             video_index = int(substitutes.integers(len(self.entries)))
         else:
             raise DataError(f"{MAX_SUBSTITUTE_ATTEMPTS} videos in a row were unusable, e.g. "
                             f"{self.entries[video_index].name}: check data_config.data_folder "
                             f"{self.data_config.data_folder!r}")
+        if self.num_images:  # joint training: the clip's F frames, then n images of random videos
+            images, image_labels = draw_images(self, epoch, global_position, self.num_images)
+            clip = np.concatenate([clip, images])  # (F, C, H, W) + (n, C, H, W) -> (F+n, C, H, W)
+            if self.condition == "class":
+                return clip, self.labels[video_index], image_labels
         if self.condition == "class":
             return clip, self.labels[video_index]
         return (clip,) + text
@@ -193,14 +207,19 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
                          num_shards=1, seed=DEFAULT_SEED, drop_remainder=True, start_step=0):
     """Build the training pipeline. Returns (dataset, DatasetInfo).
 
-    dataset columns: "video" float32 (B, F, 3, H, W) in [-1, 1], and "label" int32 (B,) when
-    condition == "class", "caption_id" int32 (B,) when condition == "text" (the caption of sample b is
-    info.captions[caption_id[b]]; videos without a caption are skipped). image_size: int or (height, width). Raises DataError (a ValueError) before any
-    pipeline exists when the data is unusable. See the module doc for determinism, sharding and resume.
+    dataset columns: "video" float32 (B, F, 3, H, W) in [-1, 1] ((B, F + n, 3, H, W) with
+    data_config.use_image_num = n: the clip, then n images of random videos), and "label" int32 (B,) when
+    condition == "class" (then "image_labels" int32 (B, n) with images), "caption_id" int32 (B,) when
+    condition == "text" (the caption of sample b is info.captions[caption_id[b]]; videos without a caption are
+    skipped). image_size: int or (height, width). Raises DataError (a ValueError) before any pipeline exists when
+    the data is unusable. See the module doc for determinism, sharding and resume.
     """
     import mindspore.dataset as ds
 
     _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_step, condition)
+    if data_config.use_image_num and condition == "text":
+        raise DataError("image-video joint training (data_config.use_image_num) is for class and unconditional "
+                        "models; text-to-video models train on videos only here: set use_image_num: 0")
     index = build_video_index(data_config, num_frames, image_size, with_labels=condition == "class",
                               with_captions=condition == "text")
     source = ClipSource(data_config, index, num_frames, image_size, seed, shard_id, num_shards, condition)
@@ -222,6 +241,8 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     if workers > 1 and data_config.max_rowsize is not None:
         extra["max_rowsize"] = data_config.max_rowsize
     columns = ["video"] + {None: [], "class": ["label"], "text": list(source.source.text_columns)}[condition]
+    if data_config.use_image_num and condition == "class":
+        columns.append("image_labels")
     dataset = ds.GeneratorDataset(source, column_names=columns, sampler=sampler, num_parallel_workers=workers,
                                   python_multiprocessing=workers > 1, **extra)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)

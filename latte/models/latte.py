@@ -145,33 +145,73 @@ class Latte(nn.Cell):
         """(N, T, p*p*c) -> (N, c, H, W)."""
         return tokens_to_images(x, self.grid_size, self.grid_size, self.patch_size, self.out_channels)
 
-    def construct(self, x, t, y=None, text_embedding=None, force_drop_ids=None):
-        """x (B, F, C, H, W), t (B,) int, y (B,) int labels or None, text_embedding (B, 77, 768) or None,
-        force_drop_ids (B,) int: 1 replaces that label by the null id (label dropout, drawn by the caller)."""
+    def construct(self, x, t, y=None, text_embedding=None, force_drop_ids=None, image_labels=None,
+                  image_drop_ids=None, image_text_embedding=None):
+        """x (B, F + n, C, H, W): num_frames video frames, then n >= 0 images (image-video joint training, the
+        official LatteIMG), t (B,) int, y (B,) int labels or None, text_embedding (B, 77, 768) or None,
+        force_drop_ids (B,) int: 1 replaces that label by the null id (label dropout, drawn by the caller).
+        With images: image_labels (B, n) int (class models: each image's own label) and image_drop_ids (B,) int
+        (1: all n image labels of that sample become the null id, one draw per sample as the official), or
+        image_text_embedding (B, n, 77, 768) (text models: each image's own caption). Spatial blocks see all
+        F + n frames; the temporal blocks and temp_embed see the F video frames only. n = 0 is plain Latte."""
         b, f, c, h, w = x.shape
-        x = x.reshape(b * f, c, h, w)  # (B, F, C, H, W) -> (B*F, C, H, W)
-        x = self.x_embedder(x) + self.pos_embed  # (B*F, T, D)
-        cond = self.t_embedder(t)  # (B, D)
+        frames = self.num_frames
+        num_images = f - frames
+        if num_images < 0:
+            raise ValueError(f"x has {f} frames but the model was built with num_frames={frames}")
+        x = x.reshape(b * f, c, h, w)  # (B, F+n, C, H, W) -> (B*(F+n), C, H, W)
+        x = self.x_embedder(x) + self.pos_embed  # (B*(F+n), T, D)
+        t_emb = self.t_embedder(t)  # (B, D)
+        cond = t_emb
         if self.condition == "class":
             cond = cond + self.y_embedder(y, force_drop_ids)
         elif self.condition == "text":
             cond = cond + self.text_embedding_projection(text_embedding.reshape(b, -1))  # (B, 77*768) -> (B, D)
-        cond_spatial = ops.repeat_interleave(cond, f, 0)  # (B, D) -> (B*F, D), batch-major
-        cond_temporal = ops.repeat_interleave(cond, self.num_patches, 0)  # (B, D) -> (B*T, D)
         tokens, dim = self.num_patches, self.hidden_size
+        if num_images:
+            cond_spatial = self._joint_spatial_condition(cond, t_emb, image_labels, image_drop_ids,
+                                                         image_text_embedding, num_images)
+        else:
+            cond_spatial = ops.repeat_interleave(cond, f, 0)  # (B, D) -> (B*F, D), batch-major
+        cond_temporal = ops.repeat_interleave(cond, tokens, 0)  # (B, D) -> (B*T, D)
 
         for i in range(0, len(self.blocks), 2):
-            x = self.blocks[i](x, cond_spatial)  # spatial: attention over the T tokens of a frame
-            x = x.reshape(b, f, tokens, dim).swapaxes(1, 2).reshape(b * tokens, f, dim)  # (B*F, T, D) -> (B*T, F, D)
-            if i == 0:
-                x = x + self.temp_embed  # added once, before the first temporal block
-            x = self.blocks[i + 1](x, cond_temporal)  # temporal: attention over the F frames of a token
-            x = x.reshape(b, tokens, f, dim).swapaxes(1, 2).reshape(b * f, tokens, dim)  # (B*T, F, D) -> (B*F, T, D)
+            x = self.blocks[i](x, cond_spatial)  # spatial: attention over the T tokens of a frame (and image)
+            x = x.reshape(b, f, tokens, dim).swapaxes(1, 2)  # (B*(F+n), T, D) -> (B, T, F+n, D)
+            if num_images:  # the images (B, T, n, D) skip the temporal block
+                x = ops.cat([self._temporal(x[:, :, :frames], i, cond_temporal), x[:, :, frames:]], axis=2)
+            else:
+                x = self._temporal(x, i, cond_temporal)
+            x = x.swapaxes(1, 2).reshape(b * f, tokens, dim)  # (B, T, F+n, D) -> (B*(F+n), T, D)
 
-        final_cond = ops.repeat_interleave(self.t_embedder(t), f, 0) if self.condition == "text" else cond_spatial
-        x = self.final_layer(x, final_cond)  # (B*F, T, p*p*2C)
-        x = self.unpatchify(x)  # (B*F, 2C, H, W)
-        return x.reshape(b, f, self.out_channels, h, w)  # (B*F, 2C, H, W) -> (B, F, 2C, H, W)
+        final_cond = ops.repeat_interleave(t_emb, f, 0) if self.condition == "text" else cond_spatial
+        x = self.final_layer(x, final_cond)  # (B*(F+n), T, p*p*2C)
+        x = self.unpatchify(x)  # (B*(F+n), 2C, H, W)
+        return x.reshape(b, f, self.out_channels, h, w)  # (B*(F+n), 2C, H, W) -> (B, F+n, 2C, H, W)
+
+    def _temporal(self, x, i, cond_temporal):
+        """Temporal block i + 1 on video tokens (B, T, F, D): attention over the F frames of each token."""
+        b, tokens, frames, dim = x.shape
+        x = x.reshape(b * tokens, frames, dim)  # (B, T, F, D) -> (B*T, F, D)
+        if i == 0:
+            x = x + self.temp_embed  # added once, before the first temporal block
+        x = self.blocks[i + 1](x, cond_temporal)
+        return x.reshape(b, tokens, frames, dim)  # (B*T, F, D) -> (B, T, F, D)
+
+    def _joint_spatial_condition(self, cond, t_emb, image_labels, image_drop_ids, image_text_embedding,
+                                 num_images):
+        """(B*(F+n), D): the video's condition on its F frames, then t plus each image's own label / caption
+        (unconditional: t alone) on its n images (the official LatteIMG's y_spatial / timestep_spatial)."""
+        b, dim = cond.shape
+        video = ops.repeat_interleave(cond, self.num_frames, 0).reshape(b, self.num_frames, dim)  # -> (B, F, D)
+        image = ops.repeat_interleave(t_emb, num_images, 0).reshape(b, num_images, dim)  # (B, D) -> (B, n, D)
+        if self.condition == "class":
+            drop = None if image_drop_ids is None else image_drop_ids.reshape(b, 1)  # (B,) -> (B, 1): all n images
+            image = image + self.y_embedder(image_labels, drop)  # (B, n) labels -> (B, n, D)
+        elif self.condition == "text":
+            flat = image_text_embedding.reshape(b * num_images, -1)  # (B, n, 77, 768) -> (B*n, 77*768)
+            image = image + self.text_embedding_projection(flat).reshape(b, num_images, dim)  # -> (B, n, D)
+        return ops.cat([video, image], axis=1).reshape(b * (self.num_frames + num_images), dim)  # -> (B*(F+n), D)
 
     def construct_with_cfg(self, x, t, y, cfg_scale, text_embedding=None):
         """Classifier-free guidance as the official forward_with_cfg.

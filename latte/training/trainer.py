@@ -26,6 +26,7 @@ from latte.models.precision import apply_amp
 from latte.models.registry import KIND_CLASS, KIND_T2V, T2V_SHAPE_FIELDS
 from latte.options import DIFFUSION_KEYS
 from latte.training.ema import EMA, named_weights
+from latte.training.joint import IMAGE_COLUMNS, ImageLabelDrop, JointClassTrainLoss
 from latte.training.loss import LOSS_TERMS, RANDOM_COLUMNS, LatteTrainLoss, StepNoise, latent_encoder
 from latte.training.text_loss import CACHED_TEXT_COLUMNS, TEXT_COLUMNS, CaptionTokens, LatteT2VTrainLoss, null_caption
 from latte.training.optim import create_optimizer, lr_schedule
@@ -76,7 +77,8 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
             to_vae_channels = functools.partial(to_channels, channels=cfg.frame_channels, axis=-3)  # RGB -> luma
             dataset = dataset.map(operations=to_vae_channels, input_columns=["video"],
                                   num_parallel_workers=1, python_multiprocessing=False)
-    latent_shape = (cfg.num_frames, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    num_images = cfg.data_config.use_image_num  # joint training: the clip's frames, then the images
+    latent_shape = (cfg.num_frames + num_images, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
     drop_prob = {"class": cfg.class_dropout_prob, "text": cfg.caption_dropout_prob}.get(cfg.condition, 0.0)
     noise = StepNoise(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, latent_shape, num_timesteps,
                       sample_latents=cfg.vae_sample and not cfg.pixel_space and not cfg.trains_on_cache,
@@ -86,6 +88,13 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     condition_columns = []
     if cfg.condition == "class":
         condition_columns = ["label"]
+        if num_images:  # the images' labels, and their dropout draw
+            drop = ImageLabelDrop(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, cfg.class_dropout_prob,
+                                  num_ranks=ctx.group_size)
+            dataset = dataset.map(operations=drop, input_columns=["image_labels"],
+                                  output_columns=list(IMAGE_COLUMNS), num_parallel_workers=1,
+                                  python_multiprocessing=False)
+            condition_columns += list(IMAGE_COLUMNS)
     elif cfg.is_text_model and cfg.trains_on_cache:  # T5 states and masks stored with the latents
         check_text_cache(cfg, info)
         condition_columns = list(CACHED_TEXT_COLUMNS)
@@ -164,7 +173,9 @@ class Trainer:
 
             vae = load_vae(cfg.vae_checkpoint, dtype=dtype)
             vae.set_train(False)
-        if text is None:
+        if text is None and cfg.data_config.use_image_num and cfg.condition == "class":
+            loss_net = JointClassTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale, cfg.vae_micro_batch)
+        elif text is None:
             loss_net = LatteTrainLoss(amp_latte, self.diffusion, vae, cfg.latent_scale, cfg.vae_micro_batch,
                                       cfg.condition)
         else:
@@ -262,7 +273,9 @@ class Trainer:
                             + ("from the cache" if c.trains_on_cache else f"of {c.text_encoder}, frozen in the step")
                             + f", {c.max_text_length} tokens, caption dropout {c.caption_dropout_prob:g}")]
                   if c.is_text_model else []),
-                ("data", f"{self.info.num_videos} videos ({c.data_config.train_data_type}), "
+                ("data", f"{self.info.num_videos} videos ({c.data_config.train_data_type}"
+                         + (f", {c.data_config.use_image_num} images of random videos after each clip"
+                            if c.data_config.use_image_num else "") + "), "
                          f"{self.micro_per_epoch / c.gradient_accumulation_steps:g} optimizer steps per epoch, shard {ctx.rank}/{ctx.group_size}"),
                 ("batch", f"{c.train_batch_size} per micro-batch x {c.gradient_accumulation_steps} accumulation x "
                           f"{ctx.group_size} process(es) = global batch {global_batch}"),
