@@ -277,3 +277,36 @@ def save_scripted(module, path):
     scripted = torch.jit.script(module.eval())
     scripted.save(str(path))
     return scripted
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# C3D (UCF101) as TGANv2's Chainer model computes it, in torch: conv1a..conv5b, fc6..fc8, the mean clip as a
+# buffer, forward(x) on uint8 clips -> probabilities.
+
+class TorchC3D(nn.Module):
+    def __init__(self, num_classes: int = 101, width_divisor: int = 1):
+        super().__init__()
+        d, c = width_divisor, 3
+        for name, width in (("conv1a", 64), ("conv2a", 128), ("conv3a", 256), ("conv3b", 256), ("conv4a", 512),
+                            ("conv4b", 512), ("conv5a", 512), ("conv5b", 512)):
+            self.add_module(name, nn.Conv3d(c, width // d, 3, padding=1))
+            c = width // d
+        self.fc6 = nn.Linear(c * 16, 4096 // d)
+        self.fc7 = nn.Linear(4096 // d, 4096 // d)
+        self.fc8 = nn.Linear(4096 // d, num_classes)
+        self.register_buffer("mean", torch.zeros(3, 16, 112, 112))
+
+    def forward(self, x):
+        x = x.float() * (2.0 / 255.0) - 1.0
+        x = x.flip(1) * 128.0  # RGB -> BGR
+        b, c, t, h, w = x.shape
+        x = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        x = F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=True)
+        x = x.reshape(b, t, c, 112, 112).permute(0, 2, 1, 3, 4) + (128.0 - self.mean)
+        x = F.max_pool3d(F.relu(self.conv1a(x)), (1, 2, 2), ceil_mode=True)
+        x = F.max_pool3d(F.relu(self.conv2a(x)), 2, ceil_mode=True)
+        x = F.max_pool3d(F.relu(self.conv3b(F.relu(self.conv3a(x)))), 2, ceil_mode=True)
+        x = F.max_pool3d(F.relu(self.conv4b(F.relu(self.conv4a(x)))), 2, ceil_mode=True)
+        x = F.max_pool3d(F.relu(self.conv5b(F.relu(self.conv5a(x)))), 2, ceil_mode=True)
+        x = F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))
+        return F.softmax(self.fc8(x), dim=1)

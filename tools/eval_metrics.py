@@ -50,10 +50,11 @@ def parse_args(argv):
     parser.add_argument("--i3d_ckpt", default="models/i3d.ckpt", help="converted I3D (tools/metrics_converter.py)")
     parser.add_argument("--inception_ckpt", default="models/inception.ckpt",
                         help="converted 2015 Inception (tools/metrics_converter.py)")
+    parser.add_argument("--c3d_ckpt", default="models/c3d.ckpt", help="converted C3D (tools/metrics_converter.py)")
     parser.add_argument("--cache_dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--max_items", type=int, default=None,
                         help="cap the clips of both sides (quick looks and tests; official numbers need none)")
-    parser.add_argument("--batch_size", type=int, default=8, help="clips per detector call (FVD)")
+    parser.add_argument("--batch_size", type=int, default=8, help="clips per detector call (FVD, video IS)")
     parser.add_argument("--frame_batch_size", type=int, default=64, help="frames per detector call (FID, IS)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the real clips' sample and offsets")
     parser.add_argument("--device_target", default=None, help="CPU, GPU or Ascend (default: auto)")
@@ -89,7 +90,7 @@ def main(argv=None):
         raise ConfigError(f"--gpus {args.gpus}: tools/eval_metrics.py runs on one device; use --gpus 1")
     if args.num_runs < 1 or (args.max_items is not None and args.max_items < 2):
         raise ConfigError("--num_runs must be >= 1 and --max_items >= 2 (a covariance needs two clips)")
-    checkpoints = {"i3d": args.i3d_ckpt, "inception": args.inception_ckpt}
+    checkpoints = {"i3d": args.i3d_ckpt, "inception": args.inception_ckpt, "c3d": args.c3d_ckpt}
     from latte.metrics.detectors import load_detector  # MindSpore from here on
 
     setup_context(args.device_target, mode=1)

@@ -3,6 +3,7 @@
     python tools/metrics_converter.py --detector i3d --source i3d_torchscript.pt --target models/i3d.ckpt
     python tools/metrics_converter.py --detector inception --source inception-2015-12-05.pt \
         --target models/inception.ckpt
+    python tools/metrics_converter.py --detector c3d --source c3d_ucf101.pt --target models/c3d.ckpt
 
 The file is opened with torch.jit.load (a .pkl with pickle: a pickled torch module, as StyleGAN3's
 inception-2015-12-05.pkl, whose unpickling needs the torch_utils package of StyleGAN3 / the official Latte tools
@@ -27,7 +28,8 @@ from latte.metrics.detectors import DETECTORS, build_detector
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--detector", required=True, choices=sorted(DETECTORS),
-                        help="i3d: i3d_torchscript.pt (FVD); inception: inception-2015-12-05.pt or .pkl (FID, IS)")
+                        help="i3d: i3d_torchscript.pt (FVD); inception: inception-2015-12-05.pt or .pkl (FID, IS); "
+                             "c3d: c3d_ucf101.pt (video IS)")
     parser.add_argument("--source", required=True, help="the released TorchScript file (.pt) or pickle (.pkl)")
     parser.add_argument("--target", required=True, help="MindSpore checkpoint to write (.ckpt)")
     return parser.parse_args(argv)

@@ -9,10 +9,11 @@ from latte.checkpoint_io import CheckpointError
 BN_RENAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 TORCH_ONLY_SUFFIX = "num_batches_tracked"
 # a key every file of a detector holds, which locates a wrapper prefix ("model.", "module." ...) if there is one
-ANCHOR_KEYS = {"i3d": "Conv3d_1a_7x7.conv3d.weight", "inception": "layers.conv.weight"}
+ANCHOR_KEYS = {"i3d": "Conv3d_1a_7x7.conv3d.weight", "inception": "layers.conv.weight", "c3d": "conv1a.weight"}
 # detector -> (its first convolution's weight, that convolution's full width, the classifier's weight)
 ARCHITECTURE_KEYS = {"i3d": ("Conv3d_1a_7x7.conv3d.weight", 64, "logits.conv3d.weight"),
-                     "inception": ("layers.conv.weight", 32, "output.weight")}
+                     "inception": ("layers.conv.weight", 32, "output.weight"),
+                     "c3d": ("conv1a.weight", 64, "fc8.weight")}
 
 
 def strip_wrapper_prefix(state, detector, path):

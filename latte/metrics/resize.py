@@ -39,6 +39,20 @@ def tf_legacy_matrix(in_size, out_size):
     return matrix.astype(np.float32)
 
 
+def aligned_corners_matrix(in_size, out_size):
+    """(out_size, in_size) float32 weights of bilinear interpolation with aligned corners."""
+    matrix = np.zeros((out_size, in_size), dtype=np.float64)
+    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    for i in range(out_size):
+        src = i * scale
+        i0 = min(int(np.floor(src)), in_size - 1)
+        i1 = min(i0 + 1, in_size - 1)
+        frac = src - i0
+        matrix[i, i0] += 1.0 - frac
+        matrix[i, i1] += frac
+    return matrix.astype(np.float32)
+
+
 class FrameResize(nn.Cell):
     """(..., H, W) -> (..., out_h, out_w) frame by frame; the leading axes (batch, channels, time) are kept.
     `weights` is the matrix builder (interpolation_matrix or tf_legacy_matrix)."""
