@@ -1,5 +1,5 @@
 """sample.py --save_format frames: a folder of PNG frames per video under <run>/videos, the layout
-tools/eval_metrics.py (and the official evaluation) reads.
+tools/eval_metrics.py (and the official evaluation) reads."""
 import os
 
 import numpy as np
