@@ -7,7 +7,8 @@
 The checkpoint's record picks the keys: a LatteT2V (kind latte_t2v) reads TextToVideoSampleConfig's, any other
 Latte SampleConfig's.
 
-Writes <output_path>/<timestamp>/ with the videos (gif and/or mp4), a PNG grid of first frames, optional
+Writes <output_path>/<timestamp>/ with the videos (gif and/or mp4; save_format frames: a folder of PNG frames
+per video under videos/, the --fake_data_path of tools/eval_metrics.py), a PNG grid of first frames, optional
 trajectory videos, and config.yaml (the resolved config that ran).
 """
 import logging

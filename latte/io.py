@@ -135,6 +135,19 @@ def save_video(frames, path, fps=DEFAULT_FPS):
     return path
 
 
+def save_frames(frames, folder):
+    """Write a video as a folder of PNG frames 000000.png, 000001.png ... (the frame-folder layout the metrics and
+    the official evaluation read). frames: as save_video. Returns folder."""
+    from PIL import Image
+
+    frames = to_display_frames(frames)
+    os.makedirs(folder, exist_ok=True)
+    for i, frame in enumerate(frames):
+        with atomic_path(os.path.join(folder, f"{i:06d}.png")) as temporary:
+            Image.fromarray(frame).save(temporary, format="PNG")
+    return folder
+
+
 def make_image_grid(images, nrow=8, padding=GRID_PADDING):
     """Tile images into one uint8 (H', W', 3) array, nrow images per row, black padding between cells.
 

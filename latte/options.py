@@ -255,7 +255,8 @@ class SampleConfig(DeviceOptions, ModelOptions, GraphCacheOptions, MindoneKeys):
     batch_size: int = field(1, "videos denoised together", minimum=1)
     output_path: str = field("samples", "a timestamped folder is created under it")
     fps: int = field(8, "frames per second of the written videos", minimum=1)
-    save_format: str = field("gif", "gif, mp4 or both", choices=("gif", "mp4", "both"))
+    save_format: str = field("gif", "gif, mp4, both, or frames: <run>/videos/<sample>/<frame>.png, the folder "
+                                    "tools/eval_metrics.py reads", choices=("gif", "mp4", "both", "frames"))
     save_trajectory: bool = field(False, "also write the denoising trajectory (x_0 estimates at every step)")
     trajectory_stride: int = field(10, "keep every n-th step in trajectory videos", minimum=1)
     save_grid: bool = field(True, "write a PNG grid of the first frames")

@@ -10,7 +10,7 @@ import mindspore as ms
 
 from latte.diffusion import duplicate_for_cfg, guidance_enabled, sample_loop
 from latte.env import resolve_dtype
-from latte.io import save_video, video_to_uint8
+from latte.io import save_frames, save_video, video_to_uint8
 from latte.models.loader import load_latte
 
 logger = logging.getLogger(__name__)
@@ -153,8 +153,15 @@ def video_name(index, label):
     return f"sample_{index:03d}_class{int(label)}"
 
 
+SAMPLE_FRAMES_FOLDER = "videos"  # save_format frames: <run>/videos/<sample>/<frame>.png, what the metrics read
+
+
 def write_video(frames_uint8, stem, cfg):
-    """frames (F, H, W, 3) uint8 -> stem.gif / stem.mp4 as cfg.save_format says; returns the paths."""
+    """frames (F, H, W, 3) uint8 -> stem.gif / stem.mp4 as cfg.save_format says, or (frames) a folder of PNG
+    frames <run>/videos/<stem name>/; returns the paths."""
+    if cfg.save_format == "frames":
+        folder = os.path.join(os.path.dirname(stem), SAMPLE_FRAMES_FOLDER, os.path.basename(stem))
+        return [save_frames(frames_uint8, folder)]
     suffixes = {"gif": [".gif"], "mp4": [".mp4"], "both": [".gif", ".mp4"]}[cfg.save_format]
     paths = [stem + suffix for suffix in suffixes]
     for path in paths:

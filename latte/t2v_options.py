@@ -45,7 +45,7 @@ class PromptOptions(TextEncoderOptions):
                               "or a prompts_file")
 
 
-T2V_SAVE_FORMATS = ("gif", "mp4", "both")
+T2V_SAVE_FORMATS = ("gif", "mp4", "both", "frames")  # frames: <run>/videos/<sample>/<frame>.png
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ class TextToVideoSampleConfig(DeviceOptions, VAEOptions, PromptOptions, GraphCac
     enable_flash_attention: bool = field(False, "flash attention on Ascend when shapes allow (logged)")
     output_path: str = field("samples/t2v", "a timestamped folder is created under it")
     fps: int = field(8, "frames per second of the written videos", minimum=1)
-    save_format: str = field("mp4", "gif, mp4 or both (video_length 1 writes PNG)", choices=T2V_SAVE_FORMATS)
+    save_format: str = field("mp4", "gif, mp4, both or frames (video_length 1 writes PNG)", choices=T2V_SAVE_FORMATS)
     display_scale: int = field(1, "enlarge written videos this many times (nearest neighbour), for small "
                                   "pixel-space models such as the 16x16 demo", minimum=1)
     dtype: Optional[str] = field(None, "LatteT2V and T5 compute dtype: fp32, fp16 or bf16 (norms and softmax in "

@@ -64,7 +64,7 @@ def test_fvd_end_to_end_matches_torch_and_reuses_the_cache(setup, tmp_path, monk
     assert eval_main(args) == 0
     record = json.load(open(tmp_path / "out.json"))["fvd2048_16f"]
     ours = record["results"]["fvd2048_16f"]
-    assert (record["num_real_clips"], record["num_generated_clips"]) == (2, 2)
+    assert (record["num_real_items"], record["num_generated_items"]) == (2, 2)
 
     # the same clips through the scripted torch I3D, frames read without latte's readers
     recipe = FVD_METRICS["fvd2048_16f"]
@@ -85,8 +85,8 @@ def test_fvd_end_to_end_matches_torch_and_reuses_the_cache(setup, tmp_path, monk
     # second run: the real features come from the cache, only the generated clips are read
     assert [p.endswith(".npz") and p.startswith("real-") for p in os.listdir(tmp_path / "cache")] == [True]
     read = []
-    original = features_module.read_clip
-    monkeypatch.setattr(features_module, "read_clip", lambda clip: read.append(clip.path) or original(clip))
+    original = features_module.read_clips
+    monkeypatch.setattr(features_module, "read_clips", lambda clips: read.extend(c.path for c in clips) or original(clips))
     assert eval_main(args) == 0
     assert json.load(open(tmp_path / "out.json"))["fvd2048_16f"]["results"]["fvd2048_16f"] == ours
     assert sorted(read) == sorted(c.path for c in fake_clips)
@@ -128,6 +128,6 @@ class _Out:
 
 def test_unported_metric_is_named(setup):
     root, _ = setup
-    with pytest.raises(ConfigError, match="fid50k_full: needs the 2015 Inception"):
+    with pytest.raises(ConfigError, match="kid50k_full: needs the KID formula"):
         eval_main(["--real_data_path", str(root / "real"), "--fake_data_path", str(root / "fake"),
-                   "--metrics", "fvd2048_16f,fid50k_full"])
+                   "--metrics", "fvd2048_16f,kid50k_full"])

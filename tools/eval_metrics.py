@@ -39,7 +39,8 @@ def parse_args(argv):
     parser.add_argument("--real_data_path", required=True, help="real videos (files or frame folders)")
     parser.add_argument("--fake_data_path", required=True, help="generated videos (files or frame folders)")
     parser.add_argument("--mirror", type=_bool, default=False,
-                        help="accepted for compatibility: every metric turns mirroring off, as in the official code")
+                        help="mirror the real frames (the legacy fid50k only; every other metric turns it off, as in "
+                             "the official code)")
     parser.add_argument("--resolution", type=int, default=None, help="accepted for compatibility (unused)")
     parser.add_argument("--gpus", type=int, default=1, help="only 1 (one device)")
     parser.add_argument("--verbose", type=_bool, default=False)
@@ -47,18 +48,37 @@ def parse_args(argv):
     parser.add_argument("--num_runs", type=int, default=1, help="repeat each metric (run i uses seed + i)")
     # latte-ms
     parser.add_argument("--i3d_ckpt", default="models/i3d.ckpt", help="converted I3D (tools/metrics_converter.py)")
+    parser.add_argument("--inception_ckpt", default="models/inception.ckpt",
+                        help="converted 2015 Inception (tools/metrics_converter.py)")
+    parser.add_argument("--c3d_ckpt", default="models/c3d.ckpt", help="converted C3D (tools/metrics_converter.py)")
     parser.add_argument("--cache_dir", default=DEFAULT_CACHE_DIR)
     parser.add_argument("--max_items", type=int, default=None,
                         help="cap the clips of both sides (quick looks and tests; official numbers need none)")
-    parser.add_argument("--batch_size", type=int, default=8, help="clips per detector call")
+    parser.add_argument("--batch_size", type=int, default=8, help="clips per detector call (FVD, video IS)")
+    parser.add_argument("--frame_batch_size", type=int, default=64, help="frames per detector call (FID, IS)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the real clips' sample and offsets")
     parser.add_argument("--device_target", default=None, help="CPU, GPU or Ascend (default: auto)")
     parser.add_argument("--output", default=None, help="JSON file of the results (metric -> record)")
     return parser.parse_args(argv)
 
 
+def _summary(name, runs):
+    """The official results record of one metric: its value(s), _runNN / _mean / _std over several runs."""
+    per_run = [v if isinstance(v, dict) else {name: v} for v in runs]
+    if len(per_run) == 1:
+        return per_run[0]
+    results = {f"{key}_run{i + 1:02d}": value for i, r in enumerate(per_run) for key, value in r.items()}
+    for key in per_run[0]:
+        values = [r[key] for r in per_run]
+        mean = sum(values) / len(values)
+        results.update({f"{key}_mean": mean, f"{key}_std": (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5})
+    return results
+
+
 def main(argv=None):
-    from latte.metrics.recipes import FVD_METRICS, check_metric_names, compute_fvd
+    from latte.metrics.recipes import (FID_METRICS, FVD_METRICS, IS_METRICS, METRICS, check_metric_names,
+                                       compute_fid, compute_fvd, compute_is, metric_detector,
+                                       reads_single_frames)
 
     args = parse_args(argv)
     setup_logging()
@@ -70,41 +90,54 @@ def main(argv=None):
         raise ConfigError(f"--gpus {args.gpus}: tools/eval_metrics.py runs on one device; use --gpus 1")
     if args.num_runs < 1 or (args.max_items is not None and args.max_items < 2):
         raise ConfigError("--num_runs must be >= 1 and --max_items >= 2 (a covariance needs two clips)")
+    checkpoints = {"i3d": args.i3d_ckpt, "inception": args.inception_ckpt, "c3d": args.c3d_ckpt}
     from latte.metrics.detectors import load_detector  # MindSpore from here on
 
     setup_context(args.device_target, mode=1)
     logger.info("metrics %s; real %s; generated %s; cache %s", ",".join(metrics), args.real_data_path,
                 args.fake_data_path, args.cache_dir if args.use_cache else "off")
 
-    # 2. The detector, one cell per frame size
-    detectors = {}
+    # 2. The detectors, one cell per detector, call flags and frame size
+    cells = {}
 
-    def detector_for(hw):
-        if hw not in detectors:
-            detectors[hw] = load_detector(args.i3d_ckpt, "i3d", input_hw=tuple(hw))
-        return detectors[hw]
+    def detectors_for(name):
+        detector, flags = metric_detector(name)
+        frames = reads_single_frames(name)
+
+        def detector_for(hw):
+            key = (detector, tuple(sorted(flags.items())), tuple(hw))
+            if key not in cells:
+                cells[key] = load_detector(checkpoints[detector], detector, input_hw=tuple(hw), **flags)
+            net = cells[key]
+            return (lambda clips: net(clips[:, :, 0])) if frames else net  # (B, 3, 1, H, W) -> (B, 3, H, W)
+        return detector_for
 
     # 3. Each metric, each run
     records = {}
     for name in metrics:
-        start, runs = time.time(), []
+        start, runs, recipe = time.time(), [], METRICS[name]
+        detector_path = checkpoints[metric_detector(name)[0]]
         for run in range(args.num_runs):
-            fvd, n_real, n_gen = compute_fvd(FVD_METRICS[name], args.real_data_path, args.fake_data_path,
-                                             detector_for, args.i3d_ckpt, args.batch_size, args.seed + run,
-                                             args.cache_dir if args.use_cache else None, args.max_items)
-            logger.info("%s: %.4f (%d real clips, %d generated clips)", name, fvd, n_real, n_gen)
-            runs.append(fvd)
-        if args.num_runs == 1:
-            results = {name: runs[0]}
-        else:
-            results = {f"{name}_run{i + 1:02d}": v for i, v in enumerate(runs)}
-            results.update({f"{name}_mean": float(sum(runs) / len(runs)),
-                            f"{name}_std": float((sum((v - sum(runs) / len(runs)) ** 2 for v in runs)
-                                                  / len(runs)) ** 0.5)})
+            seed, cache = args.seed + run, args.cache_dir if args.use_cache else None
+            if name in FVD_METRICS:
+                value, n_real, n_gen = compute_fvd(recipe, args.real_data_path, args.fake_data_path,
+                                                   detectors_for(name), detector_path, args.batch_size, seed, cache,
+                                                   args.max_items)
+            elif name in FID_METRICS:
+                value, n_real, n_gen = compute_fid(recipe, args.real_data_path, args.fake_data_path,
+                                                   detectors_for(name), detector_path, args.frame_batch_size, seed,
+                                                   cache, args.max_items, args.mirror)
+            else:
+                batch = args.frame_batch_size if recipe.num_frames is None else args.batch_size
+                (mean, std), n_gen = compute_is(recipe, args.fake_data_path, detectors_for(name), batch, seed,
+                                                args.max_items)
+                value, n_real = {f"{name}_mean": mean, f"{name}_std": std}, 0
+            logger.info("%s: %s (%d real items, %d generated items)", name, value, n_real, n_gen)
+            runs.append(value)
         total = time.time() - start
-        records[name] = {"results": results, "metric": name, "total_time": total,
-                         "total_time_str": f"{total:.0f}s", "num_gpus": 1, "num_real_clips": n_real,
-                         "num_generated_clips": n_gen, "snapshot_pkl": None, "timestamp": time.time()}
+        records[name] = {"results": _summary(name, runs), "metric": name, "total_time": total,
+                         "total_time_str": f"{total:.0f}s", "num_gpus": 1, "num_real_items": n_real,
+                         "num_generated_items": n_gen, "snapshot_pkl": None, "timestamp": time.time()}
         print(json.dumps(records[name]), flush=True)
 
     # 4. Write the results

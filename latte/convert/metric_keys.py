@@ -1,6 +1,7 @@
 """Key mapping of the released metric detectors (TorchScript state dicts) to the MindSpore cells of
 latte/metrics: module paths are kept, BatchNorm parameters take MindSpore's names, BatchNorm's step counters
-(num_batches_tracked, a training record) are left out."""
+(num_batches_tracked, a training record) are left out. The 2015 Inception's names pass unchanged (its
+BatchNorm is `beta`, `mean`, `var` on the convolution unit, as in the cell)."""
 from collections import OrderedDict
 
 from latte.checkpoint_io import CheckpointError
@@ -8,7 +9,11 @@ from latte.checkpoint_io import CheckpointError
 BN_RENAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 TORCH_ONLY_SUFFIX = "num_batches_tracked"
 # a key every file of a detector holds, which locates a wrapper prefix ("model.", "module." ...) if there is one
-ANCHOR_KEYS = {"i3d": "Conv3d_1a_7x7.conv3d.weight"}
+ANCHOR_KEYS = {"i3d": "Conv3d_1a_7x7.conv3d.weight", "inception": "layers.conv.weight", "c3d": "conv1a.weight"}
+# detector -> (its first convolution's weight, that convolution's full width, the classifier's weight)
+ARCHITECTURE_KEYS = {"i3d": ("Conv3d_1a_7x7.conv3d.weight", 64, "logits.conv3d.weight"),
+                     "inception": ("layers.conv.weight", 32, "output.weight"),
+                     "c3d": ("conv1a.weight", 64, "fc8.weight")}
 
 
 def strip_wrapper_prefix(state, detector, path):
@@ -49,9 +54,11 @@ def convert_detector_state(state):
     return params, skipped
 
 
-def infer_i3d_config(params, base_stem_channels):
-    """I3DConfig fields from the converted weights: classes from the logits, the width from the stem."""
-    stem = params["Conv3d_1a_7x7.conv3d.weight"].shape[0]
-    if base_stem_channels % stem:
-        raise CheckpointError(f"Conv3d_1a_7x7 has {stem} output channels, not a divisor of {base_stem_channels}")
-    return {"num_classes": int(params["logits.conv3d.weight"].shape[0]), "width_divisor": base_stem_channels // stem}
+def infer_detector_config(detector, params):
+    """The detector's config fields from the converted weights: classes from the classifier, the width divisor
+    from the first convolution (tiny test files divide every width)."""
+    stem_key, full_width, classes_key = ARCHITECTURE_KEYS[detector]
+    stem = params[stem_key].shape[0]
+    if full_width % stem:
+        raise CheckpointError(f"{stem_key} has {stem} output channels, not a divisor of {full_width}")
+    return {"num_classes": int(params[classes_key].shape[0]), "width_divisor": full_width // stem}

@@ -1,5 +1,8 @@
-"""Video folders as FVD reads them: listing (video files or frame folders), the seeded clip plan, decoding."""
+"""Video folders as the metrics read them: listing (video files or frame folders), the seeded clip plan (FVD,
+video IS), the seeded frame plan (FID, IS: every frame of every video is one image), decoding."""
+import bisect
 import random
+from collections import OrderedDict
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Tuple
@@ -19,6 +22,7 @@ class Clip:
     path: str
     frames: Tuple[str, ...]  # frame folders: image paths in order; () for a video file
     indices: Tuple[int, ...]  # the frames of the clip
+    flip: bool = False  # mirrored left-right (the legacy FID's --mirror)
 
 
 def list_videos(folder):
@@ -68,11 +72,54 @@ def plan_clips(entries, num_frames, subsample, max_items, random_offset, seed, w
     return clips
 
 
-def read_clip(clip):
-    """(3, T, H, W) uint8 frames of one clip."""
-    reader = FrameFolderReader(clip.frames) if clip.frames else open_video(clip.path)
+def plan_frames(entries, max_items, seed, mirror=False):
+    """Single frames as one-frame clips, as StyleGAN-V's image dataset of the frames: every frame of every video
+    (twice, the second copy mirrored, with `mirror`), a seeded random sample of max_items of them (all, shuffled,
+    when max_items is None or larger), in the sampled order."""
+    lengths = [video_length(e) for e in entries]
+    starts = np.cumsum([0] + lengths)  # frame id of each video's first frame
+    total = int(starts[-1])
+    if total == 0:
+        raise DataError("no frames in the videos")
+    copies = 2 if mirror else 1
+    rng = random.Random(seed)
+    count = total * copies if max_items is None else min(max_items, total * copies)
+    frames_of = [tuple(e.frames) for e in entries]  # one tuple per video, shared by its frames
+    plan = []
+    for item in rng.sample(range(total * copies), count):
+        flip, frame_id = divmod(item, total)
+        v = bisect.bisect_right(starts, frame_id) - 1
+        plan.append(Clip(entries[v].name, entries[v].path, frames_of[v], (frame_id - int(starts[v]),), bool(flip)))
+    return plan
+
+
+def read_clip(clip, reader=None):
+    """(3, T, H, W) uint8 frames of one clip (`reader`: the clip's video, already open)."""
+    own = reader is None
+    if own:
+        reader = FrameFolderReader(clip.frames) if clip.frames else open_video(clip.path)
     try:
         frames = to_rgb(np.asarray(reader.get_frames(list(clip.indices))))  # (T, H, W, 3)
     finally:
-        reader.close()
+        if own:
+            reader.close()
+    if clip.flip:
+        frames = frames[:, :, ::-1]  # (T, H, W, 3): W reversed
     return np.ascontiguousarray(frames.transpose(3, 0, 1, 2))  # (T, H, W, 3) -> (3, T, H, W)
+
+
+def read_clips(clips):
+    """read_clip of each clip, every video opened once."""
+    by_video = OrderedDict()
+    for position, clip in enumerate(clips):
+        by_video.setdefault(clip.path, []).append(position)
+    out = [None] * len(clips)
+    for positions in by_video.values():
+        first = clips[positions[0]]
+        reader = FrameFolderReader(first.frames) if first.frames else open_video(first.path)
+        try:
+            for position in positions:
+                out[position] = read_clip(clips[position], reader)
+        finally:
+            reader.close()
+    return out

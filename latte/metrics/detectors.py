@@ -1,14 +1,18 @@
 """The metric detectors by name: building a cell from a converted checkpoint's record and loading it strictly."""
 from latte.checkpoint_io import CheckpointError, load_strict, read_ms_checkpoint
+from latte.metrics.c3d import C3D, C3DConfig
 from latte.metrics.i3d import I3D, I3DConfig
+from latte.metrics.inception import Inception, InceptionConfig
 
 CONVERTER = "tools/metrics_converter.py"
-DETECTORS = {"i3d": (I3DConfig, I3D)}
+DETECTORS = {"i3d": (I3DConfig, I3D), "inception": (InceptionConfig, Inception),
+             "c3d": (C3DConfig, C3D)}
 
 
 def build_detector(name, config_fields, **call_options):
     """The cell of detector `name` from its config fields; call_options are the detector's call flags and input
-    size (I3D: input_hw, rescale, resize, return_features)."""
+    size (I3D: input_hw, rescale, resize, return_features; Inception: input_hw, return_features,
+    no_output_bias; C3D: input_hw)."""
     if name not in DETECTORS:
         raise CheckpointError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
     config_cls, cell_cls = DETECTORS[name]

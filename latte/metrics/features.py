@@ -15,7 +15,7 @@ import mindspore as ms
 import numpy as np
 
 from latte.env import progress
-from latte.metrics.clips import read_clip
+from latte.metrics.clips import read_clips
 from latte.metrics.stats import FeatureStats
 
 logger = logging.getLogger(__name__)
@@ -29,17 +29,24 @@ def _file_stamp(path):
 
 
 def cache_tag(clips, detector_path, label):
-    """`<label>-<md5>`: the md5 of the clip plan (frames and files) and the detector file."""
-    record = {"detector": _file_stamp(detector_path),
-              "clips": [[c.name, list(c.indices), _file_stamp(c.path) if not c.frames else
-                         [_file_stamp(c.frames[i]) for i in c.indices]] for c in clips]}
-    digest = hashlib.md5(json.dumps(record, sort_keys=True).encode("utf-8")).hexdigest()
-    return f"{label}-{digest}"
+    """`<label>-<md5>`: the md5 of the clip plan (frames, mirroring and files) and the detector file."""
+    digest = hashlib.md5(json.dumps(_file_stamp(detector_path)).encode("utf-8"))
+    video_stamps = {}
+    for c in clips:
+        if c.frames:
+            files = [_file_stamp(c.frames[i]) for i in c.indices]
+        else:
+            if c.path not in video_stamps:
+                video_stamps[c.path] = _file_stamp(c.path)
+            files = video_stamps[c.path]
+        digest.update(json.dumps([c.name, list(c.indices), c.flip, files]).encode("utf-8"))
+    return f"{label}-{digest.hexdigest()}"
 
 
 def gather_features(clips, detector_for, batch_size, desc, cache_dir=None, tag=None, save_every=SAVE_EVERY_CLIPS,
                     capture_all=False, capture_mean_cov=True):
-    """FeatureStats of every clip; `detector_for((H, W))` gives the detector cell for frames of that size.
+    """FeatureStats of every clip, rows in clip order; `detector_for((H, W))` gives the detector cell for frames
+    of that size (it takes (B, 3, T, H, W) uint8 clips).
 
     With cache_dir and tag: a finished cache is returned as is, a partial one is resumed.
     """
@@ -57,11 +64,14 @@ def gather_features(clips, detector_for, batch_size, desc, cache_dir=None, tag=N
     start, since_save = stats.num_items, 0
     bar = progress(total=len(clips), initial=start, desc=desc, unit="clip")
     for first in range(start, len(clips), batch_size):
-        batch = [read_clip(c) for c in clips[first:first + batch_size]]  # each (3, T, H, W) uint8
-        sizes = {b.shape[2:] for b in batch}
-        for hw in sorted(sizes):  # one detector call per frame size
-            group = np.stack([b for b in batch if b.shape[2:] == hw])  # (B, 3, T, H, W)
-            stats.append(detector_for(hw)(ms.Tensor(group)).asnumpy())
+        batch = read_clips(clips[first:first + batch_size])  # each (3, T, H, W) uint8
+        rows = [None] * len(batch)
+        for hw in sorted({b.shape[2:] for b in batch}):  # one detector call per frame size
+            where = [i for i, b in enumerate(batch) if b.shape[2:] == hw]
+            out = detector_for(hw)(ms.Tensor(np.stack([batch[i] for i in where]))).asnumpy()  # (B, 3, T, H, W) in
+            for i, row in zip(where, out):
+                rows[i] = row
+        stats.append(np.stack(rows))  # rows in clip order
         bar.update(len(batch))
         since_save += len(batch)
         if partial and since_save >= save_every and stats.num_items < len(clips):

@@ -11,13 +11,14 @@ Module names follow the common PyTorch port (Conv3d_1a_7x7, Mixed_3b.b1b, logits
 rename of BatchNorm parameter names only. At least 9 frames are needed at 224 x 224 (the average pool's time
 window of 2 after a stride-8 reduction).
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Tuple
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from latte.metrics.detector_config import DetectorConfig
 from latte.metrics.resize import FrameResize
 
 I3D_INPUT_SIZE = 224  # frames are resized to 224 x 224 before the network
@@ -46,25 +47,10 @@ I3D_STEM = (64, 64, 192)  # Conv3d_1a_7x7, Conv3d_2b_1x1, Conv3d_2c_3x3 output c
 
 
 @dataclass(frozen=True)
-class I3DConfig:
+class I3DConfig(DetectorConfig):
     """width_divisor > 1 divides every channel count (tiny test models with the released module tree)."""
     num_classes: int = KINETICS_CLASSES
     width_divisor: int = 1
-
-    @classmethod
-    def from_dict(cls, fields):
-        unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown I3D config keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**fields)
-
-    def to_dict(self):
-        return asdict(self)
-
-    def width(self, channels):
-        if channels % self.width_divisor:
-            raise ValueError(f"width_divisor={self.width_divisor} does not divide {channels} channels")
-        return channels // self.width_divisor
 
 
 def same_padding(size, kernel, stride):
