@@ -45,7 +45,8 @@ def frame_videos(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("file_type", ["numpy", pytest.param("mindrecord", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("file_type", ["numpy", "mindrecord"])
 def test_joint_train_from_cache_then_sample(tmp_path, vae_path, frame_videos, file_type):
     """Clips and images both from the cache (no VAE in the step), two steps, then sample.py decodes with the
     VAE the run recorded."""
