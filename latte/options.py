@@ -387,9 +387,6 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
         self.validate_model()
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas={self.betas} must be two numbers in [0, 1)")
-        if self.is_text_model and self.use_image_num:
-            raise ConfigError(f"data_config.use_image_num: {self.use_image_num} with condition 'text': image-video "
-                              "joint training is for class and unconditional Latte here; set use_image_num: 0")
         if self.is_text_model:
             self._validate_text()
         elif self.caption_keys_given():

@@ -13,7 +13,7 @@ import train
 from latte.data import write_synthetic_dataset
 from latte.diffusion import create_diffusion
 from latte.models.latte import Latte
-from latte.training.joint import ImageLabelDrop, JointClassTrainLoss
+from latte.training.joint import ImageConditionDrop, JointClassTrainLoss
 
 TINY = ["--model_name", "Latte-T/2", "--image_size", "16", "--num_frames", "4", "--device_target", "CPU",
         "--vae_checkpoint", "", "--train_batch_size", "2", "--log_interval", "1", "--step_mode", "True",
@@ -74,12 +74,12 @@ def _check_joint_loss():
 def test_image_label_drop_is_numbered_like_step_noise():
     """Two ranks of batch 1 draw, together, what one process of batch 2 draws; a resumed map continues."""
     labels = np.zeros((2, 3), np.int32)
-    single = np.concatenate([ImageLabelDrop(5, 0, 0, 2, 0.5)(labels)[1] for _ in range(1)] +
-                            [ImageLabelDrop(5, 0, 1, 2, 0.5)(labels)[1]])
+    single = np.concatenate([ImageConditionDrop(5, 0, 0, 2, 0.5)(labels)[1] for _ in range(1)] +
+                            [ImageConditionDrop(5, 0, 1, 2, 0.5)(labels)[1]])
     one_by_one = []
-    ranks = [ImageLabelDrop(5, r, 0, 1, 0.5, num_ranks=2) for r in (0, 1)]
+    ranks = [ImageConditionDrop(5, r, 0, 1, 0.5, num_ranks=2) for r in (0, 1)]
     for _ in range(2):
         one_by_one += [ranks[r](labels[:1])[1][0] for r in (0, 1)]
     np.testing.assert_array_equal(single, one_by_one)
-    many = np.concatenate([ImageLabelDrop(5, 0, 0, 64, 0.5)(np.zeros((64, 1), np.int32))[1]])
+    many = np.concatenate([ImageConditionDrop(5, 0, 0, 64, 0.5)(np.zeros((64, 1), np.int32))[1]])
     assert 10 < many.sum() < 54  # p = 0.5

@@ -260,7 +260,8 @@ def create_cache_dataset(data_config, image_size, num_frames, batch_size, *, lat
 
     dataset columns: "video" float32 (B, F, C, h, w) -- scaled latents, the input of LatteTrainLoss without a
     VAE -- and "label" int32 (B,) when condition == "class", or "text_states" float32 (B, L, D) and "text_mask"
-    int32 (B, L) when condition == "text" (a cache written with condition text; info.text_encoder is then its
+    int32 (B, L) when condition == "text" ((B, 1 + n, L, D) and (B, 1 + n, L) with data_config.use_image_num = n:
+    the clip's caption, then each image's; a cache written with condition text; info.text_encoder is then its
     header's text record {"text_encoder", "width", "max_length"}, info.captions the cached captions). latent_shape (C, h, w) and scale_factor, when
     given, must match the cache; a vae_checkpoint other than the cache's (which decodes samples) is a warning.
     Clips, shuffling, sharding and resume (start_step) follow the video pipeline's

@@ -75,8 +75,8 @@ class DataConfig:
                                             "is not read then).")
     image_video_joint: bool = field(False, "Image-video joint training (the paper's Latte+IMG, mindone's name): each "
                                            "clip is followed by use_image_num single frames drawn at random from "
-                                           "the whole training set, each with its own class label; the model's "
-                                           "temporal blocks skip them (latte/data/joint_images.py).")
+                                           "the whole training set, each with its own class label or caption; "
+                                           "the model's temporal blocks skip them (latte/data/joint_images.py).")
     use_image_num: int = field(0, "Images per clip when image_video_joint is true (official *_img_train.yaml: 8); "
                                   "0 otherwise.", minimum=0)
     frame_data_txt: Optional[str] = field(None, "Joint training: draw the images from this list of extracted frames "

@@ -61,7 +61,8 @@ class ClipSource:
     """Random-access source for GeneratorDataset: key -> (video float32 (F, 3, H, W), then label int32 for
     condition "class", caption_id int32 (or a cache's text columns) for condition "text"). With
     data_config.use_image_num = n > 0 (joint training) the video is (F + n, 3, H, W), the clip then n images
-    of random videos (latte.data.joint_images), and a class sample ends with their labels int32 (n,)."""
+    of random videos (latte.data.joint_images), a class sample ends with their labels int32 (n,), and a text
+    sample's text columns hold the clip's caption then the images': (1 + n, ...)."""
 
     def __init__(self, data_config, index, num_frames, image_size, seed, shard_id, num_shards, condition=None):
         self.data_config = data_config
@@ -143,10 +144,12 @@ class ClipSource:
                             f"{self.entries[video_index].name}: check data_config.data_folder "
                             f"{self.data_config.data_folder!r}")
         if self.num_images:  # joint training: the clip's F frames, then n images of random videos
-            images, image_labels = draw_images(self, epoch, global_position, self.num_images)
+            images, image_conditions = draw_images(self, epoch, global_position, self.num_images)
             clip = np.concatenate([clip, images])  # (F, C, H, W) + (n, C, H, W) -> (F+n, C, H, W)
             if self.condition == "class":
-                return clip, self.labels[video_index], image_labels
+                return clip, self.labels[video_index], image_conditions
+            if self.condition == "text":  # the clip's caption, then the images': each column (...) -> (1+n, ...)
+                text = tuple(np.concatenate([np.expand_dims(v, 0), w]) for v, w in zip(text, image_conditions))
         if self.condition == "class":
             return clip, self.labels[video_index]
         return (clip,) + text
@@ -211,15 +214,16 @@ def create_video_dataset(data_config, image_size, num_frames, batch_size, *, con
     data_config.use_image_num = n: the clip, then n images of random videos), and "label" int32 (B,) when
     condition == "class" (then "image_labels" int32 (B, n) with images), "caption_id" int32 (B,) when
     condition == "text" (the caption of sample b is info.captions[caption_id[b]]; videos without a caption are
-    skipped). image_size: int or (height, width). Raises DataError (a ValueError) before any pipeline exists when
-    the data is unusable. See the module doc for determinism, sharding and resume.
+    skipped; with n images (B, 1 + n): the clip's caption, then each image's). image_size: int or (height,
+    width). Raises DataError (a ValueError) before any pipeline exists when the data is unusable. See the module
+    doc for determinism, sharding and resume.
     """
     import mindspore.dataset as ds
 
     _check_arguments(num_frames, batch_size, shard_id, num_shards, seed, start_step, condition)
-    if data_config.use_image_num and condition == "text":
-        raise DataError("image-video joint training (data_config.use_image_num) is for class and unconditional "
-                        "models; text-to-video models train on videos only here: set use_image_num: 0")
+    if data_config.use_image_num and data_config.frame_data_txt and condition == "text":
+        raise DataError("data_config.frame_data_txt lists frames without captions; text-to-video joint training "
+                        "draws its images from the captioned videos: set frame_data_txt: null")
     index = build_video_index(data_config, num_frames, image_size, with_labels=condition == "class",
                               with_captions=condition == "text")
     source = ClipSource(data_config, index, num_frames, image_size, seed, shard_id, num_shards, condition)

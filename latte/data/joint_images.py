@@ -4,10 +4,12 @@ Each sample's clip is followed by data_config.use_image_num single frames drawn 
 a video at random (uniformly over the usable videos, the clip's own included), then a frame of it at random
 (uniformly over its frames), read by the data type's own reader (video files, frame folders, synthetic videos,
 latent caches) and prepared like a clip (centre crop and resize, flip when random_flip; a cache's latents as
-stored). Each image keeps its video's label. The official draws uniformly over all frames of the set (its
-frame list), so long videos weigh more there; here every video weighs the same, which needs no frame count
-of every video before training. With data_config.frame_data_txt (the official frame list) the images are
-its frames instead, uniformly over its lines, each with its video folder's class.
+stored). Each image keeps its video's label, or its video's caption (text data: its caption_id, or a text cache's
+T5 states and mask), which the sample carries after the clip's: (1 + n, ...) text columns. The official draws
+uniformly over all frames of the set (its frame list), so long videos weigh more there; here every video weighs
+the same, which needs no frame count of every video before training. With data_config.frame_data_txt (the
+official frame list) the images are its frames instead, uniformly over its lines, each with its video folder's
+class (no captions: text data cannot use it).
 
 Determinism. Attempt k at image j of the sample at (epoch, global position) draws from its own generator
 seeded [seed, Stream.DATA_JOINT_IMAGES, epoch, global position, j, k]: the draws depend on neither workers
@@ -81,11 +83,30 @@ def load_listed_image(source, frame, rng):
     return preprocess_clip(pixels, source.image_size, rng, source.data_config.random_flip)
 
 
+def image_condition(source, item):
+    """What image `item` (a video index) brings to its sample: its video's class id (class data), its video's text
+    columns (text data: caption_id, or a cache's T5 states and mask), or None (unconditional). Raises
+    VideoReadError (a cache's unreadable caption states)."""
+    if source.condition == "text":
+        return source.load_text(item)
+    return None if source.labels is None else source.labels[item]
+
+
+def stack_conditions(conditions):
+    """n images' image_condition -> None, class ids int32 (n,), or a tuple of text columns, each stacked (n, ...)."""
+    if conditions[0] is None:
+        return None
+    if isinstance(conditions[0], tuple):
+        return tuple(np.stack(column) for column in zip(*conditions))  # per column: n x (...) -> (n, ...)
+    return np.asarray(conditions, np.int32)
+
+
 def draw_images(source, epoch, global_position, num_images):
-    """The images of one sample: (float32 (n, C, H, W), their class ids int32 (n,), or None for unconditional
-    data). From the videos, or from source.frame_list (data_config.frame_data_txt) when it has one."""
+    """The images of one sample: (float32 (n, C, H, W), their conditions: stack_conditions of image_condition).
+    From the videos, or from source.frame_list (data_config.frame_data_txt; class or unconditional) when it
+    has one."""
     listed = source.frame_list
-    images, labels = [], []
+    images, conditions = [], []
     for j in range(num_images):
         for attempt in range(MAX_IMAGE_ATTEMPTS):
             rng = np.random.default_rng([source.seed, Stream.DATA_JOINT_IMAGES, epoch, global_position, j, attempt])
@@ -93,7 +114,7 @@ def draw_images(source, epoch, global_position, num_images):
                 item = int(rng.integers(len(listed.paths)))
                 try:
                     images.append(load_listed_image(source, item, rng))
-                    labels.append(None if listed.labels is None else listed.labels[item])
+                    conditions.append(None if listed.labels is None else listed.labels[item])
                     break
                 except VideoReadError as exc:
                     source.record_image_failure(listed.paths[item], exc)
@@ -102,8 +123,9 @@ def draw_images(source, epoch, global_position, num_images):
             if item in source.failures:
                 continue
             try:
-                images.append(load_image(source, item, rng))
-                labels.append(None if source.labels is None else source.labels[item])
+                image = load_image(source, item, rng)
+                conditions.append(image_condition(source, item))
+                images.append(image)
                 break
             except VideoReadError as exc:
                 source.record_failure(item, exc)
@@ -111,5 +133,4 @@ def draw_images(source, epoch, global_position, num_images):
             raise DataError(f"{MAX_IMAGE_ATTEMPTS} draws in a row were unreadable for a joint-training image (the "
                             "last warning names one): check data_config.data_folder "
                             f"{source.data_config.data_folder!r} or frame_data_txt")
-    labels = None if labels[0] is None else np.asarray(labels, np.int32)
-    return np.concatenate(images), labels  # n x (1, C, H, W) -> (n, C, H, W)
+    return np.concatenate(images), stack_conditions(conditions)  # n x (1, C, H, W) -> (n, C, H, W)

@@ -14,6 +14,12 @@ temporal position table added before the first temporal block when there are 2+ 
 
 Frames F may be 1 (text-to-image: the temporal blocks still run, without the position table) up to
 video_length. Dropout is not applied (inference cells).
+
+Image-video joint training (the official LatteT2V's use_image_num = n): 4-D captions mean n images after the
+F video frames, each with its own caption, as the official forward in training (its gradient-checkpointed
+branch: the temporal table on the video frames; its other branch leaves the table out, an inconsistency):
+
+    out = net(x, t, states, mask)   # (B, F+n, C, H, W), (B,), (B, 1+n, L, caption), (B, 1+n, L) -> (B, F+n, out, H, W)
 """
 import numpy as np
 
@@ -216,43 +222,93 @@ class LatteT2V(nn.Cell):
         """x (B, F, C, H, W) latents, timestep (B,) int or float, encoder_hidden_states (B, L, caption_channels)
         -> (B, F, out_channels, H, W). encoder_attention_mask: None, or (B, L) with 1 on caption tokens and 0 on
         padding, which the spatial blocks' cross-attention then ignores (bias MASK_BIAS; the temporal blocks
-        have no cross-attention). enable_temporal_attentions=False skips every temporal block."""
+        have no cross-attention). enable_temporal_attentions=False skips every temporal block.
+
+        Image-video joint training (the official LatteT2V's use_image_num = n): x (B, F + n, C, H, W) holds F
+        video frames then n images, encoder_hidden_states (B, 1 + n, L, caption) the video's caption then each
+        image's, encoder_attention_mask (B, 1 + n, L). The spatial blocks see all F + n frames, each frame with
+        its own caption (the video's on its F frames); the temporal blocks and the temporal position table see
+        the F video frames only; every frame of a sample shares its timestep's adaLN-single modulation."""
         b, f, c, h, w = x.shape
-        if f > self.video_length:
-            raise ValueError(f"{f} frames but the temporal position table has video_length={self.video_length}")
+        if encoder_hidden_states.ndim == 4 and encoder_hidden_states.shape[1] == 1:  # joint layout, no images
+            encoder_hidden_states = encoder_hidden_states[:, 0]  # (B, 1, L, caption) -> (B, L, caption)
+            if encoder_attention_mask is not None:
+                encoder_attention_mask = encoder_attention_mask[:, 0]  # (B, 1, L) -> (B, L)
+        num_images = encoder_hidden_states.shape[1] - 1 if encoder_hidden_states.ndim == 4 else 0
+        frames = f - num_images  # video frames
+        if frames < 1:
+            raise ValueError(f"{f} frames with {num_images + 1} captions per sample: the video's caption and one "
+                             f"per image need more frames than images (F + n frames, 1 + n captions)")
+        if num_images and encoder_attention_mask is not None and encoder_attention_mask.ndim != 3:
+            raise ValueError(f"{num_images + 1} captions per sample need encoder_attention_mask (B, 1 + n, L), got "
+                             f"{encoder_attention_mask.ndim} dims: give one mask row per caption")
+        if frames > self.video_length:
+            raise ValueError(f"{frames} frames but the temporal position table has video_length={self.video_length}")
         if (h, w) != self.latent_size:
             raise ValueError(f"latents of {h}x{w} but the model was built for latent_size {self.latent_size}: build "
                              f"it with latent_size=({h}, {w})")
         tokens, dim = self.num_patches, self.inner_dim
-        x = x.reshape(b * f, c, h, w)  # (B, F, C, H, W) -> (B*F, C, H, W)
-        x = self.pos_embed(x) + self.spatial_positions  # (B*F, T, D)
+        x = x.reshape(b * f, c, h, w)  # (B, F+n, C, H, W) -> (B*(F+n), C, H, W)
+        x = self.pos_embed(x) + self.spatial_positions  # (B*(F+n), T, D)
 
         t_blocks, t_final = self.adaln_single(timestep)  # (B, 6D), (B, D)
-        context = self.caption_projection(encoder_hidden_states)  # (B, L, D)
-        context = ops.repeat_interleave(context, f, 0)  # (B, L, D) -> (B*F, L, D), batch-major
+        context = self.caption_projection(encoder_hidden_states)  # (B, L, D), joint: (B, 1+n, L, D)
         context_bias = None
         if encoder_attention_mask is not None:
-            keep = encoder_attention_mask.astype(ms.float32)  # (B, L)
-            context_bias = ((1.0 - keep) * MASK_BIAS).reshape(b, 1, 1, -1)  # (B, L) -> (B, 1, 1, L)
-            context_bias = ops.repeat_interleave(context_bias, f, 0)  # -> (B*F, 1, 1, L), as the context
-        t_spatial = ops.repeat_interleave(t_blocks, f, 0)  # (B, 6D) -> (B*F, 6D)
+            keep = encoder_attention_mask.astype(ms.float32)  # (B, L), joint: (B, 1+n, L)
+            context_bias = (1.0 - keep) * MASK_BIAS
+        if num_images:
+            context, context_bias = self._joint_context(context, context_bias, frames)
+        else:
+            context = ops.repeat_interleave(context, f, 0)  # (B, L, D) -> (B*F, L, D), batch-major
+            if context_bias is not None:
+                context_bias = context_bias.reshape(b, 1, 1, -1)  # (B, L) -> (B, 1, 1, L)
+                context_bias = ops.repeat_interleave(context_bias, f, 0)  # -> (B*F, 1, 1, L), as the context
+        t_spatial = ops.repeat_interleave(t_blocks, f, 0)  # (B, 6D) -> (B*(F+n), 6D)
         t_temporal = ops.repeat_interleave(t_blocks, tokens, 0)  # (B, 6D) -> (B*T, 6D)
 
         for i in range(len(self.transformer_blocks)):
             x = self.transformer_blocks[i](x, t_spatial, context, context_bias)  # spatial: a frame's T tokens
-            if enable_temporal_attentions:
+            if enable_temporal_attentions and num_images:
+                x = self._temporal_video_only(i, x, t_temporal, b, frames, num_images)
+            elif enable_temporal_attentions:
                 x = x.reshape(b, f, tokens, dim).swapaxes(1, 2).reshape(b * tokens, f, dim)  # -> (B*T, F, D)
                 if i == 0 and f > 1:
                     x = x + self.temporal_positions[:, :f]  # once, before the first temporal block
                 x = self.temporal_transformer_blocks[i](x, t_temporal)  # temporal: the F frames of a token
                 x = x.reshape(b, tokens, f, dim).swapaxes(1, 2).reshape(b * f, tokens, dim)  # -> (B*F, T, D)
 
-        t_final = ops.repeat_interleave(t_final, f, 0)  # (B, D) -> (B*F, D)
+        t_final = ops.repeat_interleave(t_final, f, 0)  # (B, D) -> (B*(F+n), D)
         mod = self.scale_shift_table.expand_dims(0) + t_final.expand_dims(1)  # (1, 2, D) + (B*F, 1, D) -> (B*F, 2, D)
         shift, scale = ops.unstack(mod, axis=1)  # 2 x (B*F, D)
         x = self.proj_out(self.norm_out(x, shift, scale))  # (B*F, T, p*p*out)
         x = tokens_to_images(x, self.grid[0], self.grid[1], self.patch_size, self.out_channels)  # (B*F, out, H, W)
         return x.reshape(b, f, self.out_channels, h, w)  # (B*F, out, H, W) -> (B, F, out, H, W)
+
+    def _joint_context(self, context, context_bias, frames):
+        """Each frame's caption for the spatial blocks: the video's (index 0) on its F frames, image j's on image
+        j. context (B, 1+n, L, D) -> (B*(F+n), L, D); context_bias None or (B, 1+n, L) -> (B*(F+n), 1, 1, L)."""
+        b, captions, length, dim = context.shape
+        rows = b * (frames + captions - 1)
+        video = ops.repeat_interleave(context[:, :1], frames, 1)  # (B, 1, L, D) -> (B, F, L, D)
+        context = ops.cat([video, context[:, 1:]], axis=1).reshape(rows, length, dim)  # -> (B*(F+n), L, D)
+        if context_bias is not None:
+            video = ops.repeat_interleave(context_bias[:, :1], frames, 1)  # (B, 1, L) -> (B, F, L)
+            context_bias = ops.cat([video, context_bias[:, 1:]], axis=1)  # (B, F+n, L)
+            context_bias = context_bias.reshape(rows, 1, 1, length)  # (B, F+n, L) -> (B*(F+n), 1, 1, L)
+        return context, context_bias
+
+    def _temporal_video_only(self, i, x, t_temporal, b, frames, num_images):
+        """Temporal block i on the F video frames of x (B*(F+n), T, D); the n images pass unchanged."""
+        tokens, dim = self.num_patches, self.inner_dim
+        x = x.reshape(b, frames + num_images, tokens, dim)  # (B*(F+n), T, D) -> (B, F+n, T, D)
+        video = x[:, :frames].swapaxes(1, 2).reshape(b * tokens, frames, dim)  # (B, F, T, D) -> (B*T, F, D)
+        if i == 0 and frames > 1:
+            video = video + self.temporal_positions[:, :frames]  # the video frames' positions, as without images
+        video = self.temporal_transformer_blocks[i](video, t_temporal)  # (B*T, F, D)
+        video = video.reshape(b, tokens, frames, dim).swapaxes(1, 2)  # (B*T, F, D) -> (B, F, T, D)
+        x = ops.cat([video, x[:, frames:]], axis=1)  # (B, F, T, D) + (B, n, T, D) -> (B, F+n, T, D)
+        return x.reshape(b * (frames + num_images), tokens, dim)  # (B, F+n, T, D) -> (B*(F+n), T, D)
 
 
 def _pair(size):

@@ -1,10 +1,11 @@
-"""Image-video joint training of a class-conditional Latte (the paper's Latte+IMG, official train_with_img.py).
+"""Image-video joint training of a class-conditional Latte (the paper's Latte+IMG, official train_with_img.py),
+and the images' condition dropout that text models share (their loss: latte.training.text_loss).
 
 The batch's "video" holds F clip frames then n images (latte.data.joint_images); the model gets them as one
 (B, F + n, ...) input, the diffusion loss covers all F + n frames (the official training_losses on the
 concatenation: one timestep per sample, every frame's noise and vb), and each image keeps its own label.
 Label dropout as the official: the clip's label with StepNoise's `drop`, the n image labels of a sample
-together with one more draw, `image_drop` (ImageLabelDrop). An unconditional model needs none of this: plain
+together with one more draw, `image_drop` (ImageConditionDrop). An unconditional model needs none of this: plain
 LatteTrainLoss on the (B, F + n, ...) input is the joint loss.
 """
 import numpy as np
@@ -15,14 +16,17 @@ from mindspore import nn, ops
 from latte.random_streams import Stream
 from latte.training.loss import LatteTrainLoss
 
-IMAGE_COLUMNS = ("image_labels", "image_drop")  # what a joint class batch adds after "label"
+IMAGE_DROP_COLUMN = "image_drop"  # ImageConditionDrop's draw: a joint batch's images lose their label / caption
+IMAGE_COLUMNS = ("image_labels", IMAGE_DROP_COLUMN)  # what a joint class batch adds after "label"
 
 
-class ImageLabelDrop:
+class ImageConditionDrop:
     """Dataset map: image_labels (B, n) -> (image_labels, image_drop (B,) int32), image_drop 1 with probability
-    drop_prob (class_dropout_prob). Sample k of rank r is global sample g = k * num_ranks + r as in StepNoise and
-    draws from numpy's generator seeded (seed, Stream.TRAIN_IMAGE_DROP, g): resume, accumulation and data
-    parallelism draw what one uninterrupted process with the global batch draws. Batches in order (one worker)."""
+    drop_prob (class_dropout_prob); a text model's caption column (B, 1 + n, ...) passes through the same way,
+    image_drop then dropping the n images' captions (caption_dropout_prob). Sample k of rank r is global
+    sample g = k * num_ranks + r as in StepNoise and draws from numpy's generator seeded (seed,
+    Stream.TRAIN_IMAGE_DROP, g): resume, accumulation and data parallelism draw what one uninterrupted process
+    with the global batch draws. Batches in order (one worker)."""
 
     def __init__(self, seed, rank, start_step, batch_size, drop_prob, num_ranks=1):
         self.seed, self.rank, self.num_ranks = seed, rank, num_ranks
@@ -33,10 +37,10 @@ class ImageLabelDrop:
         rng = np.random.default_rng([self.seed, Stream.TRAIN_IMAGE_DROP, sample * self.num_ranks + self.rank])
         return np.int32(rng.random(dtype=np.float32) < self.drop_prob)
 
-    def __call__(self, image_labels):
-        drop = np.stack([self.draw(self.sample + i) for i in range(image_labels.shape[0])])  # (B,)
-        self.sample += image_labels.shape[0]
-        return image_labels, drop
+    def __call__(self, conditions):
+        drop = np.stack([self.draw(self.sample + i) for i in range(conditions.shape[0])])  # (B,)
+        self.sample += conditions.shape[0]
+        return conditions, drop
 
 
 class JointLabels(nn.Cell):

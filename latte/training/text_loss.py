@@ -27,7 +27,8 @@ CACHED_TEXT_COLUMNS = ("text_states", "text_mask")  # an embedding cache with te
 
 class CaptionTokens:
     """Dataset map: caption_id (B,) -> (text_ids, text_mask), each (B, max_length) int32: the caption text
-    `captions[caption_id]` as LattePipeline tokenizes a prompt (lower-cased, stripped, </s>, padded)."""
+    `captions[caption_id]` as LattePipeline tokenizes a prompt (lower-cased, stripped, </s>, padded). Joint
+    training's caption_id (B, 1 + n) (the clip's, then each image's) gives (B, 1 + n, max_length)."""
 
     def __init__(self, tokenizer, captions, max_length):
         self.tokenizer = tokenizer
@@ -35,9 +36,11 @@ class CaptionTokens:
         self.max_length = max_length
 
     def __call__(self, caption_id):
-        ids, mask = self.tokenizer([self.captions[int(i)] for i in np.asarray(caption_id).reshape(-1)],
-                                   self.max_length)  # (B, L) each
-        return ids.astype(np.int32), mask.astype(np.int32)
+        caption_id = np.asarray(caption_id)
+        ids, mask = self.tokenizer([self.captions[int(i)] for i in caption_id.reshape(-1)],
+                                   self.max_length)  # (B*(1+n), L) each
+        shape = caption_id.shape + (self.max_length,)  # (B, L) or (B, 1+n, L)
+        return ids.astype(np.int32).reshape(shape), mask.astype(np.int32).reshape(shape)
 
 
 def null_caption(tokenizer, text_encoder, max_length):
@@ -48,7 +51,8 @@ def null_caption(tokenizer, text_encoder, max_length):
 
 
 class CaptionConditioned(nn.Cell):
-    """A LatteT2V as the diffusion calls its model: (x, t, y) with y = (caption states (B, L, D), mask (B, L))."""
+    """A LatteT2V as the diffusion calls its model: (x, t, y) with y = (caption states (B, L, D), mask (B, L)),
+    or in joint training ((B, 1+n, L, D), (B, 1+n, L)): the clip's caption, then each image's."""
 
     def __init__(self, net):
         super().__init__(auto_prefix=False)
@@ -60,13 +64,18 @@ class CaptionConditioned(nn.Cell):
 
 
 class LatteT2VTrainLoss(nn.Cell):
-    """construct(x, t, noise, latent_noise, drop, text, text_mask) -> (loss, mse, vb), batch means.
+    """construct(x, t, noise, latent_noise, drop, text, text_mask, image_drop=None) -> (loss, mse, vb), batch means.
 
     x: frames (B, F, 3, H, W) in [-1, 1] encoded here when `encoder` (a LatentEncoder) is given, else scaled
     latents (B, F, C, h, w) (embedding cache, pixel space). text: T5 token ids (B, L) int32 when `text_encoder`
     is given (T5 runs frozen here, behind stop_gradient; its parameters are in no optimizer), else T5 states
     (B, L, D) from a cache. text_mask (B, L): 1 on caption tokens. drop (B,): 1 replaces the sample's states and
     mask by the null caption `null` = (states (1, L, D), mask (1, L)) (null_caption).
+
+    Image-video joint training (n images after the F clip frames, x (B, F + n, ...)): text (B, 1 + n, L) ids or
+    (B, 1 + n, L, D) states and text_mask (B, 1 + n, L), the clip's caption then each image's; drop (B,) drops
+    the clip's caption, image_drop (B,) the n images' captions of a sample together (training.joint
+    ImageConditionDrop, as the official drops the images' labels). The loss covers all F + n frames.
     """
 
     def __init__(self, latte_t2v, diffusion, null, encoder=None, text_encoder=None):
@@ -81,17 +90,29 @@ class LatteT2VTrainLoss(nn.Cell):
         self.null_states = Tensor(np.asarray(null_states, np.float32))  # (1, L, D)
         self.null_mask = Tensor(np.asarray(null_mask, np.int32))  # (1, L)
 
-    def captions(self, text, text_mask, drop):
-        """(states (B, L, D) float32, mask (B, L) int32) with the dropped samples' replaced by the null caption."""
+    def encode(self, text, text_mask):
+        """T5 states float32 of ids (..., L) when T5 runs in the step, else the cached states (..., L, D)."""
         if self.text_encoder is not None:
-            text = ops.stop_gradient(self.text_encoder(text, text_mask))  # ids (B, L) -> states (B, L, D)
-        states, mask = text.astype(ms.float32), text_mask.astype(ms.int32)
-        dropped = drop.reshape(-1, 1) == 1  # (B,) -> (B, 1)
-        mask = ops.where(dropped, self.null_mask, mask)  # (B, L)
-        states = ops.where(dropped.expand_dims(-1), self.null_states, states)  # (B, 1, 1) -> (B, L, D)
+            lead, length = text.shape[:-1], text.shape[-1]
+            states = self.text_encoder(text.reshape(-1, length), text_mask.reshape(-1, length))  # (N, L, D)
+            text = ops.stop_gradient(states).reshape(lead + states.shape[-2:])  # (N, L, D) -> (..., L, D)
+        return text.astype(ms.float32)
+
+    def captions(self, text, text_mask, drop, image_drop=None):
+        """(states float32, mask int32) with the dropped captions replaced by the null caption: (B, L, D), (B, L);
+        joint ((B, 1+n, L, D), (B, 1+n, L)) with drop on the clip's caption and image_drop on the images'."""
+        states, mask = self.encode(text, text_mask), text_mask.astype(ms.int32)
+        if image_drop is None:
+            dropped = drop.reshape(-1, 1) == 1  # (B,) -> (B, 1)
+        else:
+            images = text_mask.shape[1] - 1
+            dropped = ops.cat([drop.reshape(-1, 1), ops.tile(image_drop.reshape(-1, 1), (1, images))], axis=1)
+            dropped = dropped.expand_dims(-1) == 1  # (B, 1) + (B, n) -> (B, 1+n) -> (B, 1+n, 1)
+        mask = ops.where(dropped, self.null_mask, mask)  # (B, L) or (B, 1+n, L)
+        states = ops.where(dropped.expand_dims(-1), self.null_states, states)  # (..., 1, 1) -> (..., L, D)
         return states, mask
 
-    def construct(self, x, t, noise, latent_noise, drop, text, text_mask):
+    def construct(self, x, t, noise, latent_noise, drop, text, text_mask, image_drop=None):
         if self.encoder is not None:
             x = self.encoder(x, latent_noise)
-        return self.diffusion_loss(x, self.captions(text, text_mask, drop), t, noise)
+        return self.diffusion_loss(x, self.captions(text, text_mask, drop, image_drop), t, noise)

@@ -26,7 +26,7 @@ from latte.models.precision import apply_amp
 from latte.models.registry import KIND_CLASS, KIND_T2V, T2V_SHAPE_FIELDS
 from latte.options import DIFFUSION_KEYS
 from latte.training.ema import EMA, named_weights
-from latte.training.joint import IMAGE_COLUMNS, ImageLabelDrop, JointClassTrainLoss
+from latte.training.joint import IMAGE_COLUMNS, IMAGE_DROP_COLUMN, ImageConditionDrop, JointClassTrainLoss
 from latte.training.loss import LOSS_TERMS, RANDOM_COLUMNS, LatteTrainLoss, StepNoise, latent_encoder
 from latte.training.text_loss import CACHED_TEXT_COLUMNS, TEXT_COLUMNS, CaptionTokens, LatteT2VTrainLoss, null_caption
 from latte.training.optim import create_optimizer, lr_schedule
@@ -89,7 +89,7 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
     if cfg.condition == "class":
         condition_columns = ["label"]
         if num_images:  # the images' labels, and their dropout draw
-            drop = ImageLabelDrop(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, cfg.class_dropout_prob,
+            drop = ImageConditionDrop(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, cfg.class_dropout_prob,
                                   num_ranks=ctx.group_size)
             dataset = dataset.map(operations=drop, input_columns=["image_labels"],
                                   output_columns=list(IMAGE_COLUMNS), num_parallel_workers=1,
@@ -105,6 +105,13 @@ def create_training_dataset(cfg, ctx, start_step, num_timesteps):
         dataset = dataset.map(operations=tokens, input_columns=["caption_id"], output_columns=list(TEXT_COLUMNS),
                               num_parallel_workers=1, python_multiprocessing=False)
         condition_columns = list(TEXT_COLUMNS)
+    if cfg.is_text_model and num_images:  # captions (B, 1+n, ...): the draw that drops the images' captions
+        drop = ImageConditionDrop(cfg.seed, ctx.rank, start_step, cfg.train_batch_size, cfg.caption_dropout_prob,
+                                  num_ranks=ctx.group_size)
+        dataset = dataset.map(operations=drop, input_columns=["text_mask"],
+                              output_columns=["text_mask", IMAGE_DROP_COLUMN], num_parallel_workers=1,
+                              python_multiprocessing=False)
+        condition_columns.append(IMAGE_DROP_COLUMN)
     return dataset.project(["video", *RANDOM_COLUMNS] + condition_columns), info
 
 
