@@ -148,6 +148,42 @@ def save_frames(frames, folder):
     return folder
 
 
+SAMPLE_EXTENSIONS = (".gif", ".mp4")
+
+
+def sample_files(folder):
+    """{stem: path} of the videos sample.py (or a checkpoint's samples) wrote in folder, one per sample: the GIF
+    where both formats were written."""
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        if ext in SAMPLE_EXTENSIONS and (stem not in found or ext == ".gif"):
+            found[stem] = os.path.join(folder, name)
+    return found
+
+
+def read_sample_video(path):
+    """The frames of a written sample, uint8 (F, H, W, 3), at the size it was sampled: a GIF or mp4 enlarged with
+    display_scale (nearest neighbour) is shrunk back."""
+    import imageio.v3 as iio
+
+    frames = iio.imread(path, index=None)[..., :3]  # (F, H, W, 3 or 4) -> RGB
+    return shrink_enlarged(frames)
+
+
+def shrink_enlarged(frames):
+    """(F, H, W, C) -> (F, H/s, W/s, C) for the largest s whose s x s blocks are all one colour (the enlargement
+    of latte.sampling.enlarge); s = 1 leaves the frames as they are."""
+    height, width = frames.shape[1:3]
+    for scale in range(min(height, width), 1, -1):
+        if height % scale or width % scale:
+            continue
+        small = frames[:, ::scale, ::scale]
+        if np.array_equal(small.repeat(scale, axis=1).repeat(scale, axis=2), frames):
+            return small
+    return frames
+
+
 def make_image_grid(images, nrow=8, padding=GRID_PADDING):
     """Tile images into one uint8 (H', W', 3) array, nrow images per row, black padding between cells.
 

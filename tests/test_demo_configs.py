@@ -19,6 +19,8 @@ def test_demo_trains_and_samples(tmp_path, repo_root, monkeypatch):
                        "--sample_steps", "2", "--sample_num_videos", "2"]) == 2
     gifs = sorted(os.listdir(out / "samples" / "step-0000002"))
     assert gifs == ["sample_000.gif", "sample_001.gif"]  # as sample.py names them
+    log = (out / "train.log").read_text()
+    assert "step 2: " in log and "checkpoint samples coherent" in log  # the demo's measure, per checkpoint
     run_dir = sample.main(["-c", SAMPLE_CONFIG, "--checkpoint", str(out / "ckpt" / "latte-0000002-ema.ckpt"),
                            "--sampling_steps", "2", "--num_samples", "2", "--batch_size", "2",
                            "--output_path", str(tmp_path / "samples")])

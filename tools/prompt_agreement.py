@@ -16,10 +16,10 @@ import re
 import sys
 
 from latte.data.shape_captions import CAPTION_PATTERN, score_prompt_agreement
+from latte.io import read_sample_video, sample_files
 
 RESULT_FILE = "prompt_agreement.json"
 SAMPLE_NAME = re.compile(r"^\d+_(?P<words>.+?)(?:_\d+)?$")  # latte.t2v_sampling.sample_stem
-EXTENSIONS = (".gif", ".mp4")
 
 
 def prompt_of(stem):
@@ -27,23 +27,6 @@ def prompt_of(stem):
     match = SAMPLE_NAME.match(stem)
     prompt = match.group("words").replace("_", " ") if match else None
     return prompt if prompt and CAPTION_PATTERN.match(prompt) else None
-
-
-def sample_files(folder):
-    """{stem: path}, one file per sample: the GIF where both formats were written."""
-    found = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = os.path.splitext(name)
-        if ext in EXTENSIONS and (stem not in found or ext == ".gif"):
-            found[stem] = os.path.join(folder, name)
-    return found
-
-
-def read_frames(path):
-    import imageio.v3 as iio
-
-    frames = iio.imread(path, index=None)  # (F, H, W, 3 or 4) uint8
-    return frames[..., :3]
 
 
 def main(argv=None):
@@ -62,7 +45,7 @@ def main(argv=None):
         print(f"error: no videos of 'a <colour> <shape> moving <direction>' prompts in {args.folder} "
               f"({len(skipped)} other videos): sample with configs/inference/demo_t2v.yaml", file=sys.stderr)
         return 2
-    report = score_prompt_agreement([(prompt, read_frames(path)) for prompt, path in samples])
+    report = score_prompt_agreement([(prompt, read_sample_video(path)) for prompt, path in samples])
     for row, (_, path) in zip(report["samples"], samples):
         row["file"] = os.path.basename(path)
     report["skipped"] = skipped

@@ -29,6 +29,8 @@ class CheckpointSamples:
     """Holds one inference Latte (compiled once) and reloads it with each checkpoint's weights."""
 
     def __init__(self, cfg, ctx):
+        # the synthetic shape videos have a measure of coherence (latte/data/coherence.py): log it per checkpoint
+        self.measure_coherence = cfg.data_config.train_data_type == "synthetic"
         self.cfg = sample_config_from(cfg, "unused.ckpt", sampling_steps=cfg.sample_steps,
                                       ddim_sampling=cfg.sample_ddim, num_samples=cfg.sample_num_videos,
                                       batch_size=cfg.sample_num_videos, display_scale=cfg.sample_display_scale)
@@ -42,10 +44,17 @@ class CheckpointSamples:
     def write(self, step, weights, folder):
         load_checkpoint_into(self.net, weights, "checkpoint sample model")
         latents, _ = self.sampler.sample(self.labels, self.cfg.num_samples, seed=self.cfg.seed)
-        videos = enlarge(video_to_uint8(self.decode(latents).asnumpy()), self.cfg.display_scale)
+        sampled = video_to_uint8(self.decode(latents).asnumpy())  # (N, F, H, W, 3)
+        videos = enlarge(sampled, self.cfg.display_scale)
         target = os.path.join(folder, f"step-{step:07d}")
         os.makedirs(target, exist_ok=True)
         for i, video in enumerate(videos):
             save_video(video, os.path.join(target, video_name(i, None if self.labels is None else self.labels[i])
                                            + ".gif"), fps=self.cfg.fps)  # named as sample.py names them
         logger.info("wrote %d sample GIF(s) to %s", len(videos), target)
+        if self.measure_coherence and sampled.shape[-1] == 3:  # RGB shapes (not a grayscale VAE's frames)
+            from latte.data.coherence import score_coherence
+
+            report = score_coherence(sampled)
+            logger.info("step %d: %d of %d checkpoint samples coherent (%.0f%%; tools/coherence.py %s)", step,
+                        sum(v["coherent"] for v in report["videos"]), report["count"], report["coherent"], target)

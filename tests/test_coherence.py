@@ -1,0 +1,86 @@
+"""The coherence measure of sampled shape videos (latte/data/coherence.py, tools/coherence.py): the synthetic
+training clips all pass; a shape that vanishes, changes colour, jumps, grows or breaks into pieces fails, naming why."""
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from latte.data.coherence import background_ramp, score_coherence, video_coherence
+from latte.data.shape_captions import CAPTION_COLOURS
+from latte.data.synthetic import PALETTE, make_video_spec, render_frames, synthetic_video
+from latte.io import save_video
+from latte.sampling import enlarge
+from tools import coherence as coherence_tool
+
+
+def training_clip(index, size=16, stride=3, start=0, shapes=("circle", "square")):
+    return render_frames(make_video_spec(index, shapes), range(start, start + 8 * stride, stride), size)
+
+
+def one_shape_clip():
+    """A clip of the class demo's data with one shape (uint8 (8, 16, 16, 3)) and its foreground masks."""
+    for index in range(64):
+        spec = make_video_spec(index, ("circle", "square"))
+        if len(spec.tracks) == 1:
+            frames = training_clip(index)
+            background = background_ramp(frames)  # (H, 3)
+            masks = np.linalg.norm(frames.astype(np.float32) - background[:, None], axis=-1) > 80  # (F, H, W)
+            return frames, background, masks
+    raise AssertionError("no one-shape video among the first 64")
+
+
+def test_the_training_clips_are_all_coherent():
+    clips = [training_clip(i, size, 3, start) for i in range(24) for size in (16, 32) for start in (0, 7)]
+    clips += [training_clip(i, 16, 1, 0, ("circle", "square", "triangle", "digit")) for i in range(24)]
+    report = score_coherence(clips)
+    assert report["coherent"] == 100.0, [v["reasons"] for v in report["videos"] if not v["coherent"]][:3]
+    captioned = [synthetic_video(i, 8, 16, captioned=True) for i in range(48)]
+    assert score_coherence(captioned, list(CAPTION_COLOURS.values()))["coherent"] == 100.0
+
+
+def test_each_kind_of_incoherence_fails_with_its_reason():
+    frames, background, masks = one_shape_clip()
+    assert video_coherence(frames).coherent
+
+    vanished = frames.copy()
+    vanished[3] = np.broadcast_to(background[:, None].round().astype(np.uint8), vanished[3].shape)
+    assert "frame 3: no object" in video_coherence(vanished).reasons
+
+    recoloured = frames.copy()
+    own = np.argmin([np.linalg.norm(frames[0][masks[0]].mean(0) - np.array(c)) for c in PALETTE])
+    other = np.array(PALETTE[(own + 2) % len(PALETTE)], np.uint8)
+    for f in range(5, 8):
+        recoloured[f][masks[f]] = other
+    reasons = video_coherence(recoloured).reasons
+    assert any(r.startswith("frame 5:") and "most frames do not show" in r for r in reasons), reasons
+
+    jumped = frames.copy()
+    jumped[5] = np.roll(frames[5], 6, axis=1)
+    assert any("frames 4-5: centroid jumps" in r for r in video_coherence(jumped).reasons)
+
+    grown = frames.copy()
+    big = ndimage.binary_dilation(masks[2], iterations=3)
+    grown[2][big] = frames[2][masks[2]].mean(0).astype(np.uint8)
+    assert any(r.startswith("frame 2: area") for r in video_coherence(grown).reasons)
+
+    broken = frames.copy()
+    for y, x in ((0, 0), (0, 13), (13, 0)):
+        broken[6, y:y + 2, x:x + 2] = frames[6][masks[6]].mean(0).astype(np.uint8)  # three specks off the shape
+    assert any("objects in a frame" in r for r in video_coherence(broken).reasons)
+
+
+def test_the_tool_reads_enlarged_gifs_and_writes_its_report(tmp_path, capsys):
+    frames, background, _ = one_shape_clip()
+    vanished = frames.copy()
+    vanished[2:4] = np.broadcast_to(background[:, None].round().astype(np.uint8), vanished[2:4].shape)
+    for name, video in (("sample_000", frames), ("sample_001", vanished)):
+        save_video(enlarge(video, 8), str(tmp_path / f"{name}.gif"), fps=4)  # as sample.py writes them
+    assert coherence_tool.main([str(tmp_path)]) == 0
+    assert "coherent: 1 of 2 videos (50.0%)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "coherence.json").read_text())
+    assert [v["coherent"] for v in report["videos"]] == [True, False]
+    assert report["videos"][1]["reasons"][0] == "frame 2: no object"
+    assert coherence_tool.main([str(tmp_path / "missing")]) == 2
+    with pytest.raises(ValueError, match="expected uint8"):
+        video_coherence(frames.astype(np.float32))
