@@ -10,7 +10,7 @@ that says why.
     data_config  sample_size -> image_size, sample_n_frames -> num_frames (checked against the top-level keys);
                  sample_stride (the same name); use_safer_augment: true -> random_flip: false (and false -> true),
                  dropped for a cache (latents are not augmented); train_data_type: npz -> numpy (a mindone cache
-                 converted by tools/mindone_cache.py);
+                 converted by tools/mindone_cache.py); use_image_num: null -> 0;
                  csv_path -> caption_file; image_video_joint and use_image_num are ours too (data_config,
                  image-video joint training) and pass unchanged
 """
@@ -70,6 +70,9 @@ def translate_mindone_keys(data, where):
             _say(inner, f"use_safer_augment: {data_config.pop('use_safer_augment')}",
                  "nothing (a cache holds latents of frames transformed before caching; mindone does not augment them)")
         _rename(data_config, "use_safer_augment", data_config, "random_flip", inner, lambda value: not _true(value))
+        if "use_image_num" in data_config and data_config["use_image_num"] is None:  # every mindone data yaml
+            data_config["use_image_num"] = 0
+            _say(inner, "use_image_num: null", "use_image_num: 0 (no images per clip)")
         _rename(data_config, "csv_path", data_config, "caption_file", inner)
         data["data_config"] = data_config
     return data
