@@ -146,6 +146,10 @@ def _merge(base, override):
     return out
 
 
+def _include_fields(cls):
+    return [name for name, f in _fields(cls).items() if f.metadata.get("include")]
+
+
 def _resolve_includes(cls, data, where):
     """Loads `include` fields' files (found beside the including file first, then from the working directory); the
     field then holds the path of the file used, so the saved config says which one it was."""
@@ -182,15 +186,24 @@ def _find_include(path, where):
         folder = parent
 
 
-def from_dict(cls, data, where="config", prefix=""):
+def from_dict(cls, data, where="config", prefix="", overrides=None):
     """Builds `cls` from a (possibly nested) mapping, validating every key and value.
 
     prefix: the dotted path of a nested config (`data_config.`), for error messages.
+    overrides: {dotted key: value} of the command line, set after the files are read and their other projects'
+    key names translated, so they win over both (an included file's path is set before it is read).
     """
-    data = _resolve_includes(cls, dict(data), where)
+    overrides = dict(overrides or {})
+    data = dict(data)
+    for name in _include_fields(cls):
+        if name in overrides:
+            data[name] = overrides.pop(name)
+    data = _resolve_includes(cls, data, where)
     translate = getattr(cls, "translate_keys", None)
     if translate is not None:  # other projects' names for our keys (latte.mindone_keys)
         data = translate(data, where)
+    for dotted, value in overrides.items():
+        _set_dotted(data, dotted, value)
     fields, hints = _fields(cls), _hints(cls)
     kwargs = {}
     for key, value in data.items():
@@ -276,9 +289,7 @@ def load_config(cls, argv=None, description=""):
         raise _unknown_key_error(key, list(_flag_names(cls)), "the command line")
     data = _read_yaml(args.config) if args.config else {}
     overrides = {k: v for k, v in vars(args).items() if k != "config"}
-    for dotted, value in overrides.items():
-        _set_dotted(data, dotted, value)
-    return from_dict(cls, data, where=args.config or "the command line")
+    return from_dict(cls, data, where=args.config or "the command line", overrides=overrides)
 
 
 def given_keys(argv=None):

@@ -8,13 +8,18 @@ that says why.
     top level    use_fp16: true -> dtype: fp16 (false -> fp32); use_model_dtype: X -> dtype: X;
                  dataset_name -> dropped (the layout is data_config.train_data_type here)
     data_config  sample_size -> image_size, sample_n_frames -> num_frames (checked against the top-level keys);
-                 sample_stride (the same name); use_safer_augment: true -> random_flip: false (and false -> true);
+                 sample_stride (the same name); use_safer_augment: true -> random_flip: false (and false -> true),
+                 dropped for a cache (latents are not augmented); train_data_type: npz -> numpy (a mindone cache
+                 converted by tools/mindone_cache.py); use_image_num: null -> 0;
                  csv_path -> caption_file; image_video_joint and use_image_num are ours too (data_config,
                  image-video joint training) and pass unchanged
 """
 import logging
 
 from latte.config import ConfigError
+from latte.data.config import CACHE_DATA_TYPES, NUMPY
+
+MINDONE_NPZ = "npz"  # mindone's one-.npz-per-video cache (latte/data/mindone_cache.py)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +62,17 @@ def translate_mindone_keys(data, where):
         data_config, inner = dict(data["data_config"]), f"{where} (data_config)"
         _rename(data_config, "sample_size", data, "image_size", inner)
         _rename(data_config, "sample_n_frames", data, "num_frames", inner)
+        if data_config.get("train_data_type") == MINDONE_NPZ:
+            data_config["train_data_type"] = NUMPY
+            _say(inner, f"train_data_type: {MINDONE_NPZ}", f"train_data_type: {NUMPY} (a mindone cache is converted "
+                                                           "into a latte-ms numpy cache by tools/mindone_cache.py)")
+        if data_config.get("train_data_type") in CACHE_DATA_TYPES and "use_safer_augment" in data_config:
+            _say(inner, f"use_safer_augment: {data_config.pop('use_safer_augment')}",
+                 "nothing (a cache holds latents of frames transformed before caching; mindone does not augment them)")
         _rename(data_config, "use_safer_augment", data_config, "random_flip", inner, lambda value: not _true(value))
+        if "use_image_num" in data_config and data_config["use_image_num"] is None:  # every mindone data yaml
+            data_config["use_image_num"] = 0
+            _say(inner, "use_image_num: null", "use_image_num: 0 (no images per clip)")
         _rename(data_config, "csv_path", data_config, "caption_file", inner)
         data["data_config"] = data_config
     return data

@@ -184,6 +184,27 @@ def test_guidance_errors(graph_mode):
                     progress=False)
 
 
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_guidance_under_fp16_keeps_the_models_cfg_forward(mode):
+    """apply_amp's network keeps construct_with_cfg (MindSpore's own float32-output wrapper dropped it), in float32."""
+    from latte.models.precision import apply_amp
+
+    model, reference = TinyDenoiser(seed=3), TinyDenoiser(seed=3)
+    d = create_diffusion(STEPS)
+    z2, y2 = duplicate_for_cfg(np.random.default_rng(1).standard_normal(SHAPE[:1] + SHAPE[1:]).astype(np.float32)[:1],
+                               np.array([2], dtype=np.int32), NUM_CLASSES)
+    t = Tensor([3, 3], ms.int32)
+    with context_mode(mode):
+        amp_model = apply_amp(model, ms.float16)
+        got = sample_loop(d, amp_model, z2.shape, method="ddim", noise=z2, y=y2, cfg_scale=4.0, progress=False)
+        guided = amp_model.construct_with_cfg(z2, t, y2, 4.0)
+    assert got.dtype == ms.float32 and np.isfinite(got.asnumpy()).all()
+    want = reference.construct_with_cfg(z2, t, y2, 4.0).asnumpy()
+    assert guided.dtype == ms.float32
+    np.testing.assert_allclose(guided.asnumpy(), want, rtol=2e-2, atol=2e-2)  # fp16 compute
+    assert not np.allclose(guided.asnumpy(), reference(z2, t, y2).asnumpy(), atol=0.1)  # guided, not plain
+
+
 def test_wrong_model_output_is_loud_in_graph(graph_mode):
     class EpsOnly(nn.Cell):  # no variance channels, but the default diffusion learns sigma
         def construct(self, x, t, y):

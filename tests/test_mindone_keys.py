@@ -75,3 +75,12 @@ def test_cache_tool_reads_a_training_yaml_for_its_data_keys(tmp_path, caplog):
     with pytest.raises(ConfigError, match="did you mean"):  # a key of no command is still an error
         load_config(EmbeddingCacheConfig, ["-c", write_mindone(tmp_path, train=dict(MINDONE_TRAIN, num_frame=3)),
                                            "--cache_folder", "c", "--vae_checkpoint", "vae.ckpt"])
+
+
+def test_command_line_wins_over_mindone_data_keys_and_their_nulls_read_as_ours(tmp_path):
+    """mindone's toy CSV data yaml repeats sample_size / sample_n_frames; tiny sizes on the command line win over
+    them (as over image_size / num_frames). Every mindone data yaml says `use_image_num:` (null) without joint."""
+    data = {"data_config": dict(MINDONE_DATA["data_config"], use_image_num=None)}
+    cfg = load_config(TrainConfig, ["-c", write_mindone(tmp_path, data=data), "--image_size", "32", "--num_frames",
+                                    "4", "--data_config_file", "data/sky.yaml"])
+    assert cfg.image_size == 32 and cfg.num_frames == 4 and cfg.data_config.use_image_num == 0

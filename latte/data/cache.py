@@ -145,6 +145,11 @@ def read_cache_index(folder):
 @functools.lru_cache(maxsize=4)
 def _read_cache_index(folder, stamp):
     if not stamp:
+        from latte.data.mindone_cache import convert_hint, mindone_layout  # it reads this module's names
+
+        layout = mindone_layout(folder)
+        if layout is not None:
+            raise DataError(convert_hint(folder, layout))
         raise DataError(f"{folder} holds no cache manifest ({MANIFEST_GLOB}): write the cache with "
                         "tools/embedding_cache.py --cache_folder " + folder)
     header, videos, failed = None, {}, {}
