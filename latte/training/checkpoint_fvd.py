@@ -42,9 +42,9 @@ class CheckpointFVD:
         if len(clips) < MIN_CLIPS:
             r = self.recipe
             raise ConfigError(f"fvd_real_data_path {cfg.fvd_real_data_path}: {len(clips)} video(s) long enough for a "
-                              f"clip of {r.num_frames} frames, every {r.real_subsample}-th ({r.num_frames * r.real_subsample}"
-                              f" frames); the FVD needs at least {MIN_CLIPS}: add held-out videos (or lower "
-                              "fvd_real_subsample)")
+                              f"clip of {r.num_frames} frames, every {r.real_subsample}-th "
+                              f"({r.num_frames * r.real_subsample} frames); the FVD needs at least {MIN_CLIPS}: add "
+                              "held-out videos (or lower fvd_real_subsample)")
         self.detector_for = detector_by_size(cfg.fvd_i3d_checkpoint, "i3d")  # rescale, resize, features
         self.real = real_clip_features(clips, self.detector_for, cfg.fvd_i3d_checkpoint, cfg.fvd_batch_size,
                                        cache_dir=self.folder)
