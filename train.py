@@ -6,7 +6,8 @@
     python train.py -c CONFIG --resume                                       # continue the newest state
 
 Writes to output_path: config.yaml, train.log, metrics.csv, loss_curve.png, ckpt/ (raw + EMA weights and
-resume states), samples/ (GIFs at checkpoints when sample_at_checkpoint).
+resume states), samples/ (GIFs at checkpoints when sample_at_checkpoint), fvd/ (with fvd_at_checkpoint: the
+held-out features' cache and each checkpoint's generated videos; the FVD is a column of metrics.csv).
 """
 import logging
 import os

@@ -141,12 +141,15 @@ def _shape_problem(name, stored, wanted):
     return f"{name}: checkpoint {stored} vs model {wanted}" + (f" (check {hint})" if hint else "")
 
 
-def load_strict(net, weights, what="checkpoint", describe=""):
+def load_strict(net, weights, what="checkpoint", describe="", in_place=False):
     """Loads name -> array (numpy or Tensor) into `net`; raises CheckpointError naming every missing or unused
     key and every shape mismatch (with the config key that usually explains it).
 
     Names are relative to `net` (structural), so a net already nested in another cell still matches. Values are
     cast to each parameter's dtype (fp16-stored weights load into fp32 parameters).
+    in_place: copy into the parameters' existing memory instead of replacing it -- needed to reload a net that an
+    @ms.jit construct already ran in PyNative mode: MindSpore 2.10's compiled graph keeps reading the memory it
+    was compiled with, so set_data (and load_param_into_net) would change nothing it computes.
     """
     import mindspore as ms
 
@@ -169,11 +172,15 @@ def load_strict(net, weights, what="checkpoint", describe=""):
     for name, param in params.items():
         value = weights[name]
         array = value if isinstance(value, np.ndarray) else value.asnumpy()
-        param.set_data(ms.Tensor(array, param.dtype))
+        if in_place:
+            param.copy_(ms.Tensor(array, param.dtype))
+        else:
+            param.set_data(ms.Tensor(array, param.dtype))
 
 
-def load_checkpoint_into(net, path, describe="", converter="tools/latte_converter.py"):
-    """Reads the .ckpt at `path` and loads it strictly into `net`; returns its sidecar record."""
+def load_checkpoint_into(net, path, describe="", converter="tools/latte_converter.py", in_place=False):
+    """Reads the .ckpt at `path` and loads it strictly into `net` (load_strict's in_place); returns its sidecar
+    record."""
     params, meta = read_ms_checkpoint(path, converter=converter)
-    load_strict(net, params, what=f"checkpoint {path}", describe=describe)
+    load_strict(net, params, what=f"checkpoint {path}", describe=describe, in_place=in_place)
     return meta

@@ -12,6 +12,7 @@ TextToVideoSampleConfig, TextEmbeddingsConfig, sample_config_class) are in latte
 """
 import dataclasses
 import importlib
+import os
 from typing import List, Optional
 
 from latte.checkpoint_io import CheckpointError, read_meta, weights_beside_state
@@ -20,6 +21,7 @@ from latte.data.cache import SAVE_DTYPES
 from latte.data.config import CACHE_DATA_TYPES, DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.io import RGB_CHANNELS
+from latte.metrics.recipes import I3D_MIN_FRAMES
 from latte.models.registry import CONDITIONS, T2V_MODELS, model_spec, t2v_spec
 from latte.models.vae_config import VAEConfig, read_vae_architecture
 from latte.text.options import CaptionEncoderOptions, CaptionOptions
@@ -364,6 +366,19 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
                                     "sample.py's method)")
     sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)",
                                       minimum=1)
+    fvd_at_checkpoint: bool = field(False, "compute a small FVD at each checkpoint: fvd_num_videos videos generated "
+                                           "with the EMA weights (sample_steps, sample_ddim) against one clip of each "
+                                           "held-out video in fvd_real_data_path; a column of metrics.csv")
+    fvd_i3d_checkpoint: str = field("", "the FVD's I3D, converted from the released i3d_torchscript.pt by "
+                                        "tools/metrics_converter.py --detector i3d")
+    fvd_real_data_path: str = field("", "folder of held-out real videos (.mp4/.gif at any depth, or one folder of "
+                                        "frame images per video), read as tools/eval_metrics.py reads them; their "
+                                        "features are computed once and cached under output_path/fvd")
+    fvd_num_videos: int = field(16, "videos generated for each checkpoint's FVD", minimum=2)
+    fvd_batch_size: int = field(4, "videos denoised together, and clips per I3D call, for the FVD", minimum=1)
+    fvd_real_subsample: Optional[int] = field(None, "held-out clips take every n-th frame (num_frames of them); "
+                                                    "empty: data_config.sample_stride, the training clips' stride",
+                                              minimum=1)
 
     @property
     def trains_on_cache(self):
@@ -392,6 +407,30 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
         elif self.caption_keys_given():
             raise ConfigError(f"{self.caption_keys_given()[0]} is a key of condition 'text' (captions), but condition "
                               f"is {self.condition!r}: remove it, or set condition: text with a LatteT2V model_name")
+        if self.fvd_at_checkpoint:
+            self._validate_fvd()
+
+    @property
+    def fvd_subsample(self):
+        """Every how many frames of a held-out video its FVD clip takes."""
+        return self.fvd_real_subsample or self.data_config.sample_stride
+
+    def _validate_fvd(self):
+        convert = ("convert the released i3d_torchscript.pt with python tools/metrics_converter.py --detector i3d "
+                   "--source i3d_torchscript.pt --target models/i3d.ckpt and set fvd_i3d_checkpoint to it (or set "
+                   "fvd_at_checkpoint: false)")
+        if not self.fvd_i3d_checkpoint:
+            raise ConfigError(f"fvd_at_checkpoint needs fvd_i3d_checkpoint, which is empty: {convert}")
+        if not os.path.isfile(self.fvd_i3d_checkpoint):
+            raise ConfigError(f"fvd_i3d_checkpoint {self.fvd_i3d_checkpoint} not found: {convert}")
+        if not self.fvd_real_data_path or not os.path.isdir(self.fvd_real_data_path):
+            raise ConfigError(f"fvd_real_data_path {self.fvd_real_data_path!r} is not a folder: give the folder of "
+                              "held-out real videos (.mp4/.gif, or a folder of frame images per video) the FVD "
+                              "compares with")
+        if self.num_frames < I3D_MIN_FRAMES:
+            raise ConfigError(f"num_frames={self.num_frames}: the FVD's I3D needs clips of at least {I3D_MIN_FRAMES} "
+                              "frames; set fvd_at_checkpoint: false (or train with num_frames >= "
+                              f"{I3D_MIN_FRAMES})")
 
     def _validate_text(self):
         if not 0 <= self.caption_dropout_prob < 1:
@@ -404,6 +443,9 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
             ("use_recompute", self.use_recompute, "LatteT2V has no recomputed blocks yet"),
             ("sample_at_checkpoint", self.sample_at_checkpoint, "checkpoint samples are for class / "
                                                                 "unconditional models; sample with sample.py --prompt"),
+            ("fvd_at_checkpoint", self.fvd_at_checkpoint, "the checkpoint FVD samples class / unconditional "
+                                                          "models; write videos with sample.py --save_format frames "
+                                                          "and run tools/eval_metrics.py"),
         ) if on]
         if unsupported:
             key, why = unsupported[0]

@@ -6,7 +6,7 @@ import pytest
 
 from latte.checkpoint_io import CheckpointError, read_meta
 from latte.metrics.detectors import load_detector
-from latte.metrics.i3d import I3D_MIN_FRAMES
+from latte.metrics.recipes import I3D_MIN_FRAMES
 from latte.metrics.resize import FrameResize
 from tools.metrics_converter import main as convert_main
 

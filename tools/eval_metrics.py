@@ -91,26 +91,28 @@ def main(argv=None):
     if args.num_runs < 1 or (args.max_items is not None and args.max_items < 2):
         raise ConfigError("--num_runs must be >= 1 and --max_items >= 2 (a covariance needs two clips)")
     checkpoints = {"i3d": args.i3d_ckpt, "inception": args.inception_ckpt, "c3d": args.c3d_ckpt}
-    from latte.metrics.detectors import load_detector  # MindSpore from here on
+    from latte.metrics.detectors import detector_by_size  # MindSpore from here on
 
     setup_context(args.device_target, mode=1)
     logger.info("metrics %s; real %s; generated %s; cache %s", ",".join(metrics), args.real_data_path,
                 args.fake_data_path, args.cache_dir if args.use_cache else "off")
 
     # 2. The detectors, one cell per detector, call flags and frame size
-    cells = {}
+    by_flags = {}
 
     def detectors_for(name):
         detector, flags = metric_detector(name)
-        frames = reads_single_frames(name)
+        key = (detector, tuple(sorted(flags.items())))
+        if key not in by_flags:
+            by_flags[key] = detector_by_size(checkpoints[detector], detector, **flags)
+        sized = by_flags[key]
+        if not reads_single_frames(name):
+            return sized
 
-        def detector_for(hw):
-            key = (detector, tuple(sorted(flags.items())), tuple(hw))
-            if key not in cells:
-                cells[key] = load_detector(checkpoints[detector], detector, input_hw=tuple(hw), **flags)
-            net = cells[key]
-            return (lambda clips: net(clips[:, :, 0])) if frames else net  # (B, 3, 1, H, W) -> (B, 3, H, W)
-        return detector_for
+        def single_frames(hw):
+            net = sized(hw)
+            return lambda clips: net(clips[:, :, 0])  # (B, 3, 1, H, W) -> (B, 3, H, W)
+        return single_frames
 
     # 3. Each metric, each run
     records = {}

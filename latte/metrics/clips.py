@@ -59,7 +59,8 @@ def plan_clips(entries, num_frames, subsample, max_items, random_offset, seed, w
         raise DataError(f"{where}: video {short} has fewer than {span} frames ({num_frames} frames, every "
                          f"{subsample}-th); write longer videos")
     if not long_enough:
-        raise DataError(f"{where}: no video has {span} frames ({num_frames} frames, every {subsample}-th)")
+        raise DataError(f"{where}: no video has {span} frames ({num_frames} frames, every {subsample}-th): give "
+                        f"videos of at least {span} frames")
     rng = random.Random(seed)
     count = len(long_enough) if max_items is None else min(max_items, len(long_enough))
     chosen = rng.sample(range(len(long_enough)), count)

@@ -35,3 +35,16 @@ def load_detector(path, expected, **call_options):
     load_strict(net, params, what=f"checkpoint {path}", describe=f"the {expected} detector")
     net.set_train(False)
     return net
+
+
+def detector_by_size(path, expected, **call_options):
+    """`detector_for(hw)` of features.gather_features: the detector in `path` built and loaded once per frame
+    size (H, W) it is asked for (the resize to the detector's input is fixed at construction)."""
+    cells = {}
+
+    def detector_for(hw):
+        hw = tuple(int(n) for n in hw)
+        if hw not in cells:
+            cells[hw] = load_detector(path, expected, input_hw=hw, **call_options)
+        return cells[hw]
+    return detector_for

@@ -9,7 +9,7 @@ return_features=True)` on uint8-range (B, 3, T, H, W) clips:
   return_features: the 400 time-averaged logits (the softmax of them otherwise).
 Module names follow the common PyTorch port (Conv3d_1a_7x7, Mixed_3b.b1b, logits...), so the converter is a
 rename of BatchNorm parameter names only. At least 9 frames are needed at 224 x 224 (the average pool's time
-window of 2 after a stride-8 reduction).
+window of 2 after a stride-8 reduction; recipes.I3D_MIN_FRAMES).
 """
 from dataclasses import dataclass
 from typing import Tuple
@@ -22,7 +22,6 @@ from latte.metrics.detector_config import DetectorConfig
 from latte.metrics.resize import FrameResize
 
 I3D_INPUT_SIZE = 224  # frames are resized to 224 x 224 before the network
-I3D_MIN_FRAMES = 9
 I3D_BN_EPS = 1e-3
 PIXEL_MAX = 255.0
 KINETICS_CLASSES = 400

@@ -16,6 +16,10 @@ from typing import Optional
 
 from latte.config import ConfigError
 
+# I3D needs clips of at least 9 frames (at 224 x 224, its (2, 7, 7) average pool after a time reduction of 8);
+# named here, in plain Python, so that configs can check it without importing MindSpore
+I3D_MIN_FRAMES = 9
+
 
 @dataclass(frozen=True)
 class FVDRecipe:
@@ -107,7 +111,6 @@ def compute_fid(recipe, real_folder, fake_folder, detector_for, detector_path, b
     read video by video; the statistics do not depend on the order."""
     from latte.metrics.clips import list_videos, plan_frames
     from latte.metrics.features import cache_tag, gather_features
-    from latte.metrics.stats import frechet_distance
 
     by_video = (lambda clips: sorted(clips, key=lambda c: (c.path, c.indices, c.flip)))
     real_frames = by_video(plan_frames(list_videos(real_folder), _cap(recipe.max_real, max_items), seed,
@@ -116,9 +119,7 @@ def compute_fid(recipe, real_folder, fake_folder, detector_for, detector_path, b
     tag = cache_tag(real_frames, detector_path, "real-frames") if cache_dir else None
     real = gather_features(real_frames, detector_for, batch_size, "real frames", cache_dir, tag)
     fake = gather_features(fake_frames, detector_for, batch_size, "generated frames")
-    mu_real, sigma_real = real.get_mean_cov()
-    mu_gen, sigma_gen = fake.get_mean_cov()
-    return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real), real.num_items, fake.num_items
+    return frechet_of(fake, real), real.num_items, fake.num_items
 
 
 def compute_is(recipe, fake_folder, detector_for, batch_size, seed, max_items=None):
@@ -147,23 +148,51 @@ def compute_is(recipe, fake_folder, detector_for, batch_size, seed, max_items=No
     return inception_score(sampled, recipe.num_splits, recipe.shuffle_seed), len(items)
 
 
-def compute_fvd(recipe, real_folder, fake_folder, detector_for, detector_path, batch_size, seed, cache_dir=None,
-                max_items=None):
-    """FVD of `fake_folder` against `real_folder` under `recipe`; max_items caps both sides (tests, quick looks).
-    Real features are cached in cache_dir (None: not cached); generated ones are not, as in StyleGAN-V."""
+def real_clips(recipe, folder, seed, max_items=None, where="--real_data_path"):
+    """The real clips of an FVD `recipe`: a seeded random sample of the videos long enough for a clip (too short
+    ones discarded), each at a random start; `where` names the setting in errors."""
     from latte.metrics.clips import list_videos, plan_clips
+
+    return plan_clips(list_videos(folder), recipe.num_frames, recipe.real_subsample, _cap(recipe.max_real, max_items),
+                      random_offset=True, seed=seed, where=f"{where} {folder}")
+
+
+def generated_clips(recipe, folder, seed, max_items=None, where="--fake_data_path"):
+    """The generated clips of an FVD `recipe`: from frame 0 of a seeded random sample of the videos (a video too
+    short for a clip is an error)."""
+    from latte.metrics.clips import list_videos, plan_clips
+
+    return plan_clips(list_videos(folder), recipe.num_frames, recipe.gen_subsample, _cap(recipe.num_gen, max_items),
+                      random_offset=False, seed=seed, where=f"{where} {folder}")
+
+
+def real_clip_features(clips, detector_for, detector_path, batch_size, cache_dir=None):
+    """FeatureStats of the real clips, cached in cache_dir (None: not cached) under a tag of the clips and the
+    detector file, resumed when a partial cache is there."""
     from latte.metrics.features import cache_tag, gather_features
+
+    tag = cache_tag(clips, detector_path, "real") if cache_dir else None
+    return gather_features(clips, detector_for, batch_size, "real clips", cache_dir, tag)
+
+
+def frechet_of(generated, real):
+    """The Frechet distance (FVD, FID) of two FeatureStats, generated first as StyleGAN-V's."""
     from latte.metrics.stats import frechet_distance
 
-    real_clips = plan_clips(list_videos(real_folder), recipe.num_frames, recipe.real_subsample,
-                            _cap(recipe.max_real, max_items),
-                            random_offset=True, seed=seed, where=f"--real_data_path {real_folder}")
-    fake_clips = plan_clips(list_videos(fake_folder), recipe.num_frames, recipe.gen_subsample,
-                            _cap(recipe.num_gen, max_items),
-                            random_offset=False, seed=seed, where=f"--fake_data_path {fake_folder}")
-    tag = cache_tag(real_clips, detector_path, "real") if cache_dir else None
-    real = gather_features(real_clips, detector_for, batch_size, "real clips", cache_dir, tag)
-    fake = gather_features(fake_clips, detector_for, batch_size, "generated clips")
+    mu_gen, sigma_gen = generated.get_mean_cov()
     mu_real, sigma_real = real.get_mean_cov()
-    mu_gen, sigma_gen = fake.get_mean_cov()
-    return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real), real.num_items, fake.num_items
+    return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real)
+
+
+def compute_fvd(recipe, real_folder, fake_folder, detector_for, detector_path, batch_size, seed, cache_dir=None,
+                max_items=None):
+    """(FVD, real clips, generated clips) of `fake_folder` against `real_folder` under `recipe`; max_items caps
+    both sides (tests, quick looks). Real features are cached in cache_dir (None: not cached); generated ones are
+    not, as in StyleGAN-V."""
+    from latte.metrics.features import gather_features
+
+    real = real_clip_features(real_clips(recipe, real_folder, seed, max_items), detector_for, detector_path,
+                              batch_size, cache_dir)
+    fake = gather_features(generated_clips(recipe, fake_folder, seed, max_items), detector_for, batch_size,
+                           "generated clips")
+    return frechet_of(fake, real), real.num_items, fake.num_items

@@ -264,7 +264,7 @@ def plot_loss_curve(metrics_path, png_path, smooth=20, column="loss"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_metrics(metrics_path)
+    rows = [r for r in read_metrics(metrics_path) if r.get(column)]  # rows of checkpoint columns only are skipped
     if not rows:
         return None
     steps = np.array([int(r["step"]) for r in rows])

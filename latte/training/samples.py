@@ -1,4 +1,5 @@
-"""Sample GIFs written with the newest weights at each training checkpoint (a quick look at progress)."""
+"""Videos generated with each training checkpoint's weights: sample GIFs (a quick look at progress) and the
+videos of the checkpoint FVD (latte.training.checkpoint_fvd)."""
 import dataclasses
 import logging
 import os
@@ -25,32 +26,55 @@ def sample_config_from(cfg, checkpoint, **overrides):
     return SampleConfig(**dict(shared, checkpoint=checkpoint, **overrides))
 
 
-class CheckpointSamples:
-    """Holds one inference Latte (compiled once) and reloads it with each checkpoint's weights."""
+class CheckpointSampler:
+    """One inference Latte (compiled once per batch size) reloaded with each checkpoint's weights; it denoises
+    with sample_steps (DDIM when sample_ddim) and makes the videos sample.py makes with these settings."""
 
     def __init__(self, cfg, ctx):
-        # the synthetic shape videos have a measure of coherence (latte/data/coherence.py): log it per checkpoint
-        self.measure_coherence = cfg.data_config.train_data_type == "synthetic"
         self.cfg = sample_config_from(cfg, "unused.ckpt", sampling_steps=cfg.sample_steps,
-                                      ddim_sampling=cfg.sample_ddim, num_samples=cfg.sample_num_videos,
-                                      batch_size=cfg.sample_num_videos, display_scale=cfg.sample_display_scale)
+                                      ddim_sampling=cfg.sample_ddim)
         with no_init_parameters():
             self.net = create_latte(cfg.model_name, **self.cfg.latte_kwargs())
         self.net.set_train(False)
         self.sampler = VideoSampler(self.cfg, apply_amp(self.net, resolve_dtype(cfg.dtype, ctx.device_target)))
         self.decode = FrameDecoder(self.cfg, ctx.device_target)
-        self.labels = choose_labels(self.cfg, self.cfg.num_samples, np.random.default_rng(cfg.seed))
 
-    def write(self, step, weights, folder):
-        load_checkpoint_into(self.net, weights, "checkpoint sample model")
-        latents, _ = self.sampler.sample(self.labels, self.cfg.num_samples, seed=self.cfg.seed)
-        sampled = video_to_uint8(self.decode(latents).asnumpy())  # (N, F, H, W, 3)
-        videos = enlarge(sampled, self.cfg.display_scale)
+        self.weights = None
+
+    def load(self, weights):
+        # after the first load the compiled sampling step has run: later weights are copied into its memory
+        load_checkpoint_into(self.net, weights, "checkpoint sample model", in_place=self.weights is not None)
+        self.weights = weights
+
+    def videos(self, count, batch_size):
+        """(count, F, H, W, 3) uint8 videos and their labels (None for unconditional models), as sample.py with
+        num_samples count and batch_size: labels drawn with the seed, batch `first` denoised with seed + first."""
+        seed = self.cfg.seed
+        labels = choose_labels(self.cfg, count, np.random.default_rng(seed))
+        videos = []
+        for first in range(0, count, batch_size):
+            n = min(batch_size, count - first)
+            latents, _ = self.sampler.sample(None if labels is None else labels[first:first + n], n, seed=seed + first)
+            videos.append(video_to_uint8(self.decode(latents).asnumpy()))  # (n, F, H, W, 3)
+        return np.concatenate(videos), labels
+
+
+class CheckpointSamples:
+    """sample_num_videos GIFs under <folder>/step-<step>, named as sample.py names them."""
+
+    def __init__(self, cfg):
+        self.count, self.scale = cfg.sample_num_videos, cfg.sample_display_scale
+        # the synthetic shape videos have a measure of coherence (latte/data/coherence.py): log it per checkpoint
+        self.measure_coherence = cfg.data_config.train_data_type == "synthetic"
+
+    def write(self, step, sampler, folder):
+        sampled, labels = sampler.videos(self.count, self.count)  # (N, F, H, W, 3)
+        videos = enlarge(sampled, self.scale)
         target = os.path.join(folder, f"step-{step:07d}")
         os.makedirs(target, exist_ok=True)
         for i, video in enumerate(videos):
-            save_video(video, os.path.join(target, video_name(i, None if self.labels is None else self.labels[i])
-                                           + ".gif"), fps=self.cfg.fps)  # named as sample.py names them
+            save_video(video, os.path.join(target, video_name(i, None if labels is None else labels[i]) + ".gif"),
+                       fps=sampler.cfg.fps)
         logger.info("wrote %d sample GIF(s) to %s", len(videos), target)
         if self.measure_coherence and sampled.shape[-1] == 3:  # RGB shapes (not a grayscale VAE's frames)
             from latte.data.coherence import score_coherence

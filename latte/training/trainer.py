@@ -33,7 +33,7 @@ from latte.training.optim import create_optimizer, lr_schedule
 from latte.training.run_state import (RESUME_KEYS, MetricsCSV, RunCheckpoints, check_resume_settings, load_state,
                                       log_key_settings, plot_loss_curve, read_state_record, resolve_resume,
                                       state_parameters, weights_digest)
-from latte.training.samples import CheckpointSamples
+from latte.training.samples import CheckpointSampler, CheckpointSamples
 from latte.training.step import TrainStep
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 TRAINING_RESPACING = ""  # training uses every one of the 1000 diffusion steps (official create_diffusion(""))
 WEIGHTS_PREFIX = "latte-"  # ckpt/latte-<step>.ckpt, latte-<step>-ema.ckpt: what sample.py and the converter load
 METRIC_FIELDS = ("step", "epoch", *LOSS_TERMS, "lr", "loss_scale", "overflow_steps", "step_time_s", "images_per_s")
+CHECKPOINT_FIELDS = ("fvd",)  # metrics.csv columns filled at checkpoints (with fvd_at_checkpoint)
 
 
 class StepWithEMA(nn.Cell):
@@ -139,7 +140,8 @@ class Trainer:
         if self.resume_path:
             check_resume_settings(self.meta, self.resume_settings(), self.resume_path)
         self.diffusion = cfg.create_diffusion(TRAINING_RESPACING)
-        self._samples = None
+        self._sampler = None
+        self.fvd = None
 
     # ---- setup -------------------------------------------------------------------------------------------
     def resume_settings(self):
@@ -161,6 +163,12 @@ class Trainer:
 
     def build(self):
         cfg, ctx = self.cfg, self.ctx
+        # The checkpoint FVD's held-out features (computed once, then from the cache), before any training work
+        if cfg.fvd_at_checkpoint and ctx.is_main:
+            from latte.training.checkpoint_fvd import CheckpointFVD
+
+            self.fvd = CheckpointFVD(cfg, self.out)
+
         # Data, from the resumed position (one pass over the video index); a text cache says T5's width
         self._build_data(start_step=self.meta["step"] * cfg.gradient_accumulation_steps)
 
@@ -294,6 +302,11 @@ class Trainer:
                               f"{c.ema_decay if c.use_ema else 'off'}, recompute {c.use_recompute}"),
                 ("schedule", f"{self.total_steps} optimizer steps (epochs {c.epochs}, max_steps {c.max_steps}), "
                              f"starting at {self.meta['step']}")]
+        if self.fvd:
+            rows.append(("fvd", f"at each checkpoint: {c.fvd_num_videos} generated videos ({c.sample_steps} "
+                                f"{'DDIM' if c.sample_ddim else 'DDPM'} steps) against {self.fvd.real.num_items} "
+                                f"held-out clips of {c.num_frames} frames, every {c.fvd_subsample}-th, of "
+                                f"{c.fvd_real_data_path}"))
         return rows
 
     def _sink_or_loop(self):
@@ -322,7 +335,8 @@ class Trainer:
         if ctx.is_main:
             save_config(cfg, os.path.join(self.out, "config.yaml"))
         log_key_settings(self.key_settings())
-        metrics = MetricsCSV(os.path.join(self.out, "metrics.csv"), METRIC_FIELDS,
+        fields = METRIC_FIELDS + (CHECKPOINT_FIELDS if cfg.fvd_at_checkpoint else ())
+        metrics = MetricsCSV(os.path.join(self.out, "metrics.csv"), fields,
                              self.meta["step"] if self.resume_path else None) if ctx.is_main else None
         step, accum, skipped = self.meta["step"], cfg.gradient_accumulation_steps, 0
         sink_fn, per_call = self._sink_or_loop()
@@ -342,23 +356,24 @@ class Trainer:
             terms = dict(zip(LOSS_TERMS, (float(v) for v in stats.asnumpy())))  # window and rank means
             bar.update(advanced)
             bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
+            row = None
             if step % cfg.log_interval == 0:
                 lr = self.lrs[min(step - 1, len(self.lrs) - 1)]
                 logger.info("step %d: loss %.6f (mse %.6f, vb %.6f), lr %.3e, loss scale %g", step, terms["loss"],
                             terms["mse"], terms["vb"], lr, float(scale.asnumpy()))
-                if metrics:
-                    metrics.append(dict({k: f"{v:.6f}" for k, v in terms.items()}, step=step,
-                                        epoch=self.epoch_of(step - 1), lr=f"{lr:.3e}",
-                                        loss_scale=f"{float(scale.asnumpy()):g}", overflow_steps=skipped,
-                                        step_time_s=f"{elapsed:.4f}",
-                                        images_per_s=f"{cfg.train_batch_size * cfg.num_frames * accum / elapsed:.2f}"))
+                row = dict({k: f"{v:.6f}" for k, v in terms.items()}, step=step, epoch=self.epoch_of(step - 1),
+                           lr=f"{lr:.3e}", loss_scale=f"{float(scale.asnumpy()):g}", overflow_steps=skipped,
+                           step_time_s=f"{elapsed:.4f}",
+                           images_per_s=f"{cfg.train_batch_size * cfg.num_frames * accum / elapsed:.2f}")
             if self._should_save(step) or step >= self.total_steps:
-                self.save(step)
+                self.checkpoint(step, row, metrics)
                 last_save = step
                 window_start = time.perf_counter()
+            elif row and metrics:
+                metrics.append(row)
         bar.close()
         if last_save != step:
-            self.save(step)
+            self.checkpoint(step, None, metrics)
         logger.info("finished at optimizer step %d (%d skipped for non-finite gradients)", step, skipped)
         self.log_weights_digest(step)
         return step
@@ -381,23 +396,37 @@ class Trainer:
         """Data epochs completed after `step` optimizer steps."""
         return step * self.cfg.gradient_accumulation_steps // self.micro_per_epoch
 
-    def save(self, step):
-        if not self.ctx.is_main:
+    def checkpoint(self, step, row, metrics):
+        """Saves step `step`; its metrics row (`row`: the step's losses when it was logged) gets the checkpoint's
+        columns (the FVD), and the loss curve is redrawn."""
+        columns = self.save(step)
+        if metrics is None:
             return
+        if row or columns:
+            metrics.append(dict(row or {"step": step, "epoch": self.epoch_of(step - 1)}, **columns))
+        plot_loss_curve(os.path.join(self.out, "metrics.csv"), os.path.join(self.out, "loss_curve.png"))
+
+    def save(self, step):
+        """Writes the weights and the resume state (rank 0), then the checkpoint's samples and FVD; returns the
+        checkpoint's metrics columns."""
+        if not self.ctx.is_main:
+            return {}
         raw, averaged = named_weights(self.latte, self.ema)
         meta = dict(self._weights_meta(), step=step)
         weights = self.ckpt.save(step, self.state, raw, dict(meta, weights="raw"), ema_weights=averaged,
                                  ema_meta=dict(meta, weights="ema"), epoch=self.epoch_of(step),
                                  **self.resume_settings())
         logger.info("saved %s and the resume state", weights)
-        plot_loss_curve(os.path.join(self.out, "metrics.csv"), os.path.join(self.out, "loss_curve.png"))
+        if not (self.cfg.sample_at_checkpoint or self.fvd):
+            return {}
+        if self._sampler is None:
+            self._sampler = CheckpointSampler(self.cfg, self.ctx)
+        self._sampler.load(weights)  # the EMA weights when the run keeps them
         if self.cfg.sample_at_checkpoint:
-            self.sample(step, weights)
-
-    def sample(self, step, weights):
-        if self._samples is None:
-            self._samples = CheckpointSamples(self.cfg, self.ctx)
-        self._samples.write(step, weights, os.path.join(self.out, "samples"))
+            CheckpointSamples(self.cfg).write(step, self._sampler, os.path.join(self.out, "samples"))
+        if self.fvd:
+            return {"fvd": f"{self.fvd.measure(step, self._sampler):.8g}"}
+        return {}
 
 
 def _spec(model_name):
