@@ -12,6 +12,7 @@ TINY = ["--model_name", "Latte-T/2", "--num_frames", "2", "--latent_size", "4", 
 @pytest.mark.parametrize("task, extra, rate", [
     ("forward", [], "videos_per_s"),
     ("train", ["--condition", "class"], "images_per_s"),
+    ("train", ["--condition", "class", "--use_image_num", "2"], "images_per_s"),  # image-video joint
     ("sample", ["--ddim", "--condition", "class", "--cfg_scale", "4"], "videos_per_s"),
 ])
 def test_benchmark_tasks_write_json(tmp_path, task, extra, rate):

@@ -84,3 +84,24 @@ def test_the_tool_reads_enlarged_gifs_and_writes_its_report(tmp_path, capsys):
     assert coherence_tool.main([str(tmp_path / "missing")]) == 2
     with pytest.raises(ValueError, match="expected uint8"):
         video_coherence(frames.astype(np.float32))
+
+
+def test_frame_strip_puts_each_video_on_a_row(tmp_path, capsys):
+    from latte.io import GRID_PADDING
+    from tools import frame_strip
+
+    frames, _, _ = one_shape_clip()
+    for i in range(3):
+        save_video(enlarge(np.roll(frames, i, axis=2), 8), str(tmp_path / f"sample_{i:03d}.gif"), fps=4)
+    out = tmp_path / "strip.png"
+    assert frame_strip.main([str(tmp_path), "--output", str(out), "--every", "2", "--scale", "2"]) == 0
+    assert "2 videos x 8 frames" in capsys.readouterr().out
+    import imageio.v3 as iio
+
+    strip = iio.imread(out)
+    side = 16 * 2 + GRID_PADDING
+    assert strip.shape[:2] == (2 * side + GRID_PADDING, 8 * side + GRID_PADDING)
+    first = strip[GRID_PADDING:GRID_PADDING + 32, GRID_PADDING:GRID_PADDING + 32]  # video 0, frame 0, enlarged 2x
+    np.testing.assert_array_equal(first, enlarge(frames[:1], 2)[0])
+    third = strip[side + GRID_PADDING:side + GRID_PADDING + 32, GRID_PADDING:GRID_PADDING + 32]  # video 2 (every 2)
+    np.testing.assert_array_equal(third, enlarge(np.roll(frames, 2, axis=2)[:1], 2)[0])

@@ -4,6 +4,7 @@
 
     python tools/benchmark.py forward --model_name Latte-S/2 --num_frames 16 --latent_size 32 --out bench.json
     python tools/benchmark.py train --model_name Latte-S/2 --num_frames 16 --latent_size 32 --vae sd --out t.json
+    python tools/benchmark.py train --model_name Latte-S/2 --condition class --use_image_num 8   # joint (Latte+IMG)
     python tools/benchmark.py sample --model_name Latte-S/2 --num_frames 16 --latent_size 32 --ddim --out s.json
     python tools/benchmark.py profile --profile_of train --model_name Latte-S/2 --num_frames 16 --latent_size 32
     python tools/benchmark.py forward --model_name Latte-1 --num_frames 16 --latent_size 32 --cfg_scale 7.5
@@ -62,6 +63,8 @@ def parse_args(argv=None):
                              "start from latents (none, as with the embedding cache)")
     parser.add_argument("--vae_micro_batch", type=int, default=8, help="train --vae sd: frames per VAE call")
     parser.add_argument("--use_recompute", action="store_true", help="recompute blocks in backward")
+    parser.add_argument("--use_image_num", type=int, default=0,
+                        help="train: image-video joint training, this many images after the video frames")
     parser.add_argument("--ddim", action="store_true", help="sample: DDIM instead of DDPM")
     parser.add_argument("--cfg_scale", type=float, default=1.0, help="sample: guidance (> 1 needs --condition class)")
     parser.add_argument("--image_size", type=int, default=256, help="vae: frame side in pixels")
@@ -235,12 +238,19 @@ def bench_train(args, ctx):
         from latte.models.vae import AutoencoderKL
 
         vae = AutoencoderKL(dtype=dtype)
-    loss_net = LatteTrainLoss(apply_amp(latte, dtype), create_diffusion(""), vae, VAE_SCALE_FACTOR,
-                              args.vae_micro_batch, args.condition)
+    joint_class = args.use_image_num > 0 and args.condition == "class"
+    if joint_class:  # each image conditioned on its own label
+        from latte.training.joint import JointClassTrainLoss
+
+        loss_net = JointClassTrainLoss(apply_amp(latte, dtype), create_diffusion(""), vae, VAE_SCALE_FACTOR,
+                                       args.vae_micro_batch)
+    else:
+        loss_net = LatteTrainLoss(apply_amp(latte, dtype), create_diffusion(""), vae, VAE_SCALE_FACTOR,
+                                  args.vae_micro_batch, args.condition)
     optimizer = create_optimizer(latte.trainable_params(), lr_schedule(args.steps + 1, 1e-4))
     step = TrainStep(loss_net, optimizer, "none" if args.dtype == "fp32" else "dynamic", num_terms=2)  # mse, vb
     rng = np.random.default_rng(0)
-    b, f, s = args.batch_size, args.num_frames, args.latent_size
+    b, f, s = args.batch_size, args.num_frames + args.use_image_num, args.latent_size  # video frames + images
     latent = (b, f, 4, s, s)
     x = (b, f, 3, s * 8, s * 8) if vae is not None else latent
     inputs = [ms.Tensor(rng.standard_normal(x).astype(np.float32)),
@@ -250,6 +260,9 @@ def bench_train(args, ctx):
               ms.Tensor((rng.random(b) < 0.1).astype(np.int32))]  # force_drop_ids: label dropout 0.1
     if args.condition == "class":
         inputs.append(ms.Tensor(rng.integers(0, 101, b).astype(np.int32)))
+    if joint_class:  # the images' labels and their dropout
+        inputs += [ms.Tensor(rng.integers(0, 101, (b, args.use_image_num)).astype(np.int32)),
+                   ms.Tensor((rng.random(b) < 0.1).astype(np.int32))]
     first, times = _timed(lambda: step(*inputs)[0].asnumpy(), args.steps)
     out = _summary(first, times, b * f, "images")
     out["trainable_params_m"] = round(sum(p.size for p in latte.trainable_params()) / 1e6, 2)
