@@ -166,3 +166,12 @@ def test_a_full_disk_shows_mindspores_reason_and_the_free_space(tmp_path, vae_pa
         assert not (cache / "mindrecord").exists() or not os.listdir(cache / "mindrecord")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_the_mindrecord_progress_bar_ends_with_what_was_saved(tmp_path, vae_path, frame_folders, capsys):
+    """MindRecord commits its file after the last video: the bar's last state must show it (not saved=0)."""
+    assert run_tool(*cache_args(frame_folders, tmp_path / "c", vae_path, "frame_folder", "--cache_file_type",
+                                "mindrecord")) == 0
+    err = capsys.readouterr().err
+    assert "saved=" in err, err[-500:]
+    assert err.rsplit("saved=", 1)[1].startswith("4"), err[-300:]

@@ -246,11 +246,13 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True, captions=Non
     logger.info("cache: %d videos listed; rank %d/%d caches %d from index %d (%d already cached) into %s (%s, %s)",
                 len(index.entries), rank, world_size, len(todo), cfg.resume_cache_index, report.already_cached,
                 cfg.cache_folder, cfg.cache_file_type, cfg.save_data_type)
-    bar = progress(todo, desc=f"cache rank {rank}" if world_size > 1 else "cache", unit="video",
+    # updated by hand: a bar iterated over todo closes itself after the last video, before the mindrecord writer's
+    # final commit, and would end showing saved=0
+    bar = progress(total=len(todo), desc=f"cache rank {rank}" if world_size > 1 else "cache", unit="video",
                    disable=not show_progress)
     current = None
     try:
-        for current in bar:
+        for current in todo:
             entry = index.entries[current]
             noise_rng = np.random.default_rng([cfg.seed, Stream.CACHE_POSTERIOR, current]) if cfg.sample_latents else None
             chunks = []
@@ -260,6 +262,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True, captions=Non
             except VideoReadError as exc:
                 logger.warning("cache: skipping video %d %s (%s)", current, entry.name, exc)
                 writer.add_failure(current, entry.name, str(exc))
+                bar.update(1)
                 continue
             label = None if index.labels is None else index.labels[current]
             text = None if caption_text is None else caption_text(current)
@@ -267,6 +270,7 @@ def build_cache(cfg, vae, rank=0, world_size=1, show_progress=True, captions=Non
             report.saved = writer.saved
             bar.set_postfix(encoded=writer.saved + len(writer.pending), saved=writer.saved,
                             failed=len(writer.failed), refresh=False)  # mindrecord saves a file of videos at once
+            bar.update(1)
         current = None
         writer.close()
         report.saved = writer.saved
