@@ -31,7 +31,7 @@ from latte.env import RunContext
 from latte.launch import LaunchError, prepare_cluster
 from latte.options import TrainConfig
 from latte.training.run_state import weights_digest
-from latte.training.trainer import create_training_dataset
+from latte.training.data import create_training_dataset
 from tests.cache_support import cache_args, load_cached, run_tool, write_tiny_vae
 from tests.cache_support import restore_mindspore_mode  # noqa: F401  (autouse fixture)
 from tests.test_train_step import batch, make_step, weights

@@ -24,7 +24,7 @@ from latte.options import TrainConfig  # noqa: E402
 from latte.random_streams import Stream  # noqa: E402
 from latte.text.tokenizer import T5Tokenizer  # noqa: E402
 from latte.training.text_loss import LatteT2VTrainLoss  # noqa: E402
-from latte.training.trainer import create_training_dataset  # noqa: E402
+from latte.training.data import create_training_dataset  # noqa: E402
 from tests.cache_support import IMAGE_SIZE  # noqa: E402
 from tests.cache_support import restore_mindspore_mode  # noqa: E402,F401  (autouse fixture)
 from tests.test_joint_t2v import JOINT_MASK, LENGTH, NUM_IMAGES  # noqa: E402

@@ -31,7 +31,7 @@ from latte.text.tokenizer import T5Tokenizer  # noqa: E402
 from latte.training.optim import create_optimizer, lr_schedule  # noqa: E402
 from latte.training.step import TrainStep  # noqa: E402
 from latte.training.text_loss import LatteT2VTrainLoss, null_caption  # noqa: E402
-from latte.training.trainer import create_training_dataset  # noqa: E402
+from latte.training.data import create_training_dataset  # noqa: E402
 from tests.cache_support import write_tiny_vae  # noqa: E402
 from tests.t2v_support import T5_TINY, train_sentencepiece  # noqa: E402
 from tests.test_latte_t2v import PADDED_MASK, TINY, official_bias, random_reference  # noqa: E402

