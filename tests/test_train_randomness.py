@@ -72,6 +72,13 @@ def test_timestep_power_draws_noisy_timesteps_more_often():
     assert one[0] == four[3]
     with pytest.raises(ValueError, match="timestep_power=0.5"):
         StepNoise(0, 0, 0, 1, LATENT, 1000, timestep_power=0.5)
+    # a resume must keep the draw (states written before the key existed resume as before)
+    from latte.config import ConfigError
+    from latte.training.run_state import check_resume_settings
+
+    with pytest.raises(ConfigError, match="timestep_power=6.0 but the state has timestep_power=1.0"):
+        check_resume_settings({"seed": 0, "timestep_power": 1.0}, {"seed": 0, "timestep_power": 6.0}, "s.ckpt")
+    check_resume_settings({"seed": 0}, {"seed": 0, "timestep_power": 6.0}, "s.ckpt")
 
 
 def test_force_drop_ids_select_the_null_label(mode):

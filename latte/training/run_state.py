@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 STATE_PREFIX = "train_state-"
 # integers saved next to the Parameters of a train state: where the run is, and the settings a resume must keep
 # (the data order, noise and data position depend on them; states of older versions hold the first three only)
-RESUME_KEYS = ("seed", "num_frames", "image_size", "train_batch_size", "gradient_accumulation_steps", "use_image_num")
+RESUME_KEYS = ("seed", "num_frames", "image_size", "train_batch_size", "gradient_accumulation_steps", "use_image_num",
+               "timestep_power")
 STATE_RECORD = ("step", "epoch") + RESUME_KEYS
 # rebuilt from the config on resume (a longer max_steps changes its length), so never part of a state
 NOT_SAVED_SUFFIX = "learning_rate"
