@@ -8,6 +8,7 @@ A write goes to a hidden temporary file in the target folder and is renamed onto
 complete, so a crash never leaves a half-written file under the final name.
 """
 import contextlib
+import json
 import logging
 import os
 import uuid
@@ -88,6 +89,14 @@ def atomic_path(path):
             os.remove(temporary)
 
 
+def write_json(obj, path, sort_keys=False):
+    """Write obj as indented JSON to path, whole or not at all: a crash leaves the previous file (or none)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=sort_keys)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _pad_to_even(frames):
     """yuv420p needs even sides: repeat the last row/column where odd. (F, H, W, 3) -> (F, H', W', 3)."""
     _, height, width, _ = frames.shape
@@ -153,12 +162,16 @@ SAMPLE_EXTENSIONS = (".gif", ".mp4")
 
 def sample_files(folder):
     """{stem: path} of the videos sample.py (or a checkpoint's samples) wrote in folder, one per sample: the GIF
-    where both formats were written."""
+    where both formats were written. A missing folder, or one without videos, raises ValueError with one line."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder!r} is not a folder: give a folder of sampled videos (sample.py's output)")
     found = {}
     for name in sorted(os.listdir(folder)):
         stem, ext = os.path.splitext(name)
         if ext in SAMPLE_EXTENSIONS and (stem not in found or ext == ".gif"):
             found[stem] = os.path.join(folder, name)
+    if not found:
+        raise ValueError(f"no .gif or .mp4 videos in {folder}: give a sample.py output folder")
     return found
 
 

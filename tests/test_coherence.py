@@ -105,3 +105,19 @@ def test_frame_strip_puts_each_video_on_a_row(tmp_path, capsys):
     np.testing.assert_array_equal(first, enlarge(frames[:1], 2)[0])
     third = strip[side + GRID_PADDING:side + GRID_PADDING + 32, GRID_PADDING:GRID_PADDING + 32]  # video 2 (every 2)
     np.testing.assert_array_equal(third, enlarge(np.roll(frames, 2, axis=2)[:1], 2)[0])
+
+
+@pytest.mark.parametrize("tool", ["coherence", "prompt_agreement", "frame_strip"])
+def test_the_sample_tools_refuse_a_missing_or_empty_folder_in_one_line(tool, tmp_path, capsys):
+    import importlib
+
+    main = importlib.import_module(f"tools.{tool}").main
+    extra = ["--output", str(tmp_path / "out.png")] if tool == "frame_strip" else []
+    assert main([str(tmp_path / "missing")] + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {str(tmp_path / 'missing')!r} is not a folder: give a folder of sampled videos " \
+                  f"(sample.py's output)"
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")] + extra) == 2
+    assert capsys.readouterr().err.strip() == f"error: no .gif or .mp4 videos in {tmp_path / 'empty'}: give a " \
+                                              f"sample.py output folder"

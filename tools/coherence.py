@@ -9,14 +9,13 @@ every frame and moves smoothly (latte/data/coherence.py says exactly how it is m
 Videos enlarged for display (display_scale) are shrunk back to their sampled size first.
 """
 import argparse
-import json
 import os
 import sys
 
 from latte.data.coherence import score_coherence
 from latte.data.shape_captions import CAPTION_COLOURS
 from latte.data.synthetic import PALETTE
-from latte.io import atomic_path, read_sample_video, sample_files
+from latte.io import read_sample_video, sample_files, write_json
 
 RESULT_FILE = "coherence.json"
 PALETTES = {"synthetic": list(PALETTE), "captions": list(CAPTION_COLOURS.values())}
@@ -29,20 +28,17 @@ def main(argv=None):
                         help="the shapes' colours: 'synthetic' (the class demo) or 'captions' (the text demo)")
     parser.add_argument("--output", default="", help=f"JSON to write (default: <folder>/{RESULT_FILE})")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.folder):
-        print(f"error: {args.folder!r} is not a folder: give a folder of sampled videos", file=sys.stderr)
-        return 2
-    files = sample_files(args.folder)
-    if not files:
-        print(f"error: no .gif or .mp4 videos in {args.folder}: give a sample.py output folder", file=sys.stderr)
+    try:
+        files = sample_files(args.folder)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     report = score_coherence((read_sample_video(path) for path in files.values()), PALETTES[args.palette])
     for row, name in zip(report["videos"], files):
         row["file"] = os.path.basename(files[name])
         print(f"{'ok ' if row['coherent'] else 'NO '} {row['file']:<40} {'; '.join(row['reasons'][:2])}")
     output = args.output or os.path.join(args.folder, RESULT_FILE)
-    with atomic_path(output) as tmp, open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(report, output)
     print(f"coherent: {sum(r['coherent'] for r in report['videos'])} of {report['count']} videos "
           f"({report['coherent']:.1f}%) -> {output}")
     return 0

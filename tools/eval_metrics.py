@@ -18,6 +18,7 @@ import time
 from latte.cli import run_cli
 from latte.config import ConfigError
 from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.io import write_json
 
 logger = logging.getLogger("eval_metrics")
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "latte-ms", "gan-metrics")
@@ -144,12 +145,7 @@ def main(argv=None):
 
     # 4. Write the results
     if args.output:
-        folder = os.path.dirname(os.path.abspath(args.output))
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"{args.output}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(records, f, indent=2)
-        os.replace(tmp, args.output)
+        write_json(records, args.output)
         logger.info("wrote %s", args.output)
     return 0
 

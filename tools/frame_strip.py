@@ -24,12 +24,10 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=1, help="keep one video in this many (file-name order)")
     parser.add_argument("--scale", type=int, default=4, help="enlarge each frame this many times")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.folder):
-        print(f"error: {args.folder!r} is not a folder: give a folder of sampled videos", file=sys.stderr)
-        return 2
-    paths = list(sample_files(args.folder).values())[::max(args.every, 1)][:args.count]
-    if not paths:
-        print(f"error: no .gif or .mp4 videos in {args.folder}: give a sample.py output folder", file=sys.stderr)
+    try:
+        paths = list(sample_files(args.folder).values())[::max(args.every, 1)][:args.count]
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     videos = [read_sample_video(path) for path in paths]  # each (F, H, W, 3)
     frames = min(len(v) for v in videos)

@@ -10,13 +10,12 @@ The prompt of a video is read from its name as sample.py writes it: <prompt inde
 centroid's displacement) match; the 4-way direction (the larger displacement component) is reported too.
 """
 import argparse
-import json
 import os
 import re
 import sys
 
 from latte.data.shape_captions import CAPTION_PATTERN, score_prompt_agreement
-from latte.io import read_sample_video, sample_files
+from latte.io import read_sample_video, sample_files, write_json
 
 RESULT_FILE = "prompt_agreement.json"
 SAMPLE_NAME = re.compile(r"^\d+_(?P<words>.+?)(?:_\d+)?$")  # latte.t2v_sampling.sample_stem
@@ -34,10 +33,11 @@ def main(argv=None):
     parser.add_argument("folder", help="a sample.py output folder of the demo")
     parser.add_argument("--output", default="", help=f"JSON to write (default: <folder>/{RESULT_FILE})")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.folder):
-        print(f"error: {args.folder!r} is not a folder: give a sample.py output folder", file=sys.stderr)
+    try:
+        files = sample_files(args.folder)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    files = sample_files(args.folder)
     samples = [(prompt_of(stem), path) for stem, path in files.items()]
     skipped = [os.path.basename(path) for prompt, path in samples if prompt is None]
     samples = [(prompt, path) for prompt, path in samples if prompt is not None]
@@ -50,10 +50,7 @@ def main(argv=None):
         row["file"] = os.path.basename(path)
     report["skipped"] = skipped
     output = args.output or os.path.join(args.folder, RESULT_FILE)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, output)
+    write_json(report, output)
 
     for row in report["samples"]:
         print(f"{'ok ' if row['agrees'] else 'NO '} {row['prompt']:<32} seen {row['seen_colour']}, "
