@@ -11,7 +11,8 @@ _SIZES = {
     "L": (24, 1024, 16),
     "B": (12, 768, 12),
     "S": (12, 384, 6),
-    "T": (4, 64, 4),  # tiny: tests and the CPU demo, not in the official registry
+    "T": (4, 64, 4),  # tiny: tests, not in the official registry
+    "T128": (4, 128, 4),  # Latte-T twice as wide: the CPU demo (configs/training/demo.yaml), not official
 }
 _PATCHES = (1, 2, 4, 8)
 _OFFICIAL_PATCHES = (2, 4, 8)
@@ -19,7 +20,7 @@ _OFFICIAL_PATCHES = (2, 4, 8)
 LATTE_MODELS = {
     f"Latte-{size}/{patch}": dict(depth=depth, hidden_size=hidden, num_heads=heads, patch_size=patch)
     for size, (depth, hidden, heads) in _SIZES.items()
-    for patch in (_PATCHES if size == "T" else _OFFICIAL_PATCHES)
+    for patch in (_PATCHES if size.startswith("T") else _OFFICIAL_PATCHES)
 }
 
 
@@ -61,7 +62,7 @@ T2V_MODELS = {
                       activation_fn="gelu-approximate", attention_bias=True, num_embeds_ada_norm=1000, dropout=0.0,
                       video_length=4),
     # the text-to-video demo (configs/training/demo_t2v.yaml): 16x16 RGB frames (pixel space, no VAE), 8 frames,
-    # the built-in 'demo' T5 (32 wide); 2 spatial + 2 temporal blocks of 64 channels, as Latte-T/2 (the class demo)
+    # the built-in 'demo' T5 (32 wide); 2 spatial + 2 temporal blocks of 64 channels, as Latte-T/2
     "Latte-1-demo": dict(in_channels=3, out_channels=3, num_layers=2, num_attention_heads=4, attention_head_dim=16,
                          cross_attention_dim=64, caption_channels=32, sample_size=16, patch_size=2,
                          norm_type="ada_norm_single", norm_elementwise_affine=False, norm_eps=1e-6,
