@@ -89,10 +89,10 @@ def atomic_path(path):
             os.remove(temporary)
 
 
-def write_json(obj, path, sort_keys=False):
+def write_json(obj, path):
     """Write obj as indented JSON to path, whole or not at all: a crash leaves the previous file (or none)."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=sort_keys)
+        json.dump(obj, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
 
@@ -162,16 +162,19 @@ SAMPLE_EXTENSIONS = (".gif", ".mp4")
 
 def sample_files(folder):
     """{stem: path} of the videos sample.py (or a checkpoint's samples) wrote in folder, one per sample: the GIF
-    where both formats were written. A missing folder, or one without videos, raises ValueError with one line."""
+    where both formats were written. A missing folder, or one without videos, raises DataError (a user error:
+    latte.cli prints it as one line)."""
+    from latte.data.errors import DataError  # here, not at the top: latte.data imports this module
+
     if not os.path.isdir(folder):
-        raise ValueError(f"{folder!r} is not a folder: give a folder of sampled videos (sample.py's output)")
+        raise DataError(f"{folder!r} is not a folder: give a folder of sampled videos (sample.py's output)")
     found = {}
     for name in sorted(os.listdir(folder)):
         stem, ext = os.path.splitext(name)
         if ext in SAMPLE_EXTENSIONS and (stem not in found or ext == ".gif"):
             found[stem] = os.path.join(folder, name)
     if not found:
-        raise ValueError(f"no .gif or .mp4 videos in {folder}: give a sample.py output folder")
+        raise DataError(f"no .gif or .mp4 videos in {folder}: give a sample.py output folder")
     return found
 
 

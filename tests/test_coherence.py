@@ -81,7 +81,7 @@ def test_the_tool_reads_enlarged_gifs_and_writes_its_report(tmp_path, capsys):
     report = json.loads((tmp_path / "coherence.json").read_text())
     assert [v["coherent"] for v in report["videos"]] == [True, False]
     assert report["videos"][1]["reasons"][0] == "frame 2: no object"
-    assert coherence_tool.main([str(tmp_path / "missing")]) == 2
+    assert coherence_tool.cli([str(tmp_path / "missing")]) == 2
     with pytest.raises(ValueError, match="expected uint8"):
         video_coherence(frames.astype(np.float32))
 
@@ -111,7 +111,7 @@ def test_frame_strip_puts_each_video_on_a_row(tmp_path, capsys):
 def test_the_sample_tools_refuse_a_missing_or_empty_folder_in_one_line(tool, tmp_path, capsys):
     import importlib
 
-    main = importlib.import_module(f"tools.{tool}").main
+    main = importlib.import_module(f"tools.{tool}").cli
     extra = ["--output", str(tmp_path / "out.png")] if tool == "frame_strip" else []
     assert main([str(tmp_path / "missing")] + extra) == 2
     err = capsys.readouterr().err.strip()

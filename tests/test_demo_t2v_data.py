@@ -124,7 +124,7 @@ def test_tool_scores_a_samples_folder(tmp_path, capsys):
     assert report["agreement"] == pytest.approx(600 / 7)
     assert [r["agrees"] for r in report["samples"]] == [True] * 6 + [False]
     assert "prompt agreement 85.7% of 7 samples" in capsys.readouterr().out
-    assert prompt_agreement.main([str(tmp_path / "missing")]) == 2
+    assert prompt_agreement.cli([str(tmp_path / "missing")]) == 2
     empty = tmp_path / "empty"
     os.makedirs(empty)
-    assert prompt_agreement.main([str(empty)]) == 2
+    assert prompt_agreement.cli([str(empty)]) == 2

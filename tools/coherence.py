@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from latte.cli import run_cli
 from latte.data.coherence import score_coherence
 from latte.data.shape_captions import CAPTION_COLOURS
 from latte.data.synthetic import PALETTE
@@ -28,11 +29,7 @@ def main(argv=None):
                         help="the shapes' colours: 'synthetic' (the class demo) or 'captions' (the text demo)")
     parser.add_argument("--output", default="", help=f"JSON to write (default: <folder>/{RESULT_FILE})")
     args = parser.parse_args(argv)
-    try:
-        files = sample_files(args.folder)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    files = sample_files(args.folder)
     report = score_coherence((read_sample_video(path) for path in files.values()), PALETTES[args.palette])
     for row, name in zip(report["videos"], files):
         row["file"] = os.path.basename(files[name])
@@ -44,5 +41,10 @@ def main(argv=None):
     return 0
 
 
+def cli(argv=None):
+    """main() with user errors (a missing or empty folder) as one `error:` line and exit code 2."""
+    return run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -7,11 +7,11 @@ Videos enlarged for display (display_scale) are shrunk back first, then every fr
 The videos are taken in file-name order (sample.py numbers them); --every N keeps one video in N.
 """
 import argparse
-import os
 import sys
 
 import numpy as np
 
+from latte.cli import run_cli
 from latte.io import read_sample_video, sample_files, save_image_grid
 from latte.sampling import enlarge
 
@@ -24,11 +24,7 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=1, help="keep one video in this many (file-name order)")
     parser.add_argument("--scale", type=int, default=4, help="enlarge each frame this many times")
     args = parser.parse_args(argv)
-    try:
-        paths = list(sample_files(args.folder).values())[::max(args.every, 1)][:args.count]
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    paths = list(sample_files(args.folder).values())[::max(args.every, 1)][:args.count]
     videos = [read_sample_video(path) for path in paths]  # each (F, H, W, 3)
     frames = min(len(v) for v in videos)
     tiles = enlarge(np.concatenate([v[:frames] for v in videos]), args.scale)  # (N*F, H*s, W*s, 3)
@@ -37,5 +33,10 @@ def main(argv=None):
     return 0
 
 
+def cli(argv=None):
+    """main() with user errors (a missing or empty folder) as one `error:` line and exit code 2."""
+    return run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

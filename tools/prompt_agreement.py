@@ -14,6 +14,7 @@ import os
 import re
 import sys
 
+from latte.cli import run_cli
 from latte.data.shape_captions import CAPTION_PATTERN, score_prompt_agreement
 from latte.io import read_sample_video, sample_files, write_json
 
@@ -33,11 +34,7 @@ def main(argv=None):
     parser.add_argument("folder", help="a sample.py output folder of the demo")
     parser.add_argument("--output", default="", help=f"JSON to write (default: <folder>/{RESULT_FILE})")
     args = parser.parse_args(argv)
-    try:
-        files = sample_files(args.folder)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    files = sample_files(args.folder)
     samples = [(prompt_of(stem), path) for stem, path in files.items()]
     skipped = [os.path.basename(path) for prompt, path in samples if prompt is None]
     samples = [(prompt, path) for prompt, path in samples if prompt is not None]
@@ -61,5 +58,10 @@ def main(argv=None):
     return 0
 
 
+def cli(argv=None):
+    """main() with user errors (a missing or empty folder) as one `error:` line and exit code 2."""
+    return run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
