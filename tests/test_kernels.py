@@ -197,3 +197,44 @@ def test_linear_matches_torch(mode, backend):
     (dx,), (dw, db) = ParamGrads(cell)(ms.Tensor(x), ms.Tensor(sens))
     for got, ref in ((dx, xt), (dw, wt), (db, bt)):
         np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape,groups,silu", [((2, 64, 5, 7), 32, True), ((1, 32, 3, 4, 4), 8, True),
+                                               ((3, 16, 9), 4, False)])
+def test_group_norm_matches_torch(mode, backend, shape, groups, silu):
+    """GroupNorm (affine), then SiLU when fused, against torch's group_norm and silu: output and the input, gamma
+    and beta gradients, on 4-D (the VAE), 5-D (the temporal VAE's (B, C, F, H, W)) and 3-D inputs."""
+    from latte.kernels import GroupNorm
+
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    sens = rng.standard_normal(shape).astype(np.float32)
+    cell = GroupNorm(groups, shape[1], eps=1e-6, silu=silu, backend=backend)
+    gamma, beta = (rng.standard_normal(shape[1]).astype(np.float32) for _ in range(2))
+    cell.gamma.set_data(ms.Tensor(gamma))
+    cell.beta.set_data(ms.Tensor(beta))
+    xt, gt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, gamma, beta))
+    want = torch.nn.functional.group_norm(xt, groups, gt, bt, eps=1e-6)
+    want = torch.nn.functional.silu(want) if silu else want
+    want.backward(torch.from_numpy(sens))
+    np.testing.assert_allclose(cell(ms.Tensor(x)).asnumpy(), want.detach().numpy(), rtol=0,
+                               atol=2e-6 * np.abs(want.detach().numpy()).max())
+    (dx,), (dgamma, dbeta) = ParamGrads(cell)(ms.Tensor(x), ms.Tensor(sens))
+    for got, ref in ((dx, xt), (dgamma, gt), (dbeta, bt)):
+        np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=5e-6 * np.abs(ref.grad.numpy()).max())
+
+
+def test_vae_norms_use_the_native_kernel_on_cpu():
+    """Every GroupNorm of the VAE is the kernel cell, fused with SiLU wherever diffusers follows the norm with it
+    (all but the mid-block attention's), native on CPU where the library builds."""
+    if native_library()[0] is None:
+        pytest.skip("no native library on this machine")
+    from latte.kernels import GroupNorm
+    from latte.models.vae import AutoencoderKL
+
+    vae = AutoencoderKL(block_out_channels=(32, 32), layers_per_block=1, norm_num_groups=8, latent_channels=4)
+    norms = {name: cell for name, cell in vae.cells_and_names() if isinstance(cell, nn.GroupNorm)}
+    assert norms and all(isinstance(cell, GroupNorm) and cell.backend == "native" for cell in norms.values())
+    assert {name for name, cell in norms.items() if not cell.silu} == {
+        "encoder.mid_block.attentions.0.group_norm", "decoder.mid_block.attentions.0.group_norm"}

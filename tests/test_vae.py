@@ -112,6 +112,32 @@ def test_variant_architecture_matches_diffusers():
     assert max_err(vae(ms.Tensor(images)).asnumpy(), ref_decoded) < DECODE_TOL  # construct: decode(mean)
 
 
+@pytest.mark.parametrize("shape", [(2, 8, 5, 7), (1, 4, 1, 3)])
+def test_subpixel_upsample_equals_upsample_then_conv(mode, shape):
+    """The CPU's sub-pixel Upsample (four 2x2 convs of the small map) against nearest-2x then the 3x3 conv:
+    output and the input, weight and bias gradients (the VAE trainer differentiates it)."""
+    from mindspore import ops
+
+    from latte.models.vae_blocks import Upsample
+
+    rng = np.random.default_rng(7)
+    direct, subpixel = Upsample(shape[1], subpixel=False), Upsample(shape[1], subpixel=True)
+    for name in ("weight", "bias"):
+        value = ms.Tensor(rng.standard_normal(getattr(direct.conv, name).shape).astype(np.float32))
+        getattr(direct.conv, name).set_data(value)
+        getattr(subpixel.conv, name).set_data(value)
+    x = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+    sens = ms.Tensor(rng.standard_normal((shape[0], shape[1], 2 * shape[2], 2 * shape[3])).astype(np.float32))
+    results = []
+    for cell in (direct, subpixel):
+        grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
+        (dx,), (dw, db) = grad(cell, ms.ParameterTuple(cell.trainable_params()))(x, sens)
+        results.append([t.asnumpy() for t in (cell(x), dx, dw, db)])
+    for want, got in zip(*results):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
 def test_logvar_is_clamped():
     vae = AutoencoderKL(**TINY)
     vae.quant_conv.bias.set_data(ms.Tensor(np.array([0, 0, 0, 0, 100, -100, 0, 0], np.float32)))

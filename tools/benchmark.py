@@ -22,7 +22,7 @@ Tasks:
             images/s = batch x frames / step time, peak memory.
   sample    one compiled denoising step (DDPM or --ddim, optional --cfg_scale): compile, s/step.
   vae       encode and decode of one --image_size frame with the sd-vae-ft-mse architecture: s/frame each.
-  profile   MindSpore's per-op profile of --profile_of forward|train: the op types by share of time.
+  profile   MindSpore's per-op profile of --profile_of forward|train|vae: the op types by share of time.
 forward/train/sample/vae take --peer torch to time the PyTorch side (run as `python -m tools.benchmark` from
 the repository root, which is what compare does). All models have random weights; only the shapes matter.
 """
@@ -72,7 +72,7 @@ def parse_args(argv=None):
                         help="text-to-video train: keep this many block pairs of the variant (0: all)")
     parser.add_argument("--text_tokens", type=int, default=120,
                         help="text-to-video models: caption tokens (120 = T5 padded; one mask-cut prompt is fewer)")
-    parser.add_argument("--profile_of", choices=("forward", "train"), default="forward",
+    parser.add_argument("--profile_of", choices=("forward", "train", "vae"), default="forward",
                         help="profile: what to profile")
     parser.add_argument("--profile_top", type=int, default=12, help="profile: op types listed")
     parser.add_argument("--repeats", type=int, default=2, help="compare: runs of each side per task (alternating)")
@@ -360,7 +360,7 @@ def profile(args, ctx):
 
     with tempfile.TemporaryDirectory() as folder:
         prof = ms.Profiler(output_path=folder)
-        timing = {"forward": bench_forward, "train": bench_train}[args.profile_of](args, ctx)
+        timing = {"forward": bench_forward, "train": bench_train, "vae": bench_vae}[args.profile_of](args, ctx)
         prof.analyse()
         tables = glob.glob(os.path.join(folder, "**", "cpu_op_type_info_0.csv"), recursive=True)
         if not tables:

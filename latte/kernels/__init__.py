@@ -2,7 +2,8 @@
 from latte.kernels.backend import KERNEL_BACKENDS, kernel_backend
 from latte.kernels.cells import (KERNEL_CELLS, GatedResidual, Linear, ModulatedLayerNorm, NoAffineLayerNorm, ScaledSoftmax, TanhGELU,
                                  adamw_kernel, float32_kernels_only)
+from latte.kernels.group_norm import GroupNorm
 from latte.kernels.native import native_library
 
-__all__ = ["KERNEL_BACKENDS", "kernel_backend", "native_library", "ModulatedLayerNorm", "NoAffineLayerNorm",
+__all__ = ["GroupNorm", "KERNEL_BACKENDS", "kernel_backend", "native_library", "ModulatedLayerNorm", "NoAffineLayerNorm",
            "GatedResidual", "Linear", "ScaledSoftmax", "TanhGELU", "adamw_kernel", "KERNEL_CELLS", "float32_kernels_only"]

@@ -458,3 +458,159 @@ extern "C" int LatteGatedResidualBackward(int nparam, void **params, int *ndims,
   });
   return 0;
 }
+
+// GroupNorm with affine, optionally followed by SiLU: y = act(xhat * gamma[c] + beta[c]), xhat = (x - mean) *
+// rstd over each (sample, group) of x (N, C, ...) in NCHW order, where a group's channels are one contiguous
+// block of (C / G) * S values (S: the product of the spatial sizes). The VAE's every norm is followed by SiLU
+// but the mid-block attention's; fused, the activation costs no extra pass over memory. The group moments are
+// summed in double (a group of a 256x256 feature map holds 2^18 values).
+namespace {
+struct GroupNormConfig {
+  float eps;
+  int64_t groups;
+  bool silu;
+};
+
+inline GroupNormConfig group_norm_config(const float *config) {
+  return {config[0], static_cast<int64_t>(config[1]), config[2] != 0.0f};
+}
+
+inline void group_moments(const float *xr, int64_t d, float eps, float *mean, float *rstd) {
+  double lanes[kLanes] = {0.0};
+  int64_t i = 0;
+  for (; i + kLanes <= d; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] += xr[i + j];
+  for (; i < d; ++i) lanes[0] += xr[i];
+  double total = 0.0;
+  for (int j = 0; j < kLanes; ++j) total += lanes[j];
+  const double m = total / static_cast<double>(d);
+  double sq[kLanes] = {0.0};
+  for (i = 0; i + kLanes <= d; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const double c = xr[i + j] - m;
+      sq[j] += c * c;
+    }
+  for (; i < d; ++i) {
+    const double c = xr[i] - m;
+    sq[0] += c * c;
+  }
+  double var = 0.0;
+  for (int j = 0; j < kLanes; ++j) var += sq[j];
+  *mean = static_cast<float>(m);
+  *rstd = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(d) + static_cast<double>(eps)));
+}
+
+inline float sigmoid(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
+}  // namespace
+
+// Inputs x (N, C, ...), gamma (C,), beta (C,), config (3,) = [eps, groups, silu 0|1]; output y like x.
+extern "C" int LatteGroupNormForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                     void *stream, void *extra) {
+  if (nparam != 5 || ndims[0] < 2) return 1;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *gamma = static_cast<const float *>(params[1]);
+  const float *beta = static_cast<const float *>(params[2]);
+  const GroupNormConfig cfg = group_norm_config(static_cast<const float *>(params[3]));
+  float *y = static_cast<float *>(params[4]);
+  const int64_t n = shapes[0][0], c = shapes[0][1];
+  if (cfg.groups < 1 || c % cfg.groups) return 2;
+  const int64_t spatial = numel(ndims[0], shapes[0]) / (n * c), cpg = c / cfg.groups, d = cpg * spatial;
+  parallel_for(n * cfg.groups, 1, [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *xr = x + r * d;
+      float *yr = y + r * d;
+      float mean, rstd;
+      group_moments(xr, d, cfg.eps, &mean, &rstd);
+      const int64_t c0 = (r % cfg.groups) * cpg;
+      for (int64_t k = 0; k < cpg; ++k) {
+        const float g = gamma[c0 + k], b = beta[c0 + k];
+        const float *xc = xr + k * spatial;
+        float *yc = yr + k * spatial;
+        if (cfg.silu) {
+          for (int64_t i = 0; i < spatial; ++i) {
+            const float z = (xc[i] - mean) * rstd * g + b;
+            yc[i] = z * sigmoid(z);
+          }
+        } else {
+          for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - mean) * rstd * g + b;
+        }
+      }
+    }
+  });
+  return 0;
+}
+
+// Backward of the above. Inputs dy, x, gamma, beta, config; outputs dx (like x), dgamma (C,), dbeta (C,):
+//   dz = dy * silu'(z) (or dy), dbeta = sum dz, dgamma = sum dz * xhat over samples and positions,
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) over the group, g = dz * gamma.
+// Parallel over (sample, group) rows; each row's channel sums go to its own slot of a (N, C) buffer, summed over
+// the samples in order at the end (deterministic).
+extern "C" int LatteGroupNormBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                      void *stream, void *extra) {
+  if (nparam != 8 || ndims[1] < 2) return 1;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float *gamma = static_cast<const float *>(params[2]);
+  const float *beta = static_cast<const float *>(params[3]);
+  const GroupNormConfig cfg = group_norm_config(static_cast<const float *>(params[4]));
+  float *dx = static_cast<float *>(params[5]);
+  float *dgamma = static_cast<float *>(params[6]);
+  float *dbeta = static_cast<float *>(params[7]);
+  const int64_t n = shapes[1][0], c = shapes[1][1];
+  if (cfg.groups < 1 || c % cfg.groups) return 2;
+  const int64_t spatial = numel(ndims[1], shapes[1]) / (n * c), cpg = c / cfg.groups, d = cpg * spatial;
+  std::vector<double> part_gamma(n * c), part_beta(n * c);
+  double *pg = part_gamma.data(), *pb = part_beta.data();
+  parallel_for(n * cfg.groups, 1, [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *xr = x + r * d;
+      const float *dyr = dy + r * d;
+      float *dxr = dx + r * d;  // holds g = dz * gamma until the second pass
+      float mean, rstd;
+      group_moments(xr, d, cfg.eps, &mean, &rstd);
+      const int64_t c0 = (r % cfg.groups) * cpg, slot = (r / cfg.groups) * c + c0;
+      double sum_g = 0.0, sum_g_xhat = 0.0;
+      for (int64_t k = 0; k < cpg; ++k) {
+        const float gm = gamma[c0 + k], b = beta[c0 + k];
+        const float *xc = xr + k * spatial;
+        const float *dyc = dyr + k * spatial;
+        float *gc = dxr + k * spatial;
+        float lanes_dz[kLanes] = {0.0f}, lanes_dz_xhat[kLanes] = {0.0f};
+        auto element = [&](int64_t i, int j) {
+          const float xhat = (xc[i] - mean) * rstd;
+          float dz = dyc[i];
+          if (cfg.silu) {
+            const float z = xhat * gm + b;
+            const float s = sigmoid(z);
+            dz = dz * (s + z * s * (1.0f - s));
+          }
+          lanes_dz[j] += dz;
+          lanes_dz_xhat[j] += dz * xhat;
+          gc[i] = dz * gm;
+        };
+        int64_t i = 0;
+        for (; i + kLanes <= spatial; i += kLanes)
+          for (int j = 0; j < kLanes; ++j) element(i + j, j);
+        for (; i < spatial; ++i) element(i, 0);
+        const float sdz = lane_sum(lanes_dz), sdzx = lane_sum(lanes_dz_xhat);
+        pb[slot + k] = sdz;
+        pg[slot + k] = sdzx;
+        sum_g += static_cast<double>(sdz) * gm;
+        sum_g_xhat += static_cast<double>(sdzx) * gm;
+      }
+      const float a = static_cast<float>(sum_g / static_cast<double>(d));
+      const float bb = static_cast<float>(sum_g_xhat / static_cast<double>(d));
+      for (int64_t i = 0; i < d; ++i) dxr[i] = rstd * (dxr[i] - a - ((xr[i] - mean) * rstd) * bb);
+    }
+  });
+  for (int64_t k = 0; k < c; ++k) {
+    double sg = 0.0, sb = 0.0;
+    for (int64_t s = 0; s < n; ++s) {
+      sg += pg[s * c + k];
+      sb += pb[s * c + k];
+    }
+    dgamma[k] = static_cast<float>(sg);
+    dbeta[k] = static_cast<float>(sb);
+  }
+  return 0;
+}

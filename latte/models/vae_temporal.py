@@ -38,14 +38,14 @@ class TemporalResnetBlock(nn.Cell):
 
     def __init__(self, channels, num_groups):
         super().__init__()
-        self.norm1 = nn.GroupNorm(num_groups, channels, eps=TEMPORAL_NORM_EPS)
+        self.norm1 = group_norm(num_groups, channels, silu=True, eps=TEMPORAL_NORM_EPS)
         self.conv1 = temporal_conv(channels, channels)
-        self.norm2 = nn.GroupNorm(num_groups, channels, eps=TEMPORAL_NORM_EPS)
+        self.norm2 = group_norm(num_groups, channels, silu=True, eps=TEMPORAL_NORM_EPS)
         self.conv2 = temporal_conv(channels, channels)
 
     def construct(self, x):
-        h = self.conv1(ops.silu(self.norm1(x)))
-        h = self.conv2(ops.silu(self.norm2(h)))
+        h = self.conv1(self.norm1(x))  # norm, then SiLU
+        h = self.conv2(self.norm2(h))
         return x + h
 
 
@@ -131,7 +131,7 @@ class TemporalDecoder(nn.Cell):
                                    add_upsample=i < last)
             for i in range(len(widths))
         ])
-        self.conv_norm_out = group_norm(num_groups, widths[-1])
+        self.conv_norm_out = group_norm(num_groups, widths[-1], silu=True)
         self.conv_out = conv3x3(widths[-1], out_channels)
         self.time_conv_out = temporal_conv(out_channels, out_channels)
 
@@ -139,5 +139,5 @@ class TemporalDecoder(nn.Cell):
         x = self.mid_block(self.conv_in(z), num_frames)
         for block in self.up_blocks:
             x = block(x, num_frames)
-        x = self.conv_out(ops.silu(self.conv_norm_out(x)))
+        x = self.conv_out(self.conv_norm_out(x))  # norm, then SiLU
         return videos_to_frames(self.time_conv_out(frames_to_videos(x, num_frames)))  # over frames, per video

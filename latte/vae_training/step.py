@@ -55,7 +55,7 @@ class AutoencoderForward(nn.Cell):
         h = decoder.mid_block(decoder.conv_in(z))
         for block in decoder.up_blocks:
             h = block(h)
-        return ops.silu(decoder.conv_norm_out(h))  # (N, C0, H, W): the last conv's input
+        return decoder.conv_norm_out(h)  # (N, C0, H, W): the last conv's input
 
     def construct(self, x, noise):
         mean, logvar = self.vae.encode(x)  # (N, C, H, W) -> 2 x (N, L, h, w)
