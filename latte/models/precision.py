@@ -6,10 +6,10 @@ import mindspore as ms
 from mindspore import amp, nn
 from mindspore.ops import functional as F
 
-from latte.kernels import GroupNorm, ModulatedLayerNorm, NoAffineLayerNorm, float32_kernels_only
+from latte.kernels import ModulatedLayerNorm, NoAffineLayerNorm, float32_kernels_only
 from latte.models.layers import TimestepSinusoid
 
-FP32_CELLS = [NoAffineLayerNorm, ModulatedLayerNorm, nn.LayerNorm, GroupNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax,
+FP32_CELLS = [NoAffineLayerNorm, ModulatedLayerNorm, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Softmax,
               TimestepSinusoid]
 
 
