@@ -86,19 +86,28 @@ class AttentionCore(nn.Cell):
 
 
 class Attention(nn.Cell):
-    """qkv Dense(D, 3D) with rows [q | k | v], each head-major; softmax(q k^T * scale) v; proj Dense(D, D)."""
+    """qkv Dense(D, 3D) with rows [q | k | v], each head-major; softmax(q k^T * scale) v; proj Dense(D, D).
 
-    def __init__(self, dim, num_heads, backend="math", flash_dtype=ms.float16, kernels=None):
+    frames = 0: attention over the N tokens of each row of x (B, N, D). frames = F > 0 (Latte's temporal
+    blocks): x (B, F*T, D) holds F frames of T tokens, frame-major, and each token attends over its F frames.
+    That is the official temporal attention on x rearranged '(b f) t d -> (b t) f d', without the rearrange:
+    the projections act per token, so only the attention's own head transposes reorder the frames.
+    """
+
+    def __init__(self, dim, num_heads, backend="math", flash_dtype=ms.float16, kernels=None, frames=0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"hidden_size={dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
+        self.frames = frames
         self.qkv = Linear(dim, dim * 3, backend=kernels)
         self.proj = Linear(dim, dim, backend=kernels)
         self.core = AttentionCore(num_heads, self.head_dim, backend, flash_dtype, kernels)
 
     def construct(self, x):
+        if self.frames:
+            return self._across_frames(x)
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)  # (B, N, 3D) -> (B, N, 3, H, Dh)
         qkv = qkv.transpose(2, 0, 3, 1, 4)  # -> (3, B, H, N, Dh)
@@ -108,6 +117,18 @@ class Attention(nn.Cell):
         out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B, H, N, Dh)
         out = out.swapaxes(1, 2).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
         return self.proj(out)
+
+    def _across_frames(self, x):
+        """x (B, F*T, D), frame-major -> (B, F*T, D): each of the T tokens attends over its F frames."""
+        b, n, d = x.shape
+        f, h, dh = self.frames, self.num_heads, self.head_dim
+        t = n // f
+        qkv = self.qkv(x).reshape(b, f, t, 3, h, dh)  # (B, F*T, 3D) -> (B, F, T, 3, H, Dh)
+        qkv = qkv.transpose(3, 0, 2, 4, 1, 5).reshape(3, b * t, h, f, dh)  # -> (3, B, T, H, F, Dh) -> (3, B*T, H, F, Dh)
+        q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B*T, H, F, Dh)
+        out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B*T, H, F, Dh)
+        out = out.reshape(b, t, h, f, dh).transpose(0, 3, 1, 2, 4)  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
+        return self.proj(out.reshape(b, n, d))  # (B, F, T, H, Dh) -> (B, F*T, D)
 
 
 class ProjectedAttention(nn.Cell):
@@ -130,9 +151,14 @@ class ProjectedAttention(nn.Cell):
         b, n, _ = x.shape
         return x.reshape(b, n, self.num_heads, self.head_dim).swapaxes(1, 2)  # (B, N, H*Dh) -> (B, H, N, Dh)
 
-    def construct(self, x, context=None, bias=None):
+    def construct(self, x, context=None, bias=None, frames=0):
         """x (B, N, dim), context (B, M, context_dim) or None (self-attention), bias None or (B, 1, 1, M) float32
-        added to the scaled scores (diffusers' float attention_mask) -> (B, N, dim)."""
+        added to the scaled scores (diffusers' float attention_mask) -> (B, N, dim).
+
+        frames = F > 0 (self-attention of LatteT2V's temporal blocks): x (B, F*T, dim) holds F frames of T tokens,
+        frame-major, and each token attends over its F frames, as diffusers does on x rearranged to (B*T, F, dim)."""
+        if frames:
+            return self._across_frames(x, frames)
         context = x if context is None else context
         b, n, _ = x.shape
         q = self._heads(self.to_q(x))  # (B, H, N, Dh)
@@ -141,3 +167,20 @@ class ProjectedAttention(nn.Cell):
         out = self.core(q, k, v, bias)  # (B, H, N, Dh)
         out = out.swapaxes(1, 2).reshape(b, n, self.num_heads * self.head_dim)  # -> (B, N, H, Dh) -> (B, N, H*Dh)
         return self.to_out(out)
+
+    def _frame_heads(self, x, frames):
+        b, n, _ = x.shape
+        t, h, dh = n // frames, self.num_heads, self.head_dim
+        x = x.reshape(b, frames, t, h, dh).transpose(0, 2, 3, 1, 4)  # (B, F*T, H*Dh) -> (B, T, H, F, Dh)
+        return x.reshape(b * t, h, frames, dh)  # -> (B*T, H, F, Dh)
+
+    def _across_frames(self, x, frames):
+        """x (B, F*T, dim), frame-major -> (B, F*T, dim): each of the T tokens attends over its F frames."""
+        b, n, _ = x.shape
+        t, h, dh = n // frames, self.num_heads, self.head_dim
+        q = self._frame_heads(self.to_q(x), frames)  # (B*T, H, F, Dh)
+        k = self._frame_heads(self.to_k(x), frames)
+        v = self._frame_heads(self.to_v(x), frames)
+        out = self.core(q, k, v)  # (B*T, H, F, Dh)
+        out = out.reshape(b, t, h, frames, dh).transpose(0, 3, 1, 2, 4)  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
+        return self.to_out(out.reshape(b, n, h * dh))  # -> (B, F*T, H*Dh)

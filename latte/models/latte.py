@@ -29,12 +29,15 @@ ADALN_CHUNKS = 6  # shift/scale/gate for attention and for the MLP
 #################################################################################
 
 class TransformerBlock(nn.Cell):
-    """A block with adaLN-Zero conditioning: gated attention and gated MLP, both on modulated norms."""
+    """A block with adaLN-Zero conditioning: gated attention and gated MLP, both on modulated norms.
 
-    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math", kernels=None):
+    frames = 0: a spatial block on x (B*F, T, D), c (B*F, D). frames = F: a temporal block on x (B, F*T, D),
+    c (B, D); its attention runs over the F frames of each token (Attention)."""
+
+    def __init__(self, hidden_size, num_heads, mlp_ratio=4.0, attention_backend="math", kernels=None, frames=0):
         super().__init__()
         self.norm1 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
-        self.attn = Attention(hidden_size, num_heads, backend=attention_backend, kernels=kernels)
+        self.attn = Attention(hidden_size, num_heads, backend=attention_backend, kernels=kernels, frames=frames)
         self.norm2 = ModulatedLayerNorm(hidden_size, LAYER_NORM_EPS, kernels)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio), kernels=kernels)
         self.adaLN_modulation = nn.SequentialCell(nn.SiLU(), Linear(hidden_size, ADALN_CHUNKS * hidden_size,
@@ -108,8 +111,10 @@ class Latte(nn.Cell):
 
         backend, _ = choose_attention_backend(enable_flash_attention, hidden_size // num_heads)
         self.attention_backend = backend
+        # Even blocks are spatial, odd ones temporal (over the num_frames video frames).
         self.blocks = nn.CellList([TransformerBlock(hidden_size, num_heads, mlp_ratio, attention_backend=backend,
-                                                    kernels=self.kernels) for _ in range(depth)])
+                                                    kernels=self.kernels, frames=num_frames if i % 2 else 0)
+                                   for i in range(depth)])
         if use_recompute:
             for block in self.blocks:
                 block.recompute()
@@ -173,30 +178,30 @@ class Latte(nn.Cell):
                                                          image_text_embedding, num_images)
         else:
             cond_spatial = ops.repeat_interleave(cond, f, 0)  # (B, D) -> (B*F, D), batch-major
-        cond_temporal = ops.repeat_interleave(cond, tokens, 0)  # (B, D) -> (B*T, D)
 
         for i in range(0, len(self.blocks), 2):
             x = self.blocks[i](x, cond_spatial)  # spatial: attention over the T tokens of a frame (and image)
-            x = x.reshape(b, f, tokens, dim).swapaxes(1, 2)  # (B*(F+n), T, D) -> (B, T, F+n, D)
-            if num_images:  # the images (B, T, n, D) skip the temporal block
-                x = ops.cat([self._temporal(x[:, :, :frames], i, cond_temporal), x[:, :, frames:]], axis=2)
+            x = x.reshape(b, f, tokens, dim)  # (B*(F+n), T, D) -> (B, F+n, T, D)
+            if num_images:  # the images (B, n, T, D) skip the temporal block
+                x = ops.cat([self._temporal(x[:, :frames], i, cond), x[:, frames:]], axis=1)
             else:
-                x = self._temporal(x, i, cond_temporal)
-            x = x.swapaxes(1, 2).reshape(b * f, tokens, dim)  # (B, T, F+n, D) -> (B*(F+n), T, D)
+                x = self._temporal(x, i, cond)
+            x = x.reshape(b * f, tokens, dim)  # (B, F+n, T, D) -> (B*(F+n), T, D)
 
         final_cond = ops.repeat_interleave(t_emb, f, 0) if self.condition == "text" else cond_spatial
         x = self.final_layer(x, final_cond)  # (B*(F+n), T, p*p*2C)
         x = self.unpatchify(x)  # (B*(F+n), 2C, H, W)
         return x.reshape(b, f, self.out_channels, h, w)  # (B*(F+n), 2C, H, W) -> (B, F+n, 2C, H, W)
 
-    def _temporal(self, x, i, cond_temporal):
-        """Temporal block i + 1 on video tokens (B, T, F, D): attention over the F frames of each token."""
-        b, tokens, frames, dim = x.shape
-        x = x.reshape(b * tokens, frames, dim)  # (B, T, F, D) -> (B*T, F, D)
-        if i == 0:
-            x = x + self.temp_embed  # added once, before the first temporal block
-        x = self.blocks[i + 1](x, cond_temporal)
-        return x.reshape(b, tokens, frames, dim)  # (B*T, F, D) -> (B, T, F, D)
+    def _temporal(self, x, i, cond):
+        """Temporal block i + 1 on video tokens (B, F, T, D), cond (B, D): attention over the F frames of each
+        token. The official rearranges to (B*T, F, D) and repeats cond per token; the block computes the same
+        in place (TransformerBlock with frames), so no transpose of x is needed on either side."""
+        b, frames, tokens, dim = x.shape
+        if i == 0:  # added once, before the first temporal block
+            x = x + self.temp_embed.reshape(1, frames, 1, dim)  # (1, F, D) -> (1, F, 1, D): per frame, every token
+        x = self.blocks[i + 1](x.reshape(b, frames * tokens, dim), cond)  # (B, F, T, D) -> (B, F*T, D)
+        return x.reshape(b, frames, tokens, dim)  # (B, F*T, D) -> (B, F, T, D)
 
     def _joint_spatial_condition(self, cond, t_emb, image_labels, image_drop_ids, image_text_embedding,
                                  num_images):

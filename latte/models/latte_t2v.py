@@ -150,13 +150,14 @@ class BasicTransformerBlock(nn.Cell):
         table = np.random.standard_normal((ADALN_CHUNKS, dim)) / dim**0.5  # diffusers: randn(6, D) / sqrt(D)
         self.scale_shift_table = Parameter(Tensor(table.astype(np.float32)), name="scale_shift_table")
 
-    def construct(self, x, timestep, context=None, context_bias=None):
+    def construct(self, x, timestep, context=None, context_bias=None, frames=0):
         """x (N, T, D), timestep (N, 6D) from adaln_single, context (N, L, D) or None, context_bias None or
-        (N, 1, 1, L) added to the cross-attention scores -> (N, T, D)."""
+        (N, 1, 1, L) added to the cross-attention scores -> (N, T, D). frames = F > 0 (temporal blocks): x is
+        (B, F*T, D), frame-major, and attn1 runs over the F frames of each token (ProjectedAttention)."""
         n = x.shape[0]
         mod = self.scale_shift_table.expand_dims(0) + timestep.reshape(n, ADALN_CHUNKS, self.dim)  # (N, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.unstack(mod, axis=1)  # 6 x (N, D)
-        x = x + gate_msa.expand_dims(1) * self.attn1(self.norm1(x, shift_msa, scale_msa))
+        x = x + gate_msa.expand_dims(1) * self.attn1(self.norm1(x, shift_msa, scale_msa), frames=frames)
         if self.attn2 is not None:
             x = x + self.attn2(x, context, context_bias)
         return x + gate_mlp.expand_dims(1) * self.ff(self.norm2(x, shift_mlp, scale_mlp))
@@ -265,18 +266,14 @@ class LatteT2V(nn.Cell):
                 context_bias = context_bias.reshape(b, 1, 1, -1)  # (B, L) -> (B, 1, 1, L)
                 context_bias = ops.repeat_interleave(context_bias, f, 0)  # -> (B*F, 1, 1, L), as the context
         t_spatial = ops.repeat_interleave(t_blocks, f, 0)  # (B, 6D) -> (B*(F+n), 6D)
-        t_temporal = ops.repeat_interleave(t_blocks, tokens, 0)  # (B, 6D) -> (B*T, 6D)
 
         for i in range(len(self.transformer_blocks)):
             x = self.transformer_blocks[i](x, t_spatial, context, context_bias)  # spatial: a frame's T tokens
             if enable_temporal_attentions and num_images:
-                x = self._temporal_video_only(i, x, t_temporal, b, frames, num_images)
+                x = self._temporal_video_only(i, x, t_blocks, b, frames, num_images)
             elif enable_temporal_attentions:
-                x = x.reshape(b, f, tokens, dim).swapaxes(1, 2).reshape(b * tokens, f, dim)  # -> (B*T, F, D)
-                if i == 0 and f > 1:
-                    x = x + self.temporal_positions[:, :f]  # once, before the first temporal block
-                x = self.temporal_transformer_blocks[i](x, t_temporal)  # temporal: the F frames of a token
-                x = x.reshape(b, tokens, f, dim).swapaxes(1, 2).reshape(b * f, tokens, dim)  # -> (B*F, T, D)
+                x = self._temporal(i, x.reshape(b, f, tokens, dim), t_blocks)  # (B*F, T, D) -> (B, F, T, D)
+                x = x.reshape(b * f, tokens, dim)  # (B, F, T, D) -> (B*F, T, D)
 
         t_final = ops.repeat_interleave(t_final, f, 0)  # (B, D) -> (B*(F+n), D)
         mod = self.scale_shift_table.expand_dims(0) + t_final.expand_dims(1)  # (1, 2, D) + (B*F, 1, D) -> (B*F, 2, D)
@@ -298,15 +295,21 @@ class LatteT2V(nn.Cell):
             context_bias = context_bias.reshape(rows, 1, 1, length)  # (B, F+n, L) -> (B*(F+n), 1, 1, L)
         return context, context_bias
 
-    def _temporal_video_only(self, i, x, t_temporal, b, frames, num_images):
+    def _temporal(self, i, x, t_blocks):
+        """Temporal block i on video tokens x (B, F, T, D), t_blocks (B, 6D): attention over the F frames of each
+        token. diffusers rearranges to (B*T, F, D) and repeats the timestep per token; the block computes the same
+        in place (BasicTransformerBlock with frames), so x is never transposed."""
+        b, frames, tokens, dim = x.shape
+        if i == 0 and frames > 1:  # once, before the first temporal block
+            x = x + self.temporal_positions[:, :frames].reshape(1, frames, 1, dim)  # (1, F, D) -> (1, F, 1, D)
+        x = self.temporal_transformer_blocks[i](x.reshape(b, frames * tokens, dim), t_blocks, frames=frames)
+        return x.reshape(b, frames, tokens, dim)  # (B, F*T, D) -> (B, F, T, D)
+
+    def _temporal_video_only(self, i, x, t_blocks, b, frames, num_images):
         """Temporal block i on the F video frames of x (B*(F+n), T, D); the n images pass unchanged."""
         tokens, dim = self.num_patches, self.inner_dim
         x = x.reshape(b, frames + num_images, tokens, dim)  # (B*(F+n), T, D) -> (B, F+n, T, D)
-        video = x[:, :frames].swapaxes(1, 2).reshape(b * tokens, frames, dim)  # (B, F, T, D) -> (B*T, F, D)
-        if i == 0 and frames > 1:
-            video = video + self.temporal_positions[:, :frames]  # the video frames' positions, as without images
-        video = self.temporal_transformer_blocks[i](video, t_temporal)  # (B*T, F, D)
-        video = video.reshape(b, tokens, frames, dim).swapaxes(1, 2)  # (B*T, F, D) -> (B, F, T, D)
+        video = self._temporal(i, x[:, :frames], t_blocks)  # (B, F, T, D), positions as without images
         x = ops.cat([video, x[:, frames:]], axis=1)  # (B, F, T, D) + (B, n, T, D) -> (B, F+n, T, D)
         return x.reshape(b * (frames + num_images), tokens, dim)  # (B, F+n, T, D) -> (B*(F+n), T, D)
 
