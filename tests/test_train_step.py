@@ -8,6 +8,8 @@ from mindspore import Tensor, nn
 from latte.training.ema import EMA
 from latte.training.optim import create_optimizer, lr_schedule, split_decay_groups
 from latte.training.step import TrainStep
+from latte.training.trainer import StepWithEMA
+from latte.training.updater import Updater
 
 
 class ToyLoss(nn.Cell):
@@ -121,6 +123,55 @@ def test_ema_formula_with_warmup(warmup, decay_at):
         assert abs(d - want_d) < 1e-7
         expected = want_d * expected + (1 - want_d) * (n + 2)
         np.testing.assert_allclose(ema.shadow[0].asnumpy(), expected, rtol=1e-6)
+
+
+def test_ema_in_the_step_graph_averages_the_updated_weights(mode):
+    """On CPU the AdamW update writes the weights in their own storage (native kernel): the EMA that follows it
+    in the same graph must average the new weights, and the update must equal the per-op one."""
+    moved = {}
+    for kernels in ("native", "composite"):
+        loss_net = ToyLoss()
+        opt = create_optimizer(loss_net.trainable_params(), lr_schedule(10, 1e-2), weight_decay=0.01,
+                               kernels=kernels)
+        ema = EMA(loss_net.trainable_params(), decay=0.5)
+        step = StepWithEMA(TrainStep(loss_net, opt, loss_scaler="none", num_terms=1), ema)
+        start = weights(loss_net)
+        for i in range(2):
+            before = weights(loss_net)
+            shadow = [s.asnumpy().copy() for s in ema.shadow]
+            assert bool(step(*batch(4, i), Tensor(0.0, ms.float32))[3].asnumpy())
+            for w0, w1, s0, s1 in zip(before, weights(loss_net), shadow, ema.shadow):
+                assert np.abs(w1 - w0).max() > 1e-4  # the weights moved
+                np.testing.assert_allclose(s1.asnumpy(), 0.5 * s0 + 0.5 * w1, rtol=1e-6, atol=1e-7)
+        moved[kernels] = [w - w0 for w, w0 in zip(weights(loss_net), start)]
+    for a, b in zip(moved["native"], moved["composite"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+class _NonFinite(nn.Cell):
+    def __init__(self, updater):
+        super().__init__()
+        self.updater = updater
+
+    def construct(self, grads):
+        return self.updater._nonfinite(grads)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
+def test_nonfinite_check_finds_one_bad_element(mode, bad):
+    """The overflow check (one native read per gradient on CPU) flags a single NaN or infinity anywhere, and
+    passes the largest finite floats and subnormals."""
+    loss_net = ToyLoss()
+    updater = Updater(create_optimizer(loss_net.trainable_params(), lr_schedule(10, 1e-2)))
+    assert (updater.nonfinite_kernel is not None) == (ms.get_context("device_target") == "CPU")
+    r = np.random.default_rng(0)
+    grads = [r.standard_normal(p.shape).astype(np.float32) for p in loss_net.trainable_params()]
+    grads[0].flat[0] = np.finfo(np.float32).max
+    grads[1].flat[-1] = -np.finfo(np.float32).tiny / 4  # subnormal
+    if bad is not None:
+        grads[2].flat[r.integers(grads[2].size)] = bad
+    flag = _NonFinite(updater)(tuple(Tensor(g) for g in grads))
+    assert float(flag.asnumpy()) == (0.0 if bad is None else 1.0)
 
 
 def test_lr_schedules_and_decay_groups():

@@ -115,18 +115,26 @@ class NoAffineLayerNorm(nn.Cell):
         return y.astype(x.dtype)
 
 
-def adamw_kernel():
-    """The fused AdamW step: (param, m, v, grad, hyper (6,), weight_decay (1,)) -> (param', m', v'), all float32,
-    where hyper = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt] (see LatteAdamW)."""
-    return _custom("LatteAdamW", _adamw_shapes, _adamw_dtypes)
+def adamw_in_place_kernel():
+    """The fused AdamW step in place (param, m, v float32 Parameters): (param, m, v, grad, hyper (6,),
+    weight_decay (1,)) -> done (1,), hyper = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt]. It writes the three Parameters' own storage, so it is marked as a memory side effect: the graph
+    keeps it, and orders it with the Assigns and Parameter reads around it, though nothing uses its output."""
+    kernel = _custom("LatteAdamWInPlace", _flag_shape, _flag_dtype)
+    kernel.add_prim_attr("side_effect_mem", True)
+    return kernel
 
 
-def _adamw_shapes(param, m, v, grad, hyper, weight_decay):
-    return param, param, param
+def nonfinite_kernel():
+    """(*xs) float32 tensors of any shapes -> (1,) float32: 1 where any x holds a NaN or an infinity, else 0."""
+    return _custom("LatteNonFinite", _flag_shape, _flag_dtype)
 
 
-def _adamw_dtypes(param, m, v, grad, hyper, weight_decay):
-    return param, param, param
+def _flag_shape(*inputs):
+    return (1,)
+
+
+def _flag_dtype(*inputs):
+    return ms.float32
 
 
 class _NativeModulatedLayerNorm(nn.Cell):

@@ -363,43 +363,58 @@ extern "C" int LatteScaledSoftmaxBackward(int nparam, void **params, int *ndims,
 //   p *= 1 - lr * wd;  m += (g - m) * (1 - beta1);  v = v * beta2 + g * g * (1 - beta2)
 //   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
 // Inputs p, m, v, g, hyper (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], weight_decay (1,);
-// outputs p', m', v'.
+// Written over p, m and v: they are the parameter's and its moments' own buffers (MindSpore hands a Parameter
+// input to a CPU kernel as its storage), so no new p', m', v' are allocated and no Assign copies them back (the
+// Assigns were ~12% of a small train step). Output done (1,) = 1; the op is marked a memory side effect
+// (cells.py), so the graph keeps and orders it although nothing reads that output.
 namespace {
-void adamw_range(const float *__restrict p, const float *__restrict m, const float *__restrict v,
-                 const float *__restrict g, float *__restrict p_out, float *__restrict m_out, float *__restrict v_out,
+void adamw_range(float *__restrict p, float *__restrict m, float *__restrict v, const float *__restrict g,
                  int64_t begin, int64_t end, float decay, float one_minus_beta1, float beta2, float one_minus_beta2,
                  float eps, float step_size, float bc2) {
-  for (int64_t i = begin; i < end; ++i) {
+  for (int64_t i = begin; i < end; ++i) {  // each element is read before the same iteration writes it
     float pi = p[i] * decay;  // decay is exactly 1 where the weight decay is 0
     float gi = g[i];
     float mi = m[i] + (gi - m[i]) * one_minus_beta1;
     float vi = v[i] * beta2 + gi * gi * one_minus_beta2;
     float denom = std::sqrt(vi) / bc2 + eps;
-    p_out[i] = pi - step_size * (mi / denom);
-    m_out[i] = mi;
-    v_out[i] = vi;
+    p[i] = pi - step_size * (mi / denom);
+    m[i] = mi;
+    v[i] = vi;
   }
 }
 }  // namespace
 
-extern "C" int LatteAdamW(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                          void *stream, void *extra) {
-  if (nparam != 9) return 1;
-  const float *p = static_cast<const float *>(params[0]);
-  const float *m = static_cast<const float *>(params[1]);
-  const float *v = static_cast<const float *>(params[2]);
+extern "C" int LatteAdamWInPlace(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                 void *stream, void *extra) {
+  if (nparam != 7) return 1;
+  float *p = static_cast<float *>(params[0]);
+  float *m = static_cast<float *>(params[1]);
+  float *v = static_cast<float *>(params[2]);
   const float *g = static_cast<const float *>(params[3]);
   const float *h = static_cast<const float *>(params[4]);
   const float wd = *static_cast<const float *>(params[5]);
-  float *p_out = static_cast<float *>(params[6]);
-  float *m_out = static_cast<float *>(params[7]);
-  float *v_out = static_cast<float *>(params[8]);
   const float lr = h[0], beta1 = h[1], beta2 = h[2], eps = h[3], step_size = h[4], bc2 = h[5];
   const float decay = 1.0f - lr * wd, one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
   parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
-    adamw_range(p, m, v, g, p_out, m_out, v_out, begin, end, decay, one_minus_beta1, beta2, one_minus_beta2, eps,
-                step_size, bc2);
+    adamw_range(p, m, v, g, begin, end, decay, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2);
   });
+  *static_cast<float *>(params[6]) = 1.0f;
+  return 0;
+}
+
+// 1 when any of the inputs (float32 tensors, any number, any shapes) holds a NaN or an infinity, else 0: a train
+// step's overflow check over all its gradients in one op and one read of each (MindSpore's IsFinite + ReduceAll
+// per gradient builds bool copies and reduces them: ~15% of a small train step). Output (1,) float32.
+extern "C" int LatteNonFinite(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                              void *stream, void *extra) {
+  if (nparam < 2) return 1;
+  uint32_t found = 0;
+  for (int k = 0; k + 1 < nparam && !found; ++k) {
+    const uint32_t *bits = static_cast<const uint32_t *>(params[k]);
+    const int64_t n = numel(ndims[k], shapes[k]);
+    for (int64_t i = 0; i < n; ++i) found |= (bits[i] & 0x7f800000u) == 0x7f800000u;  // exponent all ones
+  }
+  *static_cast<float *>(params[nparam - 1]) = found ? 1.0f : 0.0f;
   return 0;
 }
 

@@ -9,7 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from latte.kernels import adamw_kernel, kernel_backend
+from latte.kernels import adamw_in_place_kernel, kernel_backend
 from latte.options import SCHEDULERS
 
 # parameter names that never get weight decay (norm scales/offsets, biases, fixed tables)
@@ -71,11 +71,9 @@ _adamw_fused = ops.MultitypeFuncGraph("adamw_fused")
 
 @_adamw_fused.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
 def _adamw_fused_param(kernel, hyper, weight_decay, param, m, v, grad):
-    """The same step as _adamw_param in one pass over memory (latte/kernels/cpu_kernels.cc: LatteAdamW)."""
-    next_p, next_m, next_v = kernel(param.astype(ms.float32), m, v, grad.astype(ms.float32), hyper, weight_decay)
-    ops.assign(m, next_m)
-    ops.assign(v, next_v)
-    return ops.assign(param, next_p.astype(param.dtype))
+    """The same step as _adamw_param in one pass over memory, written into the float32 Parameters' own storage
+    (latte/kernels/cpu_kernels.cc: LatteAdamWInPlace): no new tensors, no Assigns."""
+    return kernel(param, m, v, grad.astype(ms.float32), hyper, weight_decay)
 
 
 class AdamW(nn.Optimizer):
@@ -100,8 +98,11 @@ class AdamW(nn.Optimizer):
         self.moments1 = self._parameters.clone(prefix="adam_m", init="zeros")
         self.moments2 = self._parameters.clone(prefix="adam_v", init="zeros")
         self.one = Tensor(1.0, ms.float32)
-        # on CPU the update runs as one fused kernel per parameter (12 elementwise MindSpore ops otherwise)
-        self.fused = adamw_kernel() if (kernels or kernel_backend()[0]) == "native" else None
+        # on CPU the update of float32 weights (AMP keeps them float32) runs as one fused in-place kernel per
+        # parameter: 12 elementwise MindSpore ops and 3 Assigns otherwise
+        native = (kernels or kernel_backend()[0]) == "native"
+        float32 = all(p.dtype == ms.float32 for p in self._parameters)
+        self.fused = adamw_in_place_kernel() if native and float32 else None
         if self.fused is not None:  # graph constants: nothing per parameter is computed at each step
             self.decay_tensors = tuple(Tensor(np.array([w], np.float32)) for w in self.weight_decays)
             self.betas_eps = Tensor(np.array([beta1, beta2, eps], np.float32))
