@@ -120,15 +120,14 @@ class Attention(nn.Cell):
 
     def _across_frames(self, x):
         """x (B, F*T, D), frame-major -> (B, F*T, D): each of the T tokens attends over its F frames."""
-        b, n, d = x.shape
+        b, n, _ = x.shape
         f, h, dh = self.frames, self.num_heads, self.head_dim
         t = n // f
         qkv = self.qkv(x).reshape(b, f, t, 3, h, dh)  # (B, F*T, 3D) -> (B, F, T, 3, H, Dh)
         qkv = qkv.transpose(3, 0, 2, 4, 1, 5).reshape(3, b * t, h, f, dh)  # -> (3, B, T, H, F, Dh) -> (3, B*T, H, F, Dh)
         q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B*T, H, F, Dh)
         out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B*T, H, F, Dh)
-        out = out.reshape(b, t, h, f, dh).transpose(0, 3, 1, 2, 4)  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
-        return self.proj(out.reshape(b, n, d))  # (B, F, T, H, Dh) -> (B, F*T, D)
+        return self.proj(_frame_major(out, b, t))  # (B, F*T, D)
 
 
 class ProjectedAttention(nn.Cell):
@@ -177,10 +176,17 @@ class ProjectedAttention(nn.Cell):
     def _across_frames(self, x, frames):
         """x (B, F*T, dim), frame-major -> (B, F*T, dim): each of the T tokens attends over its F frames."""
         b, n, _ = x.shape
-        t, h, dh = n // frames, self.num_heads, self.head_dim
+        t = n // frames
         q = self._frame_heads(self.to_q(x), frames)  # (B*T, H, F, Dh)
         k = self._frame_heads(self.to_k(x), frames)
         v = self._frame_heads(self.to_v(x), frames)
         out = self.core(q, k, v)  # (B*T, H, F, Dh)
-        out = out.reshape(b, t, h, frames, dh).transpose(0, 3, 1, 2, 4)  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
-        return self.to_out(out.reshape(b, n, h * dh))  # -> (B, F*T, H*Dh)
+        return self.to_out(_frame_major(out, b, t))  # (B, F*T, H*Dh)
+
+
+def _frame_major(out, batch, tokens):
+    """The temporal attention's output (B*T, H, F, Dh), each token's F frames -> (B, F*T, H*Dh), frame-major
+    again (Attention and ProjectedAttention over frames)."""
+    _, h, f, dh = out.shape
+    out = out.reshape(batch, tokens, h, f, dh).transpose(0, 3, 1, 2, 4)  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
+    return out.reshape(batch, f * tokens, h * dh)  # -> (B, F*T, H*Dh)
