@@ -116,9 +116,10 @@ class NoAffineLayerNorm(nn.Cell):
 
 
 def adamw_in_place_kernel():
-    """The fused AdamW step in place (param, m, v float32 Parameters): (param, m, v, grad, hyper (6,),
-    weight_decay (1,)) -> done (1,), hyper = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt]. It writes the three Parameters' own storage, so it is marked as a memory side effect: the graph
-    keeps it, and orders it with the Assigns and Parameter reads around it, though nothing uses its output."""
+    """The fused AdamW step of n float32 Parameters in place, in one op: (hyper (6,), weight_decays (n,),
+    *params, *first_moments, *second_moments, *grads) -> done (1,), hyper = [lr, beta1, beta2, eps, step_size,
+    bias_correction2_sqrt]. It writes the Parameters' own storage, so it is marked as a memory side effect: the
+    graph keeps it, and orders it with the Assigns and Parameter reads around it, though nothing uses its output."""
     kernel = _custom("LatteAdamWInPlace", _flag_shape, _flag_dtype)
     kernel.add_prim_attr("side_effect_mem", True)
     return kernel

@@ -362,7 +362,7 @@ extern "C" int LatteScaledSoftmaxBackward(int nparam, void **params, int *ndims,
 // One parameter's torch.optim.AdamW step (single-tensor path), all float32, in torch's order of operations:
 //   p *= 1 - lr * wd;  m += (g - m) * (1 - beta1);  v = v * beta2 + g * g * (1 - beta2)
 //   p -= step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps))   (addcdiv)
-// Inputs p, m, v, g, hyper (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], weight_decay (1,);
+// hyper (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], wd the parameter's weight decay.
 // Written over p, m and v: they are the parameter's and its moments' own buffers (MindSpore hands a Parameter
 // input to a CPU kernel as its storage), so no new p', m', v' are allocated and no Assign copies them back (the
 // Assigns were ~12% of a small train step). Output done (1,) = 1; the op is marked a memory side effect
@@ -384,21 +384,29 @@ void adamw_range(float *__restrict p, float *__restrict m, float *__restrict v, 
 }
 }  // namespace
 
+// Every parameter's step in one op (one op per parameter compiled ~10% slower: compile time grows with the
+// graph's node count). Inputs hyper (6,), weight_decays (n,), then the n parameters, their n first moments, n
+// second moments and n gradients; output done (1,) = 1.
 extern "C" int LatteAdamWInPlace(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                  void *stream, void *extra) {
-  if (nparam != 7) return 1;
-  float *p = static_cast<float *>(params[0]);
-  float *m = static_cast<float *>(params[1]);
-  float *v = static_cast<float *>(params[2]);
-  const float *g = static_cast<const float *>(params[3]);
-  const float *h = static_cast<const float *>(params[4]);
-  const float wd = *static_cast<const float *>(params[5]);
+  if (nparam < 7 || (nparam - 3) % 4 != 0) return 1;
+  const int n = (nparam - 3) / 4;
+  const float *h = static_cast<const float *>(params[0]);
+  const float *wd = static_cast<const float *>(params[1]);
+  if (numel(ndims[1], shapes[1]) != n) return 1;
   const float lr = h[0], beta1 = h[1], beta2 = h[2], eps = h[3], step_size = h[4], bc2 = h[5];
-  const float decay = 1.0f - lr * wd, one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
-  parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
-    adamw_range(p, m, v, g, begin, end, decay, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2);
-  });
-  *static_cast<float *>(params[6]) = 1.0f;
+  const float one_minus_beta1 = 1.0f - beta1, one_minus_beta2 = 1.0f - beta2;
+  for (int k = 0; k < n; ++k) {
+    float *p = static_cast<float *>(params[2 + k]);
+    float *m = static_cast<float *>(params[2 + n + k]);
+    float *v = static_cast<float *>(params[2 + 2 * n + k]);
+    const float *g = static_cast<const float *>(params[2 + 3 * n + k]);
+    const float decay = 1.0f - lr * wd[k];
+    parallel_for(numel(ndims[2 + k], shapes[2 + k]), kElementChunk, [=](int64_t begin, int64_t end) {
+      adamw_range(p, m, v, g, begin, end, decay, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, bc2);
+    });
+  }
+  *static_cast<float *>(params[nparam - 1]) = 1.0f;
   return 0;
 }
 

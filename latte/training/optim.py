@@ -66,16 +66,6 @@ def _adamw_param(beta1, beta2, eps, lr, step_size, bias_correction2_sqrt, one, w
     return ops.assign(param, p32.astype(param.dtype))
 
 
-_adamw_fused = ops.MultitypeFuncGraph("adamw_fused")
-
-
-@_adamw_fused.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
-def _adamw_fused_param(kernel, hyper, weight_decay, param, m, v, grad):
-    """The same step as _adamw_param in one pass over memory, written into the float32 Parameters' own storage
-    (latte/kernels/cpu_kernels.cc: LatteAdamWInPlace): no new tensors, no Assigns."""
-    return kernel(param, m, v, grad.astype(ms.float32), hyper, weight_decay)
-
-
 class AdamW(nn.Optimizer):
     """torch.optim.AdamW, update for update: bias-corrected moments, decoupled weight decay, eps added after the
     bias-corrected square root. `weight_decays` gives each parameter its decay (norms/biases: 0).
@@ -98,13 +88,13 @@ class AdamW(nn.Optimizer):
         self.moments1 = self._parameters.clone(prefix="adam_m", init="zeros")
         self.moments2 = self._parameters.clone(prefix="adam_v", init="zeros")
         self.one = Tensor(1.0, ms.float32)
-        # on CPU the update of float32 weights (AMP keeps them float32) runs as one fused in-place kernel per
-        # parameter: 12 elementwise MindSpore ops and 3 Assigns otherwise
+        # on CPU the update of float32 weights (AMP keeps them float32) runs as one fused native op that writes
+        # every weight and moment in place: 12 elementwise MindSpore ops and 3 Assigns per parameter otherwise
         native = (kernels or kernel_backend()[0]) == "native"
         float32 = all(p.dtype == ms.float32 for p in self._parameters)
         self.fused = adamw_in_place_kernel() if native and float32 else None
         if self.fused is not None:  # graph constants: nothing per parameter is computed at each step
-            self.decay_tensors = tuple(Tensor(np.array([w], np.float32)) for w in self.weight_decays)
+            self.decays = Tensor(np.array(self.weight_decays, np.float32))
             self.betas_eps = Tensor(np.array([beta1, beta2, eps], np.float32))
 
     def construct(self, gradients):
@@ -117,8 +107,7 @@ class AdamW(nn.Optimizer):
         if self.fused is not None:
             # (6,) = [lr, beta1, beta2, eps, step_size, bias_correction2_sqrt], built once for all parameters
             hyper = ops.cat([lr.reshape(1), self.betas_eps, step_size.reshape(1), bias_correction2_sqrt.reshape(1)])
-            return self.hyper_map(ops.partial(_adamw_fused, self.fused, hyper), self.decay_tensors,
-                                  self._parameters, self.moments1, self.moments2, gradients)
+            return self.fused(hyper, self.decays, *self._parameters, *self.moments1, *self.moments2, *gradients)
         return self.hyper_map(
             ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, lr, step_size, bias_correction2_sqrt,
                         self.one),
