@@ -159,7 +159,7 @@ class _NonFinite(nn.Cell):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None])
 def test_nonfinite_check_finds_one_bad_element(mode, bad):
-    """The overflow check (one native read per gradient on CPU) flags a single NaN or infinity anywhere, and
+    """The overflow check (on CPU one native op reading every gradient once) flags a single NaN or infinity anywhere, and
     passes the largest finite floats and subnormals."""
     loss_net = ToyLoss()
     updater = Updater(create_optimizer(loss_net.trainable_params(), lr_schedule(10, 1e-2)))

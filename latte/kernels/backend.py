@@ -39,3 +39,9 @@ def check_backend(backend):
     if backend not in KERNEL_BACKENDS:
         raise ValueError(f"kernel backend {backend!r} is not one of {KERNEL_BACKENDS}")
     return backend
+
+
+def native_float32(tensors, kernels=None):
+    """Whether the native (float32) kernels serve `tensors`: the backend (`kernels`, or this device's) is native
+    and every tensor is float32 (AMP keeps weights, hence their gradients, float32)."""
+    return (kernels or kernel_backend()[0]) == "native" and all(t.dtype == ms.float32 for t in tensors)

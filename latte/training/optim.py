@@ -9,7 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from latte.kernels import adamw_in_place_kernel, kernel_backend
+from latte.kernels import adamw_in_place_kernel, native_float32
 from latte.options import SCHEDULERS
 
 # parameter names that never get weight decay (norm scales/offsets, biases, fixed tables)
@@ -90,9 +90,7 @@ class AdamW(nn.Optimizer):
         self.one = Tensor(1.0, ms.float32)
         # on CPU the update of float32 weights (AMP keeps them float32) runs as one fused native op that writes
         # every weight and moment in place: 12 elementwise MindSpore ops and 3 Assigns per parameter otherwise
-        native = (kernels or kernel_backend()[0]) == "native"
-        float32 = all(p.dtype == ms.float32 for p in self._parameters)
-        self.fused = adamw_in_place_kernel() if native and float32 else None
+        self.fused = adamw_in_place_kernel() if native_float32(self._parameters, kernels) else None
         if self.fused is not None:  # graph constants: nothing per parameter is computed at each step
             self.decays = Tensor(np.array(self.weight_decays, np.float32))
             self.betas_eps = Tensor(np.array([beta1, beta2, eps], np.float32))

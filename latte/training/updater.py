@@ -4,7 +4,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.amp import all_finite
 
-from latte.kernels import kernel_backend, nonfinite_kernel
+from latte.kernels import native_float32, nonfinite_kernel
 
 
 class Updater(nn.Cell):
@@ -48,8 +48,7 @@ class Updater(nn.Cell):
         self.hyper_map = ops.HyperMap()
         # on CPU one native op reads every float32 gradient once (MindSpore's IsFinite + ReduceAll per gradient
         # was ~15% of a small train step; one op per gradient instead of one for all compiled slower, peaked higher)
-        native = kernel_backend()[0] == "native" and all(p.dtype == ms.float32 for p in self.weights)
-        self.nonfinite_kernel = nonfinite_kernel() if native else None
+        self.nonfinite_kernel = nonfinite_kernel() if native_float32(self.weights) else None
 
     def _nonfinite(self, grads):
         """1.0 (0-d float32) when any gradient holds a NaN or an infinity, else 0.0."""
