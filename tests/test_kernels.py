@@ -238,3 +238,55 @@ def test_vae_norms_use_the_native_kernel_on_cpu():
     assert norms and all(isinstance(cell, GroupNorm) and cell.backend == "native" for cell in norms.values())
     assert {name for name, cell in norms.items() if not cell.silu} == {
         "encoder.mid_block.attentions.0.group_norm", "decoder.mid_block.attentions.0.group_norm"}
+
+
+PERMUTES = [((3, 1, 5, 2, 4), (2, 0, 3, 1, 4)),  # the attention's qkv head split (B, N, 3, H, Dh)
+            ((2, 3, 4, 5), (0, 2, 1, 3)),  # its head merge
+            ((1, 2, 3, 3, 2, 4), (3, 0, 2, 4, 1, 5)),  # the temporal qkv split (B, F, T, 3, H, Dh)
+            ((2, 3, 4, 2, 4, 2), (0, 2, 4, 1, 3, 5)),  # patches (N, C, h, p, w, p)
+            ((2, 3, 4, 2, 2, 5), (0, 5, 1, 3, 2, 4)),  # unpatchify: the last axis moves (a strided gather)
+            ((37, 41), (1, 0)), ((1, 6, 1), (2, 1, 0)), ((1, 1), (1, 0)), ((9,), (0,))]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["builtin"])
+@pytest.mark.parametrize("shape,perm", PERMUTES)
+def test_permute_matches_numpy(mode, backend, shape, perm):
+    """Permute: the elements of numpy's transpose exactly, for float32, float16 and int32, and the input gradient
+    is the incoming gradient transposed back."""
+    from latte.kernels import Permute
+
+    rng = np.random.default_rng(7)
+    cell = Permute(perm, backend)
+    for dtype in (np.float32, np.float16, np.int32):
+        x = (rng.standard_normal(shape) * 100).astype(dtype)
+        got = cell(ms.Tensor(x)).asnumpy()
+        assert got.dtype == dtype and got.shape == np.transpose(x, perm).shape
+        np.testing.assert_array_equal(got, np.transpose(x, perm))
+    x = rng.standard_normal(shape).astype(np.float32)
+    sens = rng.standard_normal(np.transpose(x, perm).shape).astype(np.float32)
+    grad = InputGrad(cell)(ms.Tensor(x), ms.Tensor(sens)).asnumpy()
+    np.testing.assert_array_equal(grad, np.transpose(sens, np.argsort(perm)))
+
+
+def test_permute_refuses_a_non_permutation():
+    from latte.kernels import Permute
+
+    with pytest.raises(ValueError, match=r"\(0, 2, 2\) is not a permutation"):
+        Permute((0, 2, 2))
+
+
+def test_models_transpose_with_the_native_kernel_on_cpu():
+    """The Latte models' transposes (heads, patches, unpatchify) are Permute cells, native on CPU: MindSpore's CPU
+    Transpose keeps a table of 2x each transposed tensor's bytes for the graph's lifetime."""
+    if native_library()[0] is None:
+        pytest.skip("no native library on this machine")
+    from latte.kernels import Permute
+    from latte.models.factory import create_latte
+    from latte.models.latte_t2v import LatteT2V
+    from tests.test_latte_t2v import TINY
+
+    for model in (create_latte("Latte-T/2", input_size=8, num_frames=2), LatteT2V(**TINY)):
+        permutes = [cell for _, cell in model.cells_and_names() if isinstance(cell, Permute)]
+        assert all(cell.backend == "native" for cell in permutes)
+        perms = {cell.perm for cell in permutes}
+        assert {(0, 2, 4, 1, 3, 5), (0, 5, 1, 3, 2, 4), (0, 3, 1, 2, 4)} <= perms, perms  # patches, unpatchify, frames

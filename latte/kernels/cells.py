@@ -16,11 +16,14 @@ GELU_A = 0.044715
 GELU_K = 1.5957691216057308  # 2 * sqrt(2 / pi): 0.5 * (1 + tanh(z)) == sigmoid(2 z)
 
 
-def _resolve(backend):
+def resolve_backend(backend):
+    """The backend a kernel cell uses: `backend` when given (checked), else this device's (kernel_backend)."""
     return check_backend(backend) if backend else kernel_backend()[0]
 
 
-def _custom(function, out_shape, out_dtype):
+def custom_op(function, out_shape, out_dtype):
+    """ops.Custom running `function` of the native library (cpu_kernels.cc); out_shape / out_dtype map the inputs'
+    shapes / dtypes to the outputs'."""
     library, why_not = native_library()
     if library is None:
         raise RuntimeError(f"the native kernels are unavailable: {why_not}")
@@ -34,8 +37,8 @@ def _same(*args):
 class _NativeGELU(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.forward_op = _custom("LatteGeluForward", _same, _same)
-        self.backward_op = _custom("LatteGeluBackward", _same, _same)
+        self.forward_op = custom_op("LatteGeluForward", _same, _same)
+        self.backward_op = custom_op("LatteGeluBackward", _same, _same)
 
     def construct(self, x):
         return self.forward_op(x.astype(ms.float32)).astype(x.dtype)
@@ -49,7 +52,7 @@ class TanhGELU(nn.Cell):
 
     def __init__(self, backend=None):
         super().__init__()
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
@@ -69,8 +72,8 @@ class _NativeLayerNorm(nn.Cell):
     def __init__(self, eps):
         super().__init__()
         self.eps = Tensor(np.array([eps], np.float32))
-        self.forward_op = _custom("LatteLayerNormForward", _same, _same)
-        self.backward_op = _custom("LatteLayerNormBackward", _backward_shape, _backward_dtype)
+        self.forward_op = custom_op("LatteLayerNormForward", _same, _same)
+        self.backward_op = custom_op("LatteLayerNormBackward", _backward_shape, _backward_dtype)
 
     def construct(self, x):
         return self.forward_op(x, self.eps)
@@ -99,7 +102,7 @@ class NoAffineLayerNorm(nn.Cell):
         self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
         self.ones = Tensor(np.ones(hidden_size, np.float32))
         self.zeros = Tensor(np.zeros(hidden_size, np.float32))
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
@@ -120,14 +123,14 @@ def adamw_in_place_kernel():
     *params, *first_moments, *second_moments, *grads) -> done (1,), hyper = [lr, beta1, beta2, eps, step_size,
     bias_correction2_sqrt]. It writes the Parameters' own storage, so it is marked as a memory side effect: the
     graph keeps it, and orders it with the Assigns and Parameter reads around it, though nothing uses its output."""
-    kernel = _custom("LatteAdamWInPlace", _flag_shape, _flag_dtype)
+    kernel = custom_op("LatteAdamWInPlace", _flag_shape, _flag_dtype)
     kernel.add_prim_attr("side_effect_mem", True)
     return kernel
 
 
 def nonfinite_kernel():
     """(*xs) float32 tensors of any shapes -> (1,) float32: 1 where any x holds a NaN or an infinity, else 0."""
-    return _custom("LatteNonFinite", _flag_shape, _flag_dtype)
+    return custom_op("LatteNonFinite", _flag_shape, _flag_dtype)
 
 
 def _flag_shape(*inputs):
@@ -142,8 +145,8 @@ class _NativeModulatedLayerNorm(nn.Cell):
     def __init__(self, eps):
         super().__init__()
         self.eps = Tensor(np.array([eps], np.float32))
-        self.forward_op = _custom("LatteModulatedLayerNormForward", _modulated_shape, _modulated_dtype)
-        self.backward_op = _custom("LatteModulatedLayerNormBackward", _modulated_grad_shapes, _modulated_grad_dtypes)
+        self.forward_op = custom_op("LatteModulatedLayerNormForward", _modulated_shape, _modulated_dtype)
+        self.backward_op = custom_op("LatteModulatedLayerNormBackward", _modulated_grad_shapes, _modulated_grad_dtypes)
 
     def construct(self, x, shift, scale):
         return self.forward_op(x, shift, scale, self.eps)
@@ -180,7 +183,7 @@ class ModulatedLayerNorm(nn.Cell):
         super().__init__()
         self.eps = eps
         self.norm = NoAffineLayerNorm(hidden_size, eps, "composite")
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
@@ -199,8 +202,8 @@ class _NativeScaledSoftmax(nn.Cell):
     def __init__(self, scale):
         super().__init__()
         self.scale = Tensor(np.array([scale], np.float32))
-        self.forward_op = _custom("LatteScaledSoftmaxForward", _same, _same)
-        self.backward_op = _custom("LatteScaledSoftmaxBackward", _softmax_grad_shape, _softmax_grad_shape)
+        self.forward_op = custom_op("LatteScaledSoftmaxForward", _same, _same)
+        self.backward_op = custom_op("LatteScaledSoftmaxBackward", _softmax_grad_shape, _softmax_grad_shape)
 
     def construct(self, x):
         return self.forward_op(x, self.scale)
@@ -220,7 +223,7 @@ class ScaledSoftmax(nn.Cell):
     def __init__(self, scale, backend=None):
         super().__init__()
         self.scale = scale
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
@@ -243,8 +246,8 @@ class ScaledSoftmax(nn.Cell):
 class _NativeGatedResidual(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.forward_op = _custom("LatteGatedResidualForward", _gated_shape, _gated_dtype)
-        self.backward_op = _custom("LatteGatedResidualBackward", _gated_grad_shapes, _gated_grad_dtypes)
+        self.forward_op = custom_op("LatteGatedResidualForward", _gated_shape, _gated_dtype)
+        self.backward_op = custom_op("LatteGatedResidualBackward", _gated_grad_shapes, _gated_grad_dtypes)
 
     def construct(self, x, gate, y):
         return self.forward_op(x, gate, y)
@@ -277,7 +280,7 @@ class GatedResidual(nn.Cell):
 
     def __init__(self, backend=None):
         super().__init__()
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
@@ -316,7 +319,7 @@ class Linear(nn.Dense):
 
     def __init__(self, in_channels, out_channels, has_bias=True, backend=None):
         super().__init__(in_channels, out_channels, has_bias=has_bias)
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""

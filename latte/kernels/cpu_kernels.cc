@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -635,5 +636,110 @@ extern "C" int LatteGroupNormBackward(int nparam, void **params, int *ndims, int
     dgamma[k] = static_cast<float>(sg);
     dbeta[k] = static_cast<float>(sb);
   }
+  return 0;
+}
+
+// Permute (transpose) of a tensor of 1-, 2-, 4- or 8-byte elements: y = x.transpose(perm).
+//
+// MindSpore 2.10's CPU Transpose precomputes one 8-byte input offset per element when the graph is compiled and
+// keeps that table for as long as the graph lives: 2x the tensor's bytes for every Transpose node, forward and
+// backward (~1.6 GiB of the Latte-S/2 16-frame train step). This one walks the output in order and copies runs:
+// output axes that are consecutive in the input are merged first, so when the last axis stays last (a head
+// transpose keeps Dh last) every run is one memcpy; otherwise the last output axis is gathered with its input
+// stride. Nothing is kept between calls. Inputs x (any shape, rank <= 8), perm (rank,) int64; output y.
+namespace {
+
+size_t element_size(const char *dtype) {
+  const std::string name(dtype);
+  if (name == "float32" || name == "int32" || name == "uint32") return 4;
+  if (name == "float16" || name == "bfloat16" || name == "int16" || name == "uint16") return 2;
+  if (name == "float64" || name == "int64" || name == "uint64" || name == "complex64") return 8;
+  if (name == "int8" || name == "uint8" || name == "bool") return 1;
+  return 0;
+}
+
+template <typename T>
+void gather_run(char *dst, const char *src, int64_t count, int64_t stride) {
+  T *d = reinterpret_cast<T *>(dst);
+  const T *s = reinterpret_cast<const T *>(src);
+  for (int64_t i = 0; i < count; ++i) d[i] = s[i * stride];
+}
+
+constexpr int kMaxPermuteRank = 8;
+
+}  // namespace
+
+extern "C" int LattePermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                            void *stream, void *extra) {
+  if (nparam != 3) return 1;
+  const int rank = ndims[0];
+  if (rank > kMaxPermuteRank || ndims[1] != 1 || shapes[1][0] != rank) return 1;
+  const size_t es = element_size(dtypes[0]);
+  if (es == 0) return 1;
+  const int64_t *shape = shapes[0];
+  const int64_t *perm = static_cast<const int64_t *>(params[1]);
+  int64_t in_stride[kMaxPermuteRank];
+  int64_t step = 1;
+  for (int i = rank - 1; i >= 0; --i) {
+    in_stride[i] = step;
+    step *= shape[i];
+  }
+  // The output's axes with their input strides (in elements), size-1 axes dropped, input-contiguous ones merged.
+  int64_t size[kMaxPermuteRank], stride[kMaxPermuteRank];
+  int n = 0;
+  for (int i = 0; i < rank; ++i) {
+    const int64_t axis = perm[i];
+    if (axis < 0 || axis >= rank) return 1;
+    if (shape[axis] == 1) continue;
+    if (n > 0 && stride[n - 1] == shape[axis] * in_stride[axis]) {
+      size[n - 1] *= shape[axis];
+      stride[n - 1] = in_stride[axis];
+    } else {
+      size[n] = shape[axis];
+      stride[n] = in_stride[axis];
+      ++n;
+    }
+  }
+  const char *x = static_cast<const char *>(params[0]);
+  char *y = static_cast<char *>(params[2]);
+  const int64_t total = numel(rank, shape);
+  if (total == 0) return 0;
+  if (n == 0) {
+    std::memcpy(y, x, es);
+    return 0;
+  }
+  const int64_t run = size[n - 1], run_stride = stride[n - 1];  // the last output axis: one run per outer index
+  const int outer_rank = n - 1;
+  const int64_t runs = total / run;
+  parallel_for(runs, std::max<int64_t>(1, kElementChunk / run), [=](int64_t begin, int64_t end) {
+    int64_t index[kMaxPermuteRank];
+    int64_t offset = 0;  // input element offset of run `r`
+    for (int64_t i = outer_rank - 1, rest = begin; i >= 0; --i) {
+      index[i] = rest % size[i];
+      rest /= size[i];
+      offset += index[i] * stride[i];
+    }
+    for (int64_t r = begin; r < end; ++r) {
+      char *dst = y + r * run * static_cast<int64_t>(es);
+      const char *src = x + offset * static_cast<int64_t>(es);
+      if (run_stride == 1) {
+        std::memcpy(dst, src, run * es);
+      } else if (es == 4) {
+        gather_run<uint32_t>(dst, src, run, run_stride);
+      } else if (es == 2) {
+        gather_run<uint16_t>(dst, src, run, run_stride);
+      } else if (es == 8) {
+        gather_run<uint64_t>(dst, src, run, run_stride);
+      } else {
+        gather_run<uint8_t>(dst, src, run, run_stride);
+      }
+      for (int i = outer_rank - 1; i >= 0; --i) {  // next outer index (odometer)
+        offset += stride[i];
+        if (++index[i] < size[i]) break;
+        offset -= size[i] * stride[i];
+        index[i] = 0;
+      }
+    }
+  });
   return 0;
 }

@@ -13,15 +13,15 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from latte.kernels.backend import check_backend
-from latte.kernels.cells import _custom, _resolve
+from latte.kernels.cells import custom_op, resolve_backend
 
 
 class _NativeGroupNorm(nn.Cell):
     def __init__(self, eps, groups, silu):
         super().__init__()
         self.config = Tensor(np.array([eps, groups, 1.0 if silu else 0.0], np.float32))  # [eps, groups, silu]
-        self.forward_op = _custom("LatteGroupNormForward", _forward_shape, _forward_shape)
-        self.backward_op = _custom("LatteGroupNormBackward", _backward_shapes, _backward_shapes)
+        self.forward_op = custom_op("LatteGroupNormForward", _forward_shape, _forward_shape)
+        self.backward_op = custom_op("LatteGroupNormBackward", _backward_shapes, _backward_shapes)
 
     def construct(self, x, gamma, beta):
         return self.forward_op(x, gamma, beta, self.config)
@@ -49,7 +49,7 @@ class GroupNorm(nn.GroupNorm):
     def __init__(self, num_groups, num_channels, eps=1e-5, silu=False, backend=None):
         super().__init__(num_groups, num_channels, eps=eps)
         self.silu = bool(silu)
-        self.use(_resolve(backend))
+        self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""

@@ -10,7 +10,7 @@ import logging
 import mindspore as ms
 from mindspore import nn, ops
 
-from latte.kernels import Linear, ScaledSoftmax
+from latte.kernels import Linear, Permute, ScaledSoftmax
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +104,24 @@ class Attention(nn.Cell):
         self.qkv = Linear(dim, dim * 3, backend=kernels)
         self.proj = Linear(dim, dim, backend=kernels)
         self.core = AttentionCore(num_heads, self.head_dim, backend, flash_dtype, kernels)
+        if frames:
+            self.split_heads = Permute((3, 0, 2, 4, 1, 5), kernels)  # (B, F, T, 3, H, Dh) -> (3, B, T, H, F, Dh)
+            self.merge_heads = FrameMajor(kernels)
+        else:
+            self.split_heads = Permute((2, 0, 3, 1, 4), kernels)  # (B, N, 3, H, Dh) -> (3, B, H, N, Dh)
+            self.merge_heads = Permute((0, 2, 1, 3), kernels)  # (B, H, N, Dh) -> (B, N, H, Dh)
 
     def construct(self, x):
         if self.frames:
             return self._across_frames(x)
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)  # (B, N, 3D) -> (B, N, 3, H, Dh)
-        qkv = qkv.transpose(2, 0, 3, 1, 4)  # -> (3, B, H, N, Dh)
+        qkv = self.split_heads(qkv)  # -> (3, B, H, N, Dh)
         # Split along the leading axis (three contiguous blocks): indexing qkv[0], qkv[1], qkv[2] runs as
         # StridedSlice copies that cost ~8x more on CPU, forward and backward.
         q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B, H, N, Dh)
         out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B, H, N, Dh)
-        out = out.swapaxes(1, 2).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
+        out = self.merge_heads(out).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
         return self.proj(out)
 
     def _across_frames(self, x):
@@ -124,10 +130,10 @@ class Attention(nn.Cell):
         f, h, dh = self.frames, self.num_heads, self.head_dim
         t = n // f
         qkv = self.qkv(x).reshape(b, f, t, 3, h, dh)  # (B, F*T, 3D) -> (B, F, T, 3, H, Dh)
-        qkv = qkv.transpose(3, 0, 2, 4, 1, 5).reshape(3, b * t, h, f, dh)  # -> (3, B, T, H, F, Dh) -> (3, B*T, H, F, Dh)
+        qkv = self.split_heads(qkv).reshape(3, b * t, h, f, dh)  # -> (3, B, T, H, F, Dh) -> (3, B*T, H, F, Dh)
         q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B*T, H, F, Dh)
         out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B*T, H, F, Dh)
-        return self.proj(_frame_major(out, b, t))  # (B, F*T, D)
+        return self.proj(self.merge_heads(out, b, t))  # (B, F*T, D)
 
 
 class ProjectedAttention(nn.Cell):
@@ -145,10 +151,13 @@ class ProjectedAttention(nn.Cell):
         self.to_v = Linear(context_dim or dim, inner, has_bias=bias, backend=kernels)
         self.to_out = nn.SequentialCell([Linear(inner, dim, backend=kernels)])  # diffusers' [Linear, Dropout]: dropout is a no-op
         self.core = AttentionCore(num_heads, head_dim, backend, flash_dtype, kernels)
+        self.swap_heads = Permute((0, 2, 1, 3), kernels)  # (B, N, H, Dh) <-> (B, H, N, Dh)
+        self.frame_heads = Permute((0, 2, 3, 1, 4), kernels)  # (B, F, T, H, Dh) -> (B, T, H, F, Dh)
+        self.frame_major = FrameMajor(kernels)
 
     def _heads(self, x):
         b, n, _ = x.shape
-        return x.reshape(b, n, self.num_heads, self.head_dim).swapaxes(1, 2)  # (B, N, H*Dh) -> (B, H, N, Dh)
+        return self.swap_heads(x.reshape(b, n, self.num_heads, self.head_dim))  # (B, N, H*Dh) -> (B, H, N, Dh)
 
     def construct(self, x, context=None, bias=None, frames=0):
         """x (B, N, dim), context (B, M, context_dim) or None (self-attention), bias None or (B, 1, 1, M) float32
@@ -164,13 +173,13 @@ class ProjectedAttention(nn.Cell):
         k = self._heads(self.to_k(context))  # (B, H, M, Dh)
         v = self._heads(self.to_v(context))  # (B, H, M, Dh)
         out = self.core(q, k, v, bias)  # (B, H, N, Dh)
-        out = out.swapaxes(1, 2).reshape(b, n, self.num_heads * self.head_dim)  # -> (B, N, H, Dh) -> (B, N, H*Dh)
+        out = self.swap_heads(out).reshape(b, n, self.num_heads * self.head_dim)  # -> (B, N, H, Dh) -> (B, N, H*Dh)
         return self.to_out(out)
 
     def _frame_heads(self, x, frames):
         b, n, _ = x.shape
         t, h, dh = n // frames, self.num_heads, self.head_dim
-        x = x.reshape(b, frames, t, h, dh).transpose(0, 2, 3, 1, 4)  # (B, F*T, H*Dh) -> (B, T, H, F, Dh)
+        x = self.frame_heads(x.reshape(b, frames, t, h, dh))  # (B, F*T, H*Dh) -> (B, F, T, H, Dh) -> (B, T, H, F, Dh)
         return x.reshape(b * t, h, frames, dh)  # -> (B*T, H, F, Dh)
 
     def _across_frames(self, x, frames):
@@ -181,12 +190,18 @@ class ProjectedAttention(nn.Cell):
         k = self._frame_heads(self.to_k(x), frames)
         v = self._frame_heads(self.to_v(x), frames)
         out = self.core(q, k, v)  # (B*T, H, F, Dh)
-        return self.to_out(_frame_major(out, b, t))  # (B, F*T, H*Dh)
+        return self.to_out(self.frame_major(out, b, t))  # (B, F*T, H*Dh)
 
 
-def _frame_major(out, batch, tokens):
+class FrameMajor(nn.Cell):
     """The temporal attention's output (B*T, H, F, Dh), each token's F frames -> (B, F*T, H*Dh), frame-major
     again (Attention and ProjectedAttention over frames)."""
-    _, h, f, dh = out.shape
-    out = out.reshape(batch, tokens, h, f, dh).transpose(0, 3, 1, 2, 4)  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
-    return out.reshape(batch, f * tokens, h * dh)  # -> (B, F*T, H*Dh)
+
+    def __init__(self, kernels=None):
+        super().__init__()
+        self.permute = Permute((0, 3, 1, 2, 4), kernels)  # (B, T, H, F, Dh) -> (B, F, T, H, Dh)
+
+    def construct(self, out, batch, tokens):
+        _, h, f, dh = out.shape
+        out = self.permute(out.reshape(batch, tokens, h, f, dh))  # -> (B, T, H, F, Dh) -> (B, F, T, H, Dh)
+        return out.reshape(batch, f * tokens, h * dh)  # -> (B, F*T, H*Dh)

@@ -14,7 +14,7 @@ from mindspore.common.initializer import Normal, XavierUniform, Zero, initialize
 from latte.kernels import GatedResidual, Linear, ModulatedLayerNorm, kernel_backend
 from latte.models.attention import Attention, choose_attention_backend
 from latte.models.layers import (LAYER_NORM_EPS, PATCH_EMBEDDERS, LabelEmbedder, Mlp, TimestepEmbedder,
-                                 tokens_to_images)
+                                 TokensToImages)
 from latte.models.pos_embed import spatial_table, temporal_table
 from latte.models.registry import CONDITIONS
 
@@ -119,6 +119,7 @@ class Latte(nn.Cell):
             for block in self.blocks:
                 block.recompute()
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels, kernels=self.kernels)
+        self.to_images = TokensToImages(patch_size, self.out_channels, self.kernels)
         self.initialize_weights()
 
     def initialize_weights(self):
@@ -148,7 +149,7 @@ class Latte(nn.Cell):
 
     def unpatchify(self, x):
         """(N, T, p*p*c) -> (N, c, H, W)."""
-        return tokens_to_images(x, self.grid_size, self.grid_size, self.patch_size, self.out_channels)
+        return self.to_images(x, self.grid_size, self.grid_size)
 
     def construct(self, x, t, y=None, text_embedding=None, force_drop_ids=None, image_labels=None,
                   image_drop_ids=None, image_text_embedding=None):

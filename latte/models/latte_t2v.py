@@ -28,7 +28,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from latte.kernels import Linear, ModulatedLayerNorm, TanhGELU, kernel_backend
 from latte.models.attention import ProjectedAttention, choose_attention_backend
-from latte.models.layers import TIMESTEP_FREQ_DIM, ConvPatchEmbed, TimestepSinusoid, tokens_to_images
+from latte.models.layers import TIMESTEP_FREQ_DIM, ConvPatchEmbed, TimestepSinusoid, TokensToImages
 from latte.models.pos_embed import spatial_table, temporal_table
 from latte.models.t2v_config import T2VConfig
 
@@ -217,6 +217,7 @@ class LatteT2V(nn.Cell):
         table = np.random.standard_normal((2, dim)) / dim**0.5  # diffusers: randn(2, D) / sqrt(D)
         self.scale_shift_table = Parameter(Tensor(table.astype(np.float32)), name="scale_shift_table")
         self.proj_out = nn.Dense(dim, cfg.patch_size * cfg.patch_size * self.out_channels)
+        self.to_images = TokensToImages(cfg.patch_size, self.out_channels, self.kernels)
 
     def construct(self, x, timestep, encoder_hidden_states, encoder_attention_mask=None,
                   enable_temporal_attentions=True):
@@ -279,7 +280,7 @@ class LatteT2V(nn.Cell):
         mod = self.scale_shift_table.expand_dims(0) + t_final.expand_dims(1)  # (1, 2, D) + (B*F, 1, D) -> (B*F, 2, D)
         shift, scale = ops.unstack(mod, axis=1)  # 2 x (B*F, D)
         x = self.proj_out(self.norm_out(x, shift, scale))  # (B*F, T, p*p*out)
-        x = tokens_to_images(x, self.grid[0], self.grid[1], self.patch_size, self.out_channels)  # (B*F, out, H, W)
+        x = self.to_images(x, self.grid[0], self.grid[1])  # (B*F, out, H, W)
         return x.reshape(b, f, self.out_channels, h, w)  # (B*F, out, H, W) -> (B, F, out, H, W)
 
     def _joint_context(self, context, context_bias, frames):

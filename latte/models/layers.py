@@ -9,9 +9,10 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from latte.kernels import Linear, TanhGELU
+from latte.kernels import Linear, Permute, TanhGELU
 
 LAYER_NORM_EPS = 1e-6
+PATCH_ORDER = (0, 2, 4, 1, 3, 5)  # (N, C, h, p, w, p) -> (N, h, w, C, p, p): patches in the conv weight's order
 TIMESTEP_FREQ_DIM = 256
 TIMESTEP_MAX_PERIOD = 10000
 
@@ -45,6 +46,7 @@ class ConvPatchEmbed(nn.Cell):
                               has_bias=True)
         self.as_matmul = kernels in ("native", "composite")
         self.matmul = ops.MatMul(transpose_b=True)
+        self.to_patches = Permute(PATCH_ORDER, kernels)
 
     def construct(self, x):
         if self.as_matmul:
@@ -52,7 +54,7 @@ class ConvPatchEmbed(nn.Cell):
             p = self.patch_size
             h, w = hh // p, ww // p
             x = x.reshape(n, c, h, p, w, p)  # (N, C, H, W) -> (N, C, h, p, w, p)
-            x = x.transpose(0, 2, 4, 1, 3, 5)  # -> (N, h, w, C, p, p): the conv weight's (C, p, p) order
+            x = self.to_patches(x)  # -> (N, h, w, C, p, p): the conv weight's (C, p, p) order
             x = x.reshape(n * h * w, c * p * p)  # -> (N*h*w, C*p*p)
             weight = self.proj.weight.reshape(self.proj.weight.shape[0], c * p * p)  # (D, C, p, p) -> (D, C*p*p)
             x = self.matmul(x, weight) + self.proj.bias  # -> (N*h*w, D)
@@ -72,13 +74,14 @@ class LinearPatchEmbed(nn.Cell):
         super().__init__()
         self.patch_size = patch_size
         self.proj = Linear(in_channels * patch_size * patch_size, hidden_size, backend=kernels)
+        self.to_patches = Permute(PATCH_ORDER, kernels)
 
     def construct(self, x):
         n, c, hh, ww = x.shape
         p = self.patch_size
         h, w = hh // p, ww // p
         x = x.reshape(n, c, h, p, w, p)  # (N, C, H, W) -> (N, C, h, p, w, p)
-        x = x.transpose(0, 2, 4, 1, 3, 5)  # -> (N, h, w, C, p, p)
+        x = self.to_patches(x)  # -> (N, h, w, C, p, p)
         x = x.reshape(n, h * w, c * p * p)  # -> (N, h*w, C*p*p)
         return self.proj(x)  # -> (N, h*w, D)
 
@@ -110,12 +113,19 @@ class TimestepSinusoid(nn.Cell):
         return ops.cat([ops.cos(args), ops.sin(args)], axis=-1)  # (N, dim)
 
 
-def tokens_to_images(x, grid_h, grid_w, patch_size, channels):
-    """Tokens (N, h*w, p*p*c), each ordered (p_h, p_w, c) -> images (N, c, h*p, w*p)."""
-    n, p = x.shape[0], patch_size
-    x = x.reshape(n, grid_h, grid_w, p, p, channels)  # (N, T, p*p*c) -> (N, h, w, p, p, c)
-    x = x.transpose(0, 5, 1, 3, 2, 4)  # -> (N, c, h, p, w, p)
-    return x.reshape(n, channels, grid_h * p, grid_w * p)  # -> (N, c, H, W)
+class TokensToImages(nn.Cell):
+    """Tokens (N, h*w, p*p*c), each ordered (p_h, p_w, c) -> images (N, c, h*p, w*p) (the official unpatchify)."""
+
+    def __init__(self, patch_size, channels, kernels=None):
+        super().__init__()
+        self.patch_size = patch_size
+        self.channels = channels
+        self.permute = Permute((0, 5, 1, 3, 2, 4), kernels)  # (N, h, w, p, p, c) -> (N, c, h, p, w, p)
+
+    def construct(self, x, grid_h, grid_w):
+        n, p, c = x.shape[0], self.patch_size, self.channels
+        x = self.permute(x.reshape(n, grid_h, grid_w, p, p, c))  # (N, T, p*p*c) -> (N, h, w, p, p, c) -> (N, c, h, p, w, p)
+        return x.reshape(n, c, grid_h * p, grid_w * p)  # -> (N, c, H, W)
 
 
 class TimestepEmbedder(nn.Cell):
