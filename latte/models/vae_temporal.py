@@ -10,11 +10,13 @@ gamma/beta). The per-frame pieces (resnet, mid-block attention, up-sampler) are 
 import mindspore as ms
 from mindspore import nn, ops
 
+from latte.kernels import Permute
 from latte.models.vae_blocks import MidAttention, ResnetBlock, Upsample, conv3x3, group_norm
 
 TEMPORAL_NORM_EPS = 1e-5  # GroupNorms of the temporal resnets (diffusers: temporal_eps=1e-5); spatial ones NORM_EPS
 TEMPORAL_KERNEL = (3, 1, 1)  # (frames, H, W): each output frame sees its neighbours, zero-padded at the ends
 TEMPORAL_PADDING = (1, 1, 0, 0, 0, 0)  # MindSpore order (head, tail, top, bottom, left, right)
+SWAP_FRAMES_CHANNELS = (0, 2, 1, 3, 4)  # (B, F, C, H, W) <-> (B, C, F, H, W)
 INITIAL_MIX_FACTOR = 0.0  # diffusers' merge_factor: sigmoid(0) = an even blend before training
 
 
@@ -23,14 +25,30 @@ def temporal_conv(in_channels, out_channels):
                      has_bias=True)
 
 
-def frames_to_videos(x, num_frames):
-    bf, c, h, w = x.shape
-    return x.reshape(bf // num_frames, num_frames, c, h, w).swapaxes(1, 2)  # (B*F, C, H, W) -> (B, C, F, H, W)
+class FramesToVideos(nn.Cell):
+    """(B*F, C, H, W), frames grouped by video -> (B, C, F, H, W). A Permute cell: on CPU MindSpore's Transpose
+    would keep an offset table of twice the feature map's bytes for as long as the graph lives."""
+
+    def __init__(self):
+        super().__init__()
+        self.permute = Permute(SWAP_FRAMES_CHANNELS)
+
+    def construct(self, x, num_frames):
+        bf, c, h, w = x.shape
+        x = x.reshape(bf // num_frames, num_frames, c, h, w)  # (B*F, C, H, W) -> (B, F, C, H, W)
+        return self.permute(x)  # -> (B, C, F, H, W)
 
 
-def videos_to_frames(x):
-    b, c, f, h, w = x.shape
-    return x.swapaxes(1, 2).reshape(b * f, c, h, w)  # (B, C, F, H, W) -> (B*F, C, H, W)
+class VideosToFrames(nn.Cell):
+    """(B, C, F, H, W) -> (B*F, C, H, W), frames grouped by video."""
+
+    def __init__(self):
+        super().__init__()
+        self.permute = Permute(SWAP_FRAMES_CHANNELS)
+
+    def construct(self, x):
+        b, c, f, h, w = x.shape
+        return self.permute(x).reshape(b * f, c, h, w)  # (B, C, F, H, W) -> (B, F, C, H, W) -> (B*F, C, H, W)
 
 
 class TemporalResnetBlock(nn.Cell):
@@ -70,11 +88,13 @@ class SpatioTemporalResBlock(nn.Cell):
         self.spatial_res_block = ResnetBlock(in_channels, out_channels, num_groups)
         self.temporal_res_block = TemporalResnetBlock(out_channels, num_groups)
         self.time_mixer = AlphaBlender()
+        self.to_videos = FramesToVideos()
+        self.to_frames = VideosToFrames()
 
     def construct(self, x, num_frames):
-        spatial = frames_to_videos(self.spatial_res_block(x), num_frames)  # (B, C, F, H, W)
+        spatial = self.to_videos(self.spatial_res_block(x), num_frames)  # (B, C, F, H, W)
         mixed = self.time_mixer(spatial, self.temporal_res_block(spatial))
-        return videos_to_frames(mixed)  # (B*F, C, H, W)
+        return self.to_frames(mixed)  # (B*F, C, H, W)
 
 
 class MidBlockTemporalDecoder(nn.Cell):
@@ -134,10 +154,12 @@ class TemporalDecoder(nn.Cell):
         self.conv_norm_out = group_norm(num_groups, widths[-1], silu=True)
         self.conv_out = conv3x3(widths[-1], out_channels)
         self.time_conv_out = temporal_conv(out_channels, out_channels)
+        self.to_videos = FramesToVideos()
+        self.to_frames = VideosToFrames()
 
     def construct(self, z, num_frames):
         x = self.mid_block(self.conv_in(z), num_frames)
         for block in self.up_blocks:
             x = block(x, num_frames)
         x = self.conv_out(self.conv_norm_out(x))  # norm, then SiLU
-        return videos_to_frames(self.time_conv_out(frames_to_videos(x, num_frames)))  # over frames, per video
+        return self.to_frames(self.time_conv_out(self.to_videos(x, num_frames)))  # over frames, per video
