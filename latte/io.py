@@ -28,6 +28,7 @@ MP4_CODEC = "libx264"
 MP4_PIXEL_FORMAT = "yuv420p"  # plays everywhere; needs even height and width
 MP4_QUALITY = 8  # imageio-ffmpeg scale 0..10 (10 = best)
 MS_PER_SECOND = 1000.0
+GIF_FRAMES_COMMENT = "latte-ms frames="  # + the frame count, in every GIF written here (see _write_gif)
 GIF_LOOP_FOREVER = 0
 GRID_PADDING = 2  # pixels between grid cells (torchvision.utils.make_grid's default)
 
@@ -107,9 +108,33 @@ def _pad_to_even(frames):
 def _write_gif(frames, path, fps):
     import imageio.v3 as iio
 
-    # Pillow merges identical consecutive frames into one longer frame (timing is kept).
+    # Pillow merges identical consecutive frames into one longer frame (timing is kept): the comment records the
+    # frame count, so read_sample_video can give every frame back.
     iio.imwrite(path, frames, plugin="pillow", extension=".gif", duration=MS_PER_SECOND / fps,
-                loop=GIF_LOOP_FOREVER)
+                loop=GIF_LOOP_FOREVER, comment=f"{GIF_FRAMES_COMMENT}{len(frames)}")
+
+
+def _gif_repeats(path, stored):
+    """How many written frames each of the `stored` frames of a GIF from _write_gif stands for (Pillow merged
+    identical consecutive ones), from its frame count comment and the frames' durations; None when the GIF does
+    not say (written elsewhere) or the durations do not add up."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        comment = image.info.get("comment", b"")
+        comment = comment.decode("ascii", "replace") if isinstance(comment, bytes) else str(comment)
+        if not comment.startswith(GIF_FRAMES_COMMENT):
+            return None
+        written = int(comment[len(GIF_FRAMES_COMMENT):])
+        durations = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            durations.append(float(image.info.get("duration", 0)))
+    durations = np.asarray(durations)
+    if len(durations) != stored or durations.sum() <= 0:
+        return None
+    repeats = np.round(durations * written / durations.sum()).astype(int)  # GIF timing is in 10 ms steps
+    return repeats if repeats.sum() == written and repeats.min() >= 1 else None
 
 
 def _write_mp4(frames, path, fps):
@@ -184,6 +209,10 @@ def read_sample_video(path):
     import imageio.v3 as iio
 
     frames = iio.imread(path, index=None)[..., :3]  # (F, H, W, 3 or 4) -> RGB
+    if os.path.splitext(path)[1].lower() == ".gif":
+        repeats = _gif_repeats(path, len(frames))
+        if repeats is not None:
+            frames = np.repeat(frames, repeats, axis=0)  # (F', H, W, 3) -> (F, H, W, 3): merged frames restored
     return shrink_enlarged(frames)
 
 

@@ -121,3 +121,21 @@ def test_the_sample_tools_refuse_a_missing_or_empty_folder_in_one_line(tool, tmp
     assert main([str(tmp_path / "empty")] + extra) == 2
     assert capsys.readouterr().err.strip() == f"error: no .gif or .mp4 videos in {tmp_path / 'empty'}: give a " \
                                               f"sample.py output folder"
+
+
+def test_gifs_give_back_every_frame_and_an_empty_sample_is_scored(tmp_path, capsys):
+    """Pillow merges identical consecutive GIF frames into one: read_sample_video restores them from the frame
+    count save_video records, and a sample of one uniform colour (shrunk to 1x1) is scored, not a crash."""
+    from latte.io import read_sample_video
+
+    frames, _, _ = one_shape_clip()
+    still = frames.copy()
+    still[3:6] = frames[3]  # the shape stops for three frames
+    save_video(enlarge(still, 8), str(tmp_path / "sample_000.gif"), fps=4)
+    np.testing.assert_array_equal(read_sample_video(str(tmp_path / "sample_000.gif")), still)
+    save_video(np.full((8, 128, 128, 3), 128, np.uint8), str(tmp_path / "sample_001.gif"), fps=4)
+    assert read_sample_video(str(tmp_path / "sample_001.gif")).shape == (8, 1, 1, 3)
+    assert coherence_tool.main([str(tmp_path)]) == 0
+    assert "coherent: 1 of 2 videos" in capsys.readouterr().out
+    report = json.loads((tmp_path / "coherence.json").read_text())
+    assert report["videos"][1]["reasons"][0] == "frame 0: no object"

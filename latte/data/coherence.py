@@ -54,6 +54,8 @@ def background_ramp(frames):
     borders = np.concatenate([frames[:, :, :1], frames[:, :, -1:]], axis=2).astype(np.float32)  # (F, H, 2, 3)
     rows = np.median(borders.transpose(1, 0, 2, 3).reshape(frames.shape[1], -1, 3), axis=1)  # (H, F*2, 3) -> (H, 3)
     y = np.arange(frames.shape[1], dtype=np.float32)
+    if len(y) < 2:  # one row (a uniform video, shrunk to 1x1 by read_sample_video): no slope to fit
+        return rows
     slope, intercept = np.polyfit(y, rows, 1)  # each (3,): one line per channel
     return (intercept[None] + y[:, None] * slope[None]).astype(np.float32)  # (H, 3)
 
