@@ -268,6 +268,20 @@ def test_permute_matches_numpy(mode, backend, shape, perm):
     np.testing.assert_array_equal(grad, np.transpose(sens, np.argsort(perm)))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_permutes_of_same_shaped_inputs_keep_their_own_shapes(mode, backend):
+    """The patch embedding's and unpatchify's permutations meet inputs of one shape in the same train step; PyNative
+    caches inferred output shapes by op name, attributes and input shapes, so each op must carry its permutation."""
+    from latte.kernels import Permute
+
+    x = np.arange(2 * 3 * 4 * 2 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2, 4, 2)
+    for perm in ((0, 2, 4, 1, 3, 5), (0, 2, 4, 3, 5, 1), (0, 1, 2, 3, 5, 4)):
+        cell = Permute(perm, backend)
+        np.testing.assert_array_equal(cell(ms.Tensor(x)).asnumpy(), np.transpose(x, perm))
+        sens = np.ones(np.transpose(x, perm).shape, np.float32)
+        assert InputGrad(cell)(ms.Tensor(x), ms.Tensor(sens)).asnumpy().shape == x.shape
+
+
 def test_permute_refuses_a_non_permutation():
     from latte.kernels import Permute
 

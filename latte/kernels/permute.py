@@ -34,14 +34,23 @@ def inverse_permutation(perm):
     return tuple(int(i) for i in np.argsort(perm))
 
 
+def _permute_op(perm):
+    """The native op for one permutation. The permutation is also a primitive attribute: PyNative caches an op's
+    inferred output shape by its name, attributes and input shapes, so without it two permutations of same-shaped
+    inputs would share one output shape."""
+    op = custom_op("LattePermute", _PermutedShape(perm), _same_dtype)
+    op.add_prim_attr("perm", perm)
+    return op
+
+
 class _NativePermute(nn.Cell):
     def __init__(self, perm):
         super().__init__()
         inverse = inverse_permutation(perm)
         self.perm = Tensor(np.array(perm, np.int64))
         self.inverse = Tensor(np.array(inverse, np.int64))
-        self.forward_op = custom_op("LattePermute", _PermutedShape(perm), _same_dtype)
-        self.backward_op = custom_op("LattePermute", _PermutedShape(inverse), _same_dtype)
+        self.forward_op = _permute_op(perm)
+        self.backward_op = _permute_op(inverse)
 
     def construct(self, x):
         return self.forward_op(x, self.perm)
