@@ -643,7 +643,7 @@ extern "C" int LatteGroupNormBackward(int nparam, void **params, int *ndims, int
 //
 // MindSpore 2.10's CPU Transpose precomputes one 8-byte input offset per element when the graph is compiled and
 // keeps that table for as long as the graph lives: 2x the tensor's bytes for every Transpose node, forward and
-// backward (~1.6 GiB of the Latte-S/2 16-frame train step). This one walks the output in order and copies runs:
+// backward (~1.2 GiB of the Latte-S/2 16-frame train step). This one walks the output in order and copies runs:
 // output axes that are consecutive in the input are merged first, so when the last axis stays last (a head
 // transpose keeps Dh last) every run is one memcpy; otherwise the last output axis is gathered with its input
 // stride. Nothing is kept between calls. Inputs x (any shape, rank <= 8), perm (rank,) int64; output y.
