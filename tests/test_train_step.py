@@ -8,7 +8,7 @@ from mindspore import Tensor, nn
 from latte.training.ema import EMA
 from latte.training.optim import create_optimizer, lr_schedule, split_decay_groups
 from latte.training.step import TrainStep
-from latte.training.trainer import StepWithEMA
+from latte.training.step import StepWithEMA
 from latte.training.updater import Updater
 
 

@@ -14,6 +14,8 @@ from mindspore import Tensor, nn, ops
 from latte.kernels.backend import check_backend
 from latte.kernels.cells import custom_op, resolve_backend
 
+MAX_RANK = 8  # cpu_kernels.cc kMaxPermuteRank
+
 
 class _PermutedShape:
     """Output shape of the native permute: the input's axes in `perm` order (ops.Custom's out_shape)."""
@@ -60,13 +62,13 @@ class _NativePermute(nn.Cell):
 
 
 class Permute(nn.Cell):
-    """x.transpose(*perm) for tensors of rank len(perm) (at most 8), any dtype, with its gradient."""
+    """x.transpose(*perm) for tensors of rank len(perm) (at most MAX_RANK), any dtype, with its gradient."""
 
     def __init__(self, perm, backend=None):
         super().__init__()
         perm = tuple(int(axis) for axis in perm)
-        if sorted(perm) != list(range(len(perm))) or len(perm) > 8:
-            raise ValueError(f"perm {perm} is not a permutation of 0..{len(perm) - 1} (rank <= 8)")
+        if sorted(perm) != list(range(len(perm))) or len(perm) > MAX_RANK:
+            raise ValueError(f"perm {perm} is not a permutation of 0..{len(perm) - 1} (rank <= {MAX_RANK})")
         self.perm = perm
         self.use(resolve_backend(backend))
 

@@ -1,5 +1,5 @@
 """The compiled train step: value_and_grad, loss scaling, accumulation, one all-reduce per optimizer step,
-overflow check, clipping, optimizer.
+overflow check, clipping, optimizer; and that step followed by the EMA update in the same graph (StepWithEMA).
 
 All state it changes (weights, optimizer moments, loss scale, accumulated gradients) is held in Parameters of
 this cell, so saving the cell saves everything an exact resume needs.
@@ -89,3 +89,19 @@ class TrainStep(nn.Cell):
 
 def _unscale(scale, grad):
     return grad / scale.astype(grad.dtype)
+
+
+class StepWithEMA(nn.Cell):
+    """The train step followed by the EMA update when the weights changed: one graph, also when sinking."""
+
+    def __init__(self, train_step, ema):
+        super().__init__(auto_prefix=False)
+        self.train_step = train_step
+        self.ema = ema
+
+    def construct(self, *inputs):
+        stats, scale, boundary, applied = self.train_step(*inputs)
+        if self.ema is not None:
+            if applied:
+                self.ema()
+        return stats, scale, boundary, applied

@@ -11,7 +11,6 @@ import time
 import numpy as np
 
 import mindspore as ms
-from mindspore import nn
 
 from latte.checkpoint_io import CheckpointError, load_checkpoint_into, read_meta
 from latte.config import save_config, to_dict
@@ -32,7 +31,7 @@ from latte.training.run_state import (RESUME_KEYS, MetricsCSV, RunCheckpoints, c
                                       log_key_settings, plot_loss_curve, read_state_record, resolve_resume,
                                       state_parameters, weights_digest)
 from latte.training.samples import CheckpointSampler, CheckpointSamples
-from latte.training.step import TrainStep
+from latte.training.step import StepWithEMA, TrainStep
 
 logger = logging.getLogger(__name__)
 
@@ -40,22 +39,6 @@ TRAINING_RESPACING = ""  # training uses every one of the 1000 diffusion steps (
 WEIGHTS_PREFIX = "latte-"  # ckpt/latte-<step>.ckpt, latte-<step>-ema.ckpt: what sample.py and the converter load
 METRIC_FIELDS = ("step", "epoch", *LOSS_TERMS, "lr", "loss_scale", "overflow_steps", "step_time_s", "images_per_s")
 CHECKPOINT_FIELDS = ("fvd",)  # metrics.csv columns filled at checkpoints (with fvd_at_checkpoint)
-
-
-class StepWithEMA(nn.Cell):
-    """The train step followed by the EMA update when the weights changed: one graph, also when sinking."""
-
-    def __init__(self, train_step, ema):
-        super().__init__(auto_prefix=False)
-        self.train_step = train_step
-        self.ema = ema
-
-    def construct(self, *inputs):
-        stats, scale, boundary, applied = self.train_step(*inputs)
-        if self.ema is not None:
-            if applied:
-                self.ema()
-        return stats, scale, boundary, applied
 
 
 class Trainer:
