@@ -149,7 +149,7 @@ def test_no_native_library_without_a_usable_cache_or_compiler(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("shape", [(3, 5, 37), (16, 2, 64)])
+@pytest.mark.parametrize("shape", [(3, 5, 37), (16, 2, 64), (1, 300, 100)])
 def test_gated_residual_matches_torch(mode, backend, shape):
     """x + gate.unsqueeze(1) * y as the official block's residual: output and the three gradients."""
     from latte.kernels import GatedResidual
@@ -165,6 +165,61 @@ def test_gated_residual_matches_torch(mode, backend, shape):
     np.testing.assert_array_equal(cell(*args).asnumpy(), want.detach().numpy())  # one rounding per op, as torch
     for got, ref in zip(ThreeInputGrads(cell)(*args, ms.Tensor(sens)), (xt, gt, yt)):
         np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=2e-6 * np.abs(ref.grad.numpy()).max())
+
+
+class AllInputGrads(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.grad = ops.GradOperation(get_all=True, sens_param=True)
+
+    def construct(self, *inputs_and_sens):
+        return self.grad(self.net)(*inputs_and_sens)
+
+
+def compare_grads(got_grads, torch_inputs, atol_share=1e-5):  # bias sums: thousands of terms
+    for got, ref in zip(got_grads, torch_inputs, strict=True):
+        want = ref.grad.numpy()
+        assert np.abs(want).max() > 1e-2  # not vacuous
+        np.testing.assert_allclose(got.asnumpy(), want, rtol=0, atol=atol_share * np.abs(want).max())
+
+
+# (64, 40, 100): enough rows that the bias-gradient kernels split the 100 columns over threads (64 + 36)
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["builtin"])
+@pytest.mark.parametrize("shape", [(2, 5, 37), (64, 40, 100), (3, 16)])
+def test_tanh_gelu_with_bias_matches_torch(mode, backend, shape):
+    """GELU(x + bias), the MLP's fc1 bias added by the activation: output, and the gradients of x and bias."""
+    rng = np.random.default_rng(6)
+    x, sens = (rng.standard_normal(shape).astype(np.float32) * 2 for _ in range(2))
+    bias = rng.standard_normal(shape[-1]).astype(np.float32)
+    xt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, bias))
+    want = torch.nn.functional.gelu(xt + bt, approximate="tanh")
+    want.backward(torch.from_numpy(sens))
+    cell = TanhGELU(backend)
+    args = [ms.Tensor(x), ms.Tensor(bias)]
+    got = cell(*args).asnumpy()
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=0, atol=2e-6 * np.abs(got).max())
+    compare_grads(AllInputGrads(cell)(*args, ms.Tensor(sens)), (xt, bt))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["builtin"])
+@pytest.mark.parametrize("shape", [(3, 5, 37), (1, 300, 100), (16, 2, 64)])
+def test_gated_residual_with_bias_matches_torch(mode, backend, shape):
+    """x + gate * (y + bias), the output projection's bias added by the residual: output and the four gradients;
+    (1, 300, 100) is a temporal block's single sample, its columns split over threads."""
+    from latte.kernels import GatedResidual
+
+    rng = np.random.default_rng(7)
+    x, y, sens = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    gate = rng.standard_normal((shape[0], shape[2])).astype(np.float32)
+    bias = rng.standard_normal(shape[2]).astype(np.float32)
+    xt, gt, yt, bt = (torch.from_numpy(a).requires_grad_(True) for a in (x, gate, y, bias))
+    want = xt + gt[:, None] * (yt + bt)
+    want.backward(torch.from_numpy(sens))
+    cell = GatedResidual(backend)
+    args = [ms.Tensor(a) for a in (x, gate, y, bias)]
+    np.testing.assert_array_equal(cell(*args).asnumpy(), want.detach().numpy())  # one rounding per op, as torch
+    compare_grads(AllInputGrads(cell)(*args, ms.Tensor(sens)), (xt, gt, yt, bt))
 
 
 class ParamGrads(nn.Cell):

@@ -47,20 +47,50 @@ class _NativeGELU(nn.Cell):
         return (self.backward_op(x.astype(ms.float32), dout.astype(ms.float32)).astype(x.dtype),)
 
 
+class _NativeBiasGELU(nn.Cell):
+    """GELU(x + bias) in one pass; the backward gives dx and the bias's row sum in one pass (float32 only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.forward_op = custom_op("LatteGeluForward", _same, _same)
+        self.backward_op = custom_op("LatteGeluBackward", _bias_grad_shapes, _bias_grad_shapes)
+
+    def construct(self, x, bias):
+        return self.forward_op(x.astype(ms.float32), bias.astype(ms.float32)).astype(x.dtype)
+
+    def bprop(self, x, bias, out, dout):
+        dx, dbias = self.backward_op(x.astype(ms.float32), bias.astype(ms.float32), dout.astype(ms.float32))
+        return dx.astype(x.dtype), dbias.astype(bias.dtype)
+
+
+def _bias_grad_shapes(x, bias, *rest):
+    return x, bias
+
+
 class TanhGELU(nn.Cell):
-    """GELU with the tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GELU with the tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    construct(x, bias=None): GELU(x + bias) with a bias (the preceding Linear's, called with add_bias=False): the native
+    formulation adds it in the activation's own pass and sums its gradient in the backward's."""
 
     def __init__(self, backend=None):
         super().__init__()
+        self.add_bias = AddBias()
         self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
         self.backend = check_backend(backend)
         self.native = _NativeGELU() if backend == "native" else None
+        self.native_bias = _NativeBiasGELU() if backend == "native" else None
         self.builtin = nn.GELU(approximate=True) if backend == "builtin" else None
+        self.add_bias.use(backend)
 
-    def construct(self, x):
+    def construct(self, x, bias=None):
+        if bias is not None:
+            if self.native_bias is not None:
+                return self.native_bias(x, bias)
+            x = self.add_bias(x, bias)
         if self.native is not None:
             return self.native(x)
         if self.builtin is not None:
@@ -246,8 +276,8 @@ class ScaledSoftmax(nn.Cell):
 class _NativeGatedResidual(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.forward_op = custom_op("LatteGatedResidualForward", _gated_shape, _gated_dtype)
-        self.backward_op = custom_op("LatteGatedResidualBackward", _gated_grad_shapes, _gated_grad_dtypes)
+        self.forward_op = custom_op("LatteGatedResidualForward", _gated_shape, _gated_shape)
+        self.backward_op = custom_op("LatteGatedResidualBackward", _gated_grad_shapes, _gated_grad_shapes)
 
     def construct(self, x, gate, y):
         return self.forward_op(x, gate, y)
@@ -257,37 +287,53 @@ class _NativeGatedResidual(nn.Cell):
         return dout, dgate, dy
 
 
-def _gated_shape(x, gate, y):
+class _NativeGatedBiasResidual(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.forward_op = custom_op("LatteGatedResidualForward", _gated_shape, _gated_shape)
+        self.backward_op = custom_op("LatteGatedResidualBackward", _gated_grad_shapes, _gated_grad_shapes)
+
+    def construct(self, x, gate, y, bias):
+        return self.forward_op(x, gate, y, bias)
+
+    def bprop(self, x, gate, y, bias, out, dout):
+        dy, dgate, dbias = self.backward_op(dout, gate, y, bias)
+        return dout, dgate, dy, dbias
+
+
+def _gated_shape(x, *rest):
     return x
 
 
-def _gated_dtype(x, gate, y):
-    return x
-
-
-def _gated_grad_shapes(dout, gate, y):
-    return y, gate
-
-
-def _gated_grad_dtypes(dout, gate, y):
-    return y, gate
+def _gated_grad_shapes(dout, gate, y, *bias):  # the same for dtypes: (dy, dgate[, dbias])
+    return (y, gate) + bias
 
 
 class GatedResidual(nn.Cell):
     """adaLN-Zero's gated residual x + gate * y, x / y (N, T, D), gate (N, D) per sample (official:
     x + gate.unsqueeze(1) * y). The native formulation is one pass each way, the backward giving dy and the gate's
-    token sum together."""
+    token sum together.
+
+    construct(x, gate, y, bias=None): x + gate * (y + bias) with a bias (that of the Linear that made y, called
+    with add_bias=False): the native formulation adds it in the same pass and sums its gradient in the backward's."""
 
     def __init__(self, backend=None):
         super().__init__()
+        self.add_bias = AddBias()
         self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
         self.backend = check_backend(backend)
         self.native = _NativeGatedResidual() if backend == "native" else None
+        self.native_bias = _NativeGatedBiasResidual() if backend == "native" else None
+        self.add_bias.use(backend)
 
-    def construct(self, x, gate, y):
+    def construct(self, x, gate, y, bias=None):
+        if bias is not None:
+            if self.native_bias is not None:
+                return self.native_bias(x, gate, y, bias)
+            y = self.add_bias(y, bias)
         if self.native is not None:
             return self.native(x, gate, y)
         return x + gate.expand_dims(1) * y
@@ -308,30 +354,51 @@ class _BiasAdd(nn.Cell):
         return dout, self.reduce(dout, 0)
 
 
-class Linear(nn.Dense):
-    """nn.Dense with the same parameters (weight (out, in), bias (out,)) whose bias gradient is a ReduceSum on CPU.
+class AddBias(nn.Cell):
+    """y (..., D) + bias (D,) as nn.Dense adds it: BiasAdd on the rows (..., D) -> (N, D). On CPU its bias gradient
+    is a ReduceSum over the rows: MindSpore's CPU BiasAddGrad took ~14 ms on a (4096, 1536) gradient, 10% of a
+    Latte-S/2 train step, and a ReduceSum is several times faster (a broadcast add would also get that gradient
+    but doubled the graph's peak memory). The same sums, so the same math; on Ascend/GPU ("builtin") it is
+    BiasAdd with its own gradient."""
 
-    MindSpore's CPU BiasAddGrad took ~14 ms on a (4096, 1536) gradient, 10% of a Latte-S/2 train step; a
-    ReduceSum over the rows is several times faster. (A broadcast add instead of BiasAdd would also get that
-    gradient, but doubled the graph's peak memory.) The same sums, so the same math; on Ascend/GPU ("builtin")
-    it is nn.Dense's BiasAdd with its own gradient.
+    def __init__(self, backend=None):
+        super().__init__()
+        self.bias_add = ops.BiasAdd()
+        self.use(resolve_backend(backend))
+
+    def use(self, backend):
+        """Switches the formulation (before the cell is compiled)."""
+        self.cpu_bias = _BiasAdd() if backend != "builtin" else None
+
+    def construct(self, y, bias):
+        shape = y.shape
+        y = y.reshape(-1, shape[-1])  # (..., D) -> (N, D)
+        y = self.cpu_bias(y, bias) if self.cpu_bias is not None else self.bias_add(y, bias)
+        return y.reshape(shape)  # (N, D) -> (..., D)
+
+
+class Linear(nn.Dense):
+    """nn.Dense with the same parameters (weight (out, in), bias (out,)), its bias added by AddBias.
+
+    construct(x, add_bias=True); with add_bias=False it returns x W^T alone, for a next op that adds `bias` in its
+    own pass (the native GELU and gated residual: TanhGELU / GatedResidual with `bias=linear.bias`).
     """
 
     def __init__(self, in_channels, out_channels, has_bias=True, backend=None):
         super().__init__(in_channels, out_channels, has_bias=has_bias)
+        self.add_bias = AddBias()
         self.use(resolve_backend(backend))
 
     def use(self, backend):
         """Switches the formulation (before the cell is compiled)."""
         self.backend = check_backend(backend)
-        self.cpu_bias = _BiasAdd() if backend != "builtin" else None
+        self.add_bias.use(backend)
 
-    def construct(self, x):
+    def construct(self, x, add_bias=True):
         shape = x.shape
-        y = self.matmul(x.reshape(-1, shape[-1]), self.weight)  # (..., in) -> (N, out)
-        if self.has_bias:
-            y = self.cpu_bias(y, self.bias) if self.cpu_bias is not None else self.bias_add(y, self.bias)
-        return y.reshape(shape[:-1] + (y.shape[-1],))  # (N, out) -> (..., out)
+        y = self.matmul(x.reshape(-1, shape[-1]), self.weight)  # (..., in) -> (N, in) -> (N, out)
+        y = y.reshape(shape[:-1] + (y.shape[-1],))  # (N, out) -> (..., out)
+        return self.add_bias(y, self.bias) if self.has_bias and add_bias else y
 
 
 KERNEL_CELLS = (TanhGELU,  # the cells with a native (float32) formulation

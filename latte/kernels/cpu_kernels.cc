@@ -79,37 +79,100 @@ constexpr int64_t kElementChunk = 1 << 15;
 
 }  // namespace
 
+namespace {
+inline float gelu(float v) {
+  float u = kGeluK * (v + kGeluA * v * v * v);
+  return v / (1.0f + exp_approx(-u));
+}
+
+// d/dx [x s(u)] = s + x s (1 - s) u',  u' = K (1 + 3 a x^2).
+inline float gelu_grad(float v) {
+  float u = kGeluK * (v + kGeluA * v * v * v);
+  float s = 1.0f / (1.0f + exp_approx(-u));
+  float du = kGeluK * (1.0f + 3.0f * kGeluA * v * v);
+  return s + v * s * (1.0f - s) * du;
+}
+
+// Runs body(c0, c1) over column ranges of [0, d), one per thread, for the kernels that also sum a bias gradient
+// over all rows: each thread owns its columns' sums and adds rows in order, so the sums do not depend on the
+// number of threads. Ranges are multiples of 16 floats (a cache line) so no two threads write one line.
+template <typename Body>
+void parallel_columns(int64_t d, int64_t rows, Body body) {
+  const int64_t lines = (d + 15) / 16;
+  parallel_for(lines, std::max<int64_t>(1, kElementChunk / (16 * std::max<int64_t>(rows, 1))),
+               [=](int64_t begin, int64_t end) { body(begin * 16, std::min(d, end * 16)); });
+}
+
+// Columns [c0, c1) of the biased GELU's backward (LatteGeluBackward).
+void gelu_bias_backward_columns(const float *__restrict x, const float *__restrict bias, const float *__restrict dy,
+                                float *__restrict dx, float *__restrict dbias, int64_t rows, int64_t d, int64_t c0,
+                                int64_t c1) {
+  for (int64_t i = c0; i < c1; ++i) dbias[i] = 0.0f;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *__restrict xr = x + r * d;
+    const float *__restrict dyr = dy + r * d;
+    float *__restrict dxr = dx + r * d;
+    for (int64_t i = c0; i < c1; ++i) {
+      const float g = dyr[i] * gelu_grad(xr[i] + bias[i]);
+      dxr[i] = g;
+      dbias[i] += g;
+    }
+  }
+}
+}  // namespace
+
 // tanh-GELU: y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)).
+// Inputs x (..., D) [, bias (D,)]; output y. With a bias, y = GELU(x + bias), x + bias rounded first: the
+// MLP's fc1 bias added in the same pass as the activation (the unfused BiasAdd, then GELU).
 extern "C" int LatteGeluForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                 void *stream, void *extra) {
-  if (nparam != 2) return 1;
+  if (nparam != 2 && nparam != 3) return 1;
   const float *x = static_cast<const float *>(params[0]);
-  float *y = static_cast<float *>(params[1]);
-  parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float v = x[i];
-      float u = kGeluK * (v + kGeluA * v * v * v);
-      y[i] = v / (1.0f + exp_approx(-u));
+  float *y = static_cast<float *>(params[nparam - 1]);
+  if (nparam == 2) {
+    parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) y[i] = gelu(x[i]);
+    });
+    return 0;
+  }
+  const float *bias = static_cast<const float *>(params[1]);
+  const int64_t d = shapes[0][ndims[0] - 1];
+  if (ndims[1] != 1 || shapes[1][0] != d) return 1;
+  const int64_t rows = numel(ndims[0], shapes[0]) / d;
+  parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float *__restrict xr = x + r * d;
+      float *__restrict yr = y + r * d;
+      for (int64_t i = 0; i < d; ++i) yr[i] = gelu(xr[i] + bias[i]);
     }
   });
   return 0;
 }
 
-// d/dx [x s(u)] = s + x s (1 - s) u',  u' = K (1 + 3 a x^2).  Inputs x, dy; output dx.
+// Inputs x, dy; output dx = dy * GELU'(x). With a bias: inputs x, bias, dy; outputs dx = dy * GELU'(x + bias)
+// and dbias (D,) = the sum of dx over all rows (the BiasAdd's gradient), in one pass.
 extern "C" int LatteGeluBackward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                  void *stream, void *extra) {
-  if (nparam != 3) return 1;
+  if (nparam == 3) {
+    const float *x = static_cast<const float *>(params[0]);
+    const float *dy = static_cast<const float *>(params[1]);
+    float *dx = static_cast<float *>(params[2]);
+    parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * gelu_grad(x[i]);
+    });
+    return 0;
+  }
+  if (nparam != 5) return 1;
   const float *x = static_cast<const float *>(params[0]);
-  const float *dy = static_cast<const float *>(params[1]);
-  float *dx = static_cast<float *>(params[2]);
-  parallel_for(numel(ndims[0], shapes[0]), kElementChunk, [=](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float v = x[i];
-      float u = kGeluK * (v + kGeluA * v * v * v);
-      float s = 1.0f / (1.0f + exp_approx(-u));
-      float du = kGeluK * (1.0f + 3.0f * kGeluA * v * v);
-      dx[i] = dy[i] * (s + v * s * (1.0f - s) * du);
-    }
+  const float *bias = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  float *dbias = static_cast<float *>(params[4]);
+  const int64_t d = shapes[0][ndims[0] - 1];
+  if (ndims[1] != 1 || shapes[1][0] != d) return 1;
+  const int64_t rows = numel(ndims[0], shapes[0]) / d;
+  parallel_columns(d, rows, [=](int64_t c0, int64_t c1) {
+    gelu_bias_backward_columns(x, bias, dy, dx, dbias, rows, d, c0, c1);
   });
   return 0;
 }
@@ -428,57 +491,91 @@ extern "C" int LatteNonFinite(int nparam, void **params, int *ndims, int64_t **s
 }
 
 // Gated residual of an adaLN-Zero block: out = x + gate * y, the gate of sample n applied to all its tokens
-// (gate * y rounded first, as the unfused x + gate.unsqueeze(1) * y).
-// Inputs x (N, T, D), gate (N, D), y (N, T, D); output out (N, T, D).
+// (gate * y rounded first, as the unfused x + gate.unsqueeze(1) * y). With a bias (the bias of the Linear that
+// made y, added here instead of in its own pass): out = x + gate * (y + bias), y + bias rounded first.
+// Inputs x (N, T, D), gate (N, D), y (N, T, D) [, bias (D,)]; output out (N, T, D).
 extern "C" int LatteGatedResidualForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                          const char **dtypes, void *stream, void *extra) {
-  if (nparam != 4 || ndims[0] != 3) return 1;
+  if ((nparam != 4 && nparam != 5) || ndims[0] != 3) return 1;
   const float *x = static_cast<const float *>(params[0]);
   const float *gate = static_cast<const float *>(params[1]);
   const float *y = static_cast<const float *>(params[2]);
-  float *out = static_cast<float *>(params[3]);
+  const float *bias = nparam == 5 ? static_cast<const float *>(params[3]) : nullptr;
+  float *out = static_cast<float *>(params[nparam - 1]);
   const int64_t tokens = shapes[0][1], d = shapes[0][2];
   const int64_t rows = shapes[0][0] * tokens;
+  if (bias != nullptr && (ndims[3] != 1 || shapes[3][0] != d)) return 1;
   parallel_for(rows, std::max<int64_t>(1, kElementChunk / d), [=](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float *__restrict xr = x + r * d;
       const float *__restrict yr = y + r * d;
       const float *__restrict g = gate + (r / tokens) * d;
       float *__restrict o = out + r * d;
-      for (int64_t i = 0; i < d; ++i) o[i] = xr[i] + g[i] * yr[i];
+      if (bias == nullptr) {
+        for (int64_t i = 0; i < d; ++i) o[i] = xr[i] + g[i] * yr[i];
+      } else {
+        for (int64_t i = 0; i < d; ++i) o[i] = xr[i] + g[i] * (yr[i] + bias[i]);
+      }
     }
   });
   return 0;
 }
 
-// Its backward but for dx (= dout, passed through by the cell): dy = gate * dout, dgate[n] = sum_t dout * y,
-// one pass. Samples are split over the threads; each sums its tokens in order (vectorized along D).
-// Inputs dout (N, T, D), gate (N, D), y (N, T, D); outputs dy (N, T, D), dgate (N, D).
-extern "C" int LatteGatedResidualBackward(int nparam, void **params, int *ndims, int64_t **shapes,
-                                          const char **dtypes, void *stream, void *extra) {
-  if (nparam != 5 || ndims[0] != 3) return 1;
-  const float *dout = static_cast<const float *>(params[0]);
-  const float *gate = static_cast<const float *>(params[1]);
-  const float *y = static_cast<const float *>(params[2]);
-  float *dy = static_cast<float *>(params[3]);
-  float *dgate = static_cast<float *>(params[4]);
-  const int64_t samples = shapes[0][0], tokens = shapes[0][1], d = shapes[0][2];
-  parallel_for(samples, std::max<int64_t>(1, kElementChunk / (tokens * d)), [=](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      const float *__restrict g = gate + n * d;
-      float *__restrict dg = dgate + n * d;
-      for (int64_t i = 0; i < d; ++i) dg[i] = 0.0f;
-      for (int64_t t = 0; t < tokens; ++t) {
-        const int64_t r = (n * tokens + t) * d;
-        const float *__restrict dr = dout + r;
-        const float *__restrict yr = y + r;
-        float *__restrict dyr = dy + r;
-        for (int64_t i = 0; i < d; ++i) {
-          dyr[i] = g[i] * dr[i];
+namespace {
+// Columns [c0, c1) of the gated residual's backward (below); kBias: with the Linear's bias.
+template <bool kBias>
+void gated_residual_backward_columns(const float *__restrict dout, const float *__restrict gate,
+                                     const float *__restrict y, const float *__restrict bias, float *__restrict dy,
+                                     float *__restrict dgate, float *__restrict dbias, int64_t samples,
+                                     int64_t tokens, int64_t d, int64_t c0, int64_t c1) {
+  if (kBias)
+    for (int64_t i = c0; i < c1; ++i) dbias[i] = 0.0f;
+  for (int64_t n = 0; n < samples; ++n) {
+    const float *__restrict g = gate + n * d;
+    float *__restrict dg = dgate + n * d;
+    for (int64_t i = c0; i < c1; ++i) dg[i] = 0.0f;
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int64_t r = (n * tokens + t) * d;
+      const float *__restrict dr = dout + r;
+      const float *__restrict yr = y + r;
+      float *__restrict dyr = dy + r;
+      for (int64_t i = c0; i < c1; ++i) {
+        const float v = g[i] * dr[i];
+        dyr[i] = v;
+        if (kBias) {
+          dg[i] += dr[i] * (yr[i] + bias[i]);
+          dbias[i] += v;
+        } else {
           dg[i] += dr[i] * yr[i];
         }
       }
     }
+  }
+}
+}  // namespace
+
+// Its backward but for dx (= dout, passed through by the cell), one pass: dy = gate * dout,
+// dgate[n] = sum_t dout * y (y + bias with a bias) and, with a bias, dbias = sum over all rows of dy.
+// Columns are split over the threads (a temporal block has a single sample), each summing its tokens in order.
+// Inputs dout (N, T, D), gate (N, D), y (N, T, D) [, bias (D,)]; outputs dy (N, T, D), dgate (N, D) [, dbias (D,)].
+extern "C" int LatteGatedResidualBackward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                          const char **dtypes, void *stream, void *extra) {
+  if ((nparam != 5 && nparam != 7) || ndims[0] != 3) return 1;
+  const bool has_bias = nparam == 7;
+  const float *dout = static_cast<const float *>(params[0]);
+  const float *gate = static_cast<const float *>(params[1]);
+  const float *y = static_cast<const float *>(params[2]);
+  const float *bias = has_bias ? static_cast<const float *>(params[3]) : nullptr;
+  float *dy = static_cast<float *>(params[has_bias ? 4 : 3]);
+  float *dgate = static_cast<float *>(params[has_bias ? 5 : 4]);
+  float *dbias = has_bias ? static_cast<float *>(params[6]) : nullptr;
+  const int64_t samples = shapes[0][0], tokens = shapes[0][1], d = shapes[0][2];
+  if (has_bias && (ndims[3] != 1 || shapes[3][0] != d)) return 1;
+  parallel_columns(d, samples * tokens, [=](int64_t c0, int64_t c1) {
+    if (has_bias)
+      gated_residual_backward_columns<true>(dout, gate, y, bias, dy, dgate, dbias, samples, tokens, d, c0, c1);
+    else
+      gated_residual_backward_columns<false>(dout, gate, y, bias, dy, dgate, dbias, samples, tokens, d, c0, c1);
   });
   return 0;
 }

@@ -111,9 +111,10 @@ class Attention(nn.Cell):
             self.split_heads = Permute((2, 0, 3, 1, 4), kernels)  # (B, N, 3, H, Dh) -> (3, B, H, N, Dh)
             self.merge_heads = Permute((0, 2, 1, 3), kernels)  # (B, H, N, Dh) -> (B, N, H, Dh)
 
-    def construct(self, x):
+    def construct(self, x, add_bias=True):
+        """x (B, N, D) -> (B, N, D); add_bias=False: without proj's bias (for a next op that adds it)."""
         if self.frames:
-            return self._across_frames(x)
+            return self.proj(self._across_frames(x), add_bias=add_bias)
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)  # (B, N, 3D) -> (B, N, 3, H, Dh)
         qkv = self.split_heads(qkv)  # -> (3, B, H, N, Dh)
@@ -122,7 +123,7 @@ class Attention(nn.Cell):
         q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B, H, N, Dh)
         out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B, H, N, Dh)
         out = self.merge_heads(out).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
-        return self.proj(out)
+        return self.proj(out, add_bias=add_bias)
 
     def _across_frames(self, x):
         """x (B, F*T, D), frame-major -> (B, F*T, D): each of the T tokens attends over its F frames."""
@@ -133,7 +134,7 @@ class Attention(nn.Cell):
         qkv = self.split_heads(qkv).reshape(3, b * t, h, f, dh)  # -> (3, B, T, H, F, Dh) -> (3, B*T, H, F, Dh)
         q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B*T, H, F, Dh)
         out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B*T, H, F, Dh)
-        return self.proj(self.merge_heads(out, b, t))  # (B, F*T, D)
+        return self.merge_heads(out, b, t)  # (B, F*T, D)
 
 
 class ProjectedAttention(nn.Cell):

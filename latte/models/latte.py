@@ -47,8 +47,12 @@ class TransformerBlock(nn.Cell):
     def construct(self, x, c):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ops.chunk(
             self.adaLN_modulation(c), ADALN_CHUNKS, axis=1)  # 6 x (N, D)
-        x = self.residual(x, gate_msa, self.attn(self.norm1(x, shift_msa, scale_msa)))  # x + gate * attn(...)
-        x = self.residual(x, gate_mlp, self.mlp(self.norm2(x, shift_mlp, scale_mlp)))
+        # x + gate * attn(...), then x + gate * mlp(...); each output projection's bias is added by the gated
+        # residual (in its pass, with the native kernels)
+        y = self.attn(self.norm1(x, shift_msa, scale_msa), add_bias=False)
+        x = self.residual(x, gate_msa, y, self.attn.proj.bias)
+        y = self.mlp(self.norm2(x, shift_mlp, scale_mlp), add_bias=False)
+        x = self.residual(x, gate_mlp, y, self.mlp.fc2.bias)
         return x
 
 

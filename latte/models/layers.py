@@ -26,8 +26,10 @@ class Mlp(nn.Cell):
         self.act = TanhGELU(backend=kernels)
         self.fc2 = Linear(hidden_features, in_features, backend=kernels)
 
-    def construct(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+    def construct(self, x, add_bias=True):
+        """add_bias=False: without fc2's bias (for a next op that adds it). fc1's bias is added by the activation
+        (in its pass, with the native kernels)."""
+        return self.fc2(self.act(self.fc1(x, add_bias=False), self.fc1.bias), add_bias=add_bias)
 
 
 class ConvPatchEmbed(nn.Cell):
