@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import List
 
 from latte.data.errors import DataError
+from latte.data.mindone_layout import convert_hint, mindone_layout
 from latte.data.sources import check_data_folder
 
 logger = logging.getLogger(__name__)
@@ -145,8 +146,6 @@ def read_cache_index(folder):
 @functools.lru_cache(maxsize=4)
 def _read_cache_index(folder, stamp):
     if not stamp:
-        from latte.data.mindone_cache import convert_hint, mindone_layout  # it reads this module's names
-
         layout = mindone_layout(folder)
         if layout is not None:
             raise DataError(convert_hint(folder, layout))

@@ -34,22 +34,18 @@ from latte.data.cache import CACHE_FORMAT, CACHE_VERSION, HEADER
 from latte.data.cache_writers import NumpyCacheWriter
 from latte.data.config import NUMPY as LATTE_NUMPY
 from latte.data.errors import DataError
+from latte.data.mindone_layout import (FRAME_PREFIX, LATENT_KEY, MINDRECORD, MINDRECORD_SUFFIX, NAME_KEY, NPY_SUFFIX,
+                                       NPZ, NPZ_SUFFIX, NUMPY, RECACHE, mindone_layout, npz_keys)
 from latte.env import progress
 
 logger = logging.getLogger(__name__)
 
-NUMPY, NPZ, MINDRECORD = "numpy", "npz", "mindrecord"  # mindone's names of its cache layouts
-LATENT_KEY, NAME_KEY = "video_latent", "video"
 CONDITION_KEYS = {"class": "class", "caption": "text", "text_emb": "text", "token_mask": "text"}
 UNCONVERTED = {"class": "mindone stores label numbers without their class names",
                "text": "its caption states are CLIP's or its own T5's, not the T5 states latte-ms reads"}
-FRAME_PREFIX = "video_latent-"  # numpy: <video>/video_latent-<frame>.npy
-NPZ_SUFFIX, NPY_SUFFIX, MINDRECORD_SUFFIX = ".npz", ".npy", ".mindrecord"
 LATENT_CHANNELS = 4  # mindone's SD VAE (its schema and writers fix 4 channels)
 VAE_DOWNSAMPLE = 8  # image_size / latent side of the SD VAE
 LATENT_DTYPES = ("float16", "float32")
-RECACHE = ("cache the videos again with tools/embedding_cache.py (e.g. -c configs/training/sky_video.yaml "
-           "--cache_folder DIR --cache_file_type numpy)")
 
 
 @dataclass(frozen=True)
@@ -57,35 +53,6 @@ class MindoneVideo:
     name: str
     files: Tuple[str, ...]  # numpy: the frame .npy files in frame order; npz: (the .npz,); mindrecord: (the file,)
     row: int = -1  # mindrecord: the row of the video in its file
-
-
-def _npz_keys(path):
-    try:
-        with np.load(path) as stored:
-            return set(stored.files)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} ({exc}): a damaged file of a mindone cache; {RECACHE}") from exc
-
-
-def mindone_layout(folder):
-    """mindone's name of the cache layout in folder ("numpy", "npz", "mindrecord"), or None when it holds none."""
-    if not os.path.isdir(folder) or glob.glob(os.path.join(folder, "manifest.rank*.jsonl")):
-        return None
-    if any(name.endswith(MINDRECORD_SUFFIX) for name in os.listdir(folder)):
-        return MINDRECORD
-    if glob.glob(os.path.join(folder, "*", FRAME_PREFIX + "*" + NPY_SUFFIX)):
-        return NUMPY
-    npz = sorted(glob.glob(os.path.join(folder, "*" + NPZ_SUFFIX)))
-    if npz and LATENT_KEY in _npz_keys(npz[0]):
-        return NPZ
-    return None
-
-
-def convert_hint(folder, layout):
-    """The one-line advice for a training config pointing at a mindone cache."""
-    return (f"{folder!r} holds a mindone {layout} embedding cache, not a latte-ms one: convert it with python "
-            f"tools/mindone_cache.py --source {folder} --cache_folder {folder.rstrip('/')}_latte and train on that "
-            f"folder (train_data_type: numpy), or {RECACHE}")
 
 
 def _refuse_condition(where, keys):
@@ -121,7 +88,7 @@ def list_mindone_videos(folder, layout):
             if frames:
                 videos.append(MindoneVideo(os.path.basename(os.path.dirname(sub)), tuple(frames)))
         for path in glob.glob(os.path.join(folder, "*" + NPZ_SUFFIX)):  # the per-video records beside them
-            _refuse_condition(path, _npz_keys(path))
+            _refuse_condition(path, npz_keys(path))
     names = [v.name for v in videos]
     if len(set(names)) != len(names):
         raise DataError(f"{folder}: two videos are named alike in a mindone cache: {sorted(names)[:6]}")
