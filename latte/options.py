@@ -11,7 +11,6 @@ text-to-video (its caption keys: latte/text/options.py). The text-to-video sampl
 TextToVideoSampleConfig, TextEmbeddingsConfig, sample_config_class) are in latte/t2v_options.py.
 """
 import dataclasses
-import importlib
 import os
 from typing import List, Optional
 
@@ -29,15 +28,6 @@ from latte.text.options import CaptionEncoderOptions, CaptionOptions
 SD_VAE = VAEConfig()  # sd-vae-ft-mse: what a VAE checkpoint without a record is taken to be
 LOSS_SCALERS = ("dynamic", "static", "none")  # loss_scaler_type choices (latte.training.step)
 SCHEDULERS = ("constant", "cosine_decay")  # scheduler choices (latte.training.optim)
-# moved to latte/t2v_options.py; `from latte.options import X` still finds them (module __getattr__ below)
-_MOVED_TO_T2V = ("PromptOptions", "TextToVideoSampleConfig", "TextEmbeddingsConfig", "T2V_ONLY_KEYS",
-                 "T2V_SAVE_FORMATS", "sample_config_class")
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_T2V:
-        return getattr(importlib.import_module("latte.t2v_options"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ import sample
 from latte.checkpoint_io import save_ms_checkpoint
 from latte.config import ConfigError, load_config
 from latte.models.registry import KIND_T2V, t2v_spec
-from latte.options import TextToVideoSampleConfig
+from latte.t2v_options import TextToVideoSampleConfig
 from latte.random_streams import Stream
 from latte.text.demo import DEMO_T5
 

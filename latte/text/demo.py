@@ -30,10 +30,9 @@ import numpy as np
 
 from latte.data.shape_captions import CAPTION_COLOURS, CAPTION_SHAPES, DIRECTIONS, caption_combinations, shape_caption
 from latte.models.t5_config import T5EncoderConfig
-from latte.text.options import DEMO_TEXT_ENCODER
 from latte.text.tokenizer import MODEL_FILE
 
-DEMO_NAME = DEMO_TEXT_ENCODER  # the value of text_encoder / tokenizer that names this encoder
+DEMO_NAME = "demo"  # the value of text_encoder / tokenizer that names this encoder
 DEMO_FOLDER = os.path.join("latte-ms", "demo-text-encoder")
 DEMO_SEED = 20240515  # the T5 weights' generator seed
 T5_FILE = "t5-demo.ckpt"

@@ -12,11 +12,12 @@ from typing import Optional
 
 from latte.config import ConfigError, field
 from latte.env import DTYPES
+from latte.text.demo import DEMO_NAME, resolve_text_encoder
 from latte.text.tokenizer import MAX_LENGTH
 
 # Latte-1 / PixArt-alpha: a caption is replaced by the empty one this often (classifier-free guidance)
 CAPTION_DROPOUT_PROB = 0.1
-DEMO_TEXT_ENCODER = "demo"  # the built-in tiny T5 and tokenizer (latte.text.demo), generated on first use
+DEMO_TEXT_ENCODER = DEMO_NAME  # the built-in tiny T5 and tokenizer (latte.text.demo), generated on first use
 
 
 @dataclasses.dataclass
@@ -44,11 +45,6 @@ class TextEncoderOptions:
         """(T5 .ckpt, tokenizer path): the keys as given, or the built-in demo's files for 'demo'."""
         if self.text_encoder != DEMO_TEXT_ENCODER:
             return self.text_encoder, self.tokenizer
-        try:
-            from latte.text.demo import resolve_text_encoder
-        except ImportError:
-            raise ConfigError("text_encoder 'demo': the built-in demo text encoder (latte.text.demo) is not part "
-                              "of this installation; give a T5 .ckpt and its tokenizer") from None
         return resolve_text_encoder(DEMO_TEXT_ENCODER)
 
 
