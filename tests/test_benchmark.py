@@ -50,24 +50,6 @@ def test_vae_task_times_encode_and_decode(tmp_path):
     assert result["encode"]["s_per_step"] > 0 and result["decode"]["s_per_step"] > 0
 
 
-def test_gemm_task_counts_the_train_steps_products(tmp_path):
-    """gemm times each Linear product of the step on both sides; its FLOPs match the layers' shapes."""
-    pytest.importorskip("torch")
-    for peer in ("latte-ms", "torch"):
-        out = tmp_path / f"gemm-{peer}.json"
-        assert benchmark.main(["gemm", "--peer", peer, *TINY, "--out", str(out)]) == 0
-        result = json.loads(out.read_text())
-        products = result["products"]
-        # Latte-T/2: 4 blocks of width 64 (MLP 256); 2 frames of (4 / 2)^2 patches: 8 tokens
-        assert [p["product"] for p in products[:3]] == ["qkv.forward", "qkv.input_grad", "qkv.weight_grad"]
-        assert len(products) == 12 and all(p["per_step"] == 4 and p["ms"] > 0 for p in products)
-        assert (products[0]["m"], products[0]["k"], products[0]["n"]) == (8, 64, 192)
-        assert (products[2]["m"], products[2]["k"], products[2]["n"]) == (192, 8, 64)
-        flops = 2 * 4 * 3 * 8 * 64 * (3 * 64 + 64 + 256 + 256)  # blocks x (fwd + 2 grads) x M x in x out summed
-        assert result["gflop_per_step"] == pytest.approx(flops / 1e9, abs=0.006)
-        assert result["s_per_step"] == pytest.approx(sum(p["ms"] * 4 for p in products) / 1e3, rel=0.05, abs=1e-4)
-
-
 def test_compare_refuses_a_busy_machine():
     with pytest.raises(SystemExit, match="of the CPUs busy .* --max_busy"):
         benchmark.main(["compare", *TINY, "--max_busy", "-1"])

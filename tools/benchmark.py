@@ -7,7 +7,6 @@
     python tools/benchmark.py train --model_name Latte-S/2 --condition class --use_image_num 8   # joint (Latte+IMG)
     python tools/benchmark.py sample --model_name Latte-S/2 --num_frames 16 --latent_size 32 --ddim --out s.json
     python tools/benchmark.py profile --profile_of train --model_name Latte-S/2 --num_frames 16 --latent_size 32
-    python tools/benchmark.py compare --compare_tasks gemm,train --model_name Latte-S/2 --num_frames 16 --latent_size 32
     python tools/benchmark.py forward --model_name Latte-1 --num_frames 16 --latent_size 32 --cfg_scale 7.5
 
 Tasks:
@@ -23,10 +22,6 @@ Tasks:
             images/s = batch x frames / step time, peak memory.
   sample    one compiled denoising step (DDPM or --ddim, optional --cfg_scale): compile, s/step.
   vae       encode and decode of one --image_size frame with the sd-vae-ft-mse architecture: s/frame each.
-  gemm      the train step's dense matrix products alone: each block's four Linear layers (qkv, proj, fc1, fc2),
-            forward, input gradient and weight gradient, each product timed on its own; s_per_step is their
-            sum over the blocks (the step's GEMM floor), with GFLOP/s per product. Beside `train` in compare it
-            says how much of each side's step is matrix products and how much everything else.
   profile   MindSpore's per-op profile of --profile_of forward|train|vae: the op types by share of time.
 forward/train/sample/vae take --peer torch to time the PyTorch side (run as `python -m tools.benchmark` from
 the repository root, which is what compare does). All models have random weights; only the shapes matter.
@@ -44,8 +39,7 @@ import time
 
 import numpy as np
 
-TASKS = ("forward", "train", "sample", "vae", "gemm")
-MLP_RATIO = 4.0  # hidden width of a block's MLP / hidden_size, as every registered variant
+TASKS = ("forward", "train", "sample", "vae")
 PEERS = ("latte-ms", "torch")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -322,86 +316,6 @@ def _vae_summary(enc, dec):
             "s_per_step": round(float(np.median(enc[1])) + float(np.median(dec[1])), 4)}
 
 
-def gemm_products(args):
-    """The dense products of one train step of a (class) Latte variant: (name, m, k, n, blocks), each the product
-    of an (m, k) and a (k, n) matrix as the step computes it, for each of the four Linear layers of a block. Tokens
-    M = batch x frames x patches per frame; a layer (in -> out) computes y = x W^T (M, in) x (in, out), its input
-    gradient dy W (M, out) x (out, in) and its weight gradient dy^T x (out, M) x (M, in). The adaLN, embedding and
-    final layers (one row per sample or a few channels) and the attention's batched products are not counted."""
-    from latte.models.registry import model_spec
-
-    spec = model_spec(args.model_name)
-    width, depth = spec["hidden_size"], spec["depth"]
-    tokens = args.batch_size * args.num_frames * (args.latent_size // spec["patch_size"]) ** 2
-    hidden = int(width * MLP_RATIO)
-    products = []
-    for layer, (fan_in, fan_out) in (("qkv", (width, 3 * width)), ("proj", (width, width)),
-                                     ("fc1", (width, hidden)), ("fc2", (hidden, width))):
-        products += [(f"{layer}.forward", tokens, fan_in, fan_out, depth),
-                     (f"{layer}.input_grad", tokens, fan_out, fan_in, depth),
-                     (f"{layer}.weight_grad", fan_out, tokens, fan_in, depth)]
-    return products
-
-
-_GEMM_TRANSPOSES = {"forward": (False, True), "input_grad": (False, False), "weight_grad": (True, False)}
-
-
-def _operands(rng, kind, m, k, n):
-    """The two stored operands of a product, laid out as the step holds them (weights (out, in), activations and
-    their gradients (M, features)), and the (transpose_a, transpose_b) flags that make it (m, k) x (k, n)."""
-    transpose_a, transpose_b = _GEMM_TRANSPOSES[kind]
-    a = rng.standard_normal((k, m) if transpose_a else (m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k) if transpose_b else (k, n)).astype(np.float32)
-    return a, b, transpose_a, transpose_b
-
-
-def _gemm_summary(products, timings):
-    rows, total = [], 0.0
-    for (name, m, k, n, count), (first, times) in zip(products, timings):
-        seconds = float(np.median(times))
-        total += seconds * count
-        rows.append({"product": name, "m": m, "k": k, "n": n, "per_step": count, "ms": round(seconds * 1e3, 3),
-                     "gflop_s": round(2.0 * m * k * n / seconds / 1e9, 1)})
-    flops = sum(2.0 * m * k * n * count for _, m, k, n, count in products)
-    return {"s_per_step": round(total, 4), "gflop_per_step": round(flops / 1e9, 2),
-            "gflop_s": round(flops / total / 1e9, 1), "products": rows}
-
-
-def bench_gemm(args, ctx):
-    """MindSpore's MatMul (graph mode, the transpose flags the train step's graph uses) on each product."""
-    import mindspore as ms
-
-    class Product(ms.nn.Cell):
-        def __init__(self, transpose_a, transpose_b):
-            super().__init__()
-            self.matmul = ms.ops.MatMul(transpose_a=transpose_a, transpose_b=transpose_b)
-
-        def construct(self, a, b):
-            return self.matmul(a, b)
-
-    rng = np.random.default_rng(0)
-    products, timings = gemm_products(args), []
-    for name, m, k, n, _ in products:
-        a, b, transpose_a, transpose_b = _operands(rng, name.split(".")[1], m, k, n)
-        cell, a, b = Product(transpose_a, transpose_b), ms.Tensor(a), ms.Tensor(b)
-        timings.append(_timed(lambda: cell(a, b).asnumpy(), args.steps))
-    return _gemm_summary(products, timings)
-
-
-def bench_torch_gemm(args):
-    """torch.mm on the same products and layouts (transposes as views, as autograd hands them to BLAS)."""
-    import torch
-
-    rng = np.random.default_rng(0)
-    products, timings = gemm_products(args), []
-    for name, m, k, n, _ in products:
-        a, b, transpose_a, transpose_b = _operands(rng, name.split(".")[1], m, k, n)
-        a, b = torch.from_numpy(a), torch.from_numpy(b)
-        a, b = (a.t() if transpose_a else a), (b.t() if transpose_b else b)
-        timings.append(_timed(lambda: torch.mm(a, b), args.steps))
-    return _gemm_summary(products, timings)
-
-
 def _Call(fn):
     """A graph-compiled cell around a bound method (encode / decode) of a cell."""
     import mindspore as ms
@@ -423,8 +337,6 @@ def bench_torch(args):
     from tools import benchmark_torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    if args.task == "gemm":
-        return bench_torch_gemm(args)
     if args.task == "vae":
         encode, decode = benchmark_torch.vae_functions(args)
         return _vae_summary(_timed(encode, args.steps), _timed(decode, args.steps))
@@ -544,7 +456,7 @@ def compare(args):
                 ours = float(np.median([r[part]["s_per_step"] for r in sides["latte-ms"]]))
                 theirs = float(np.median([r[part]["s_per_step"] for r in sides["torch"]]))
                 entry[f"{part}_ratio"] = _ratio(ours, theirs)
-        elif task != "gemm":
+        else:
             entry["latte_ms_compile_s"] = round(float(np.median(
                 [r["compile_s_estimate"] for r in sides["latte-ms"]])), 2)
         summary[task] = entry
@@ -572,7 +484,7 @@ def main(argv=None):
         ctx = setup_context(args.device_target, mode=args.mode, seed=0)
         result["device"] = ctx.device_target
         tasks = {"forward": bench_forward, "train": bench_train, "sample": bench_sample, "vae": bench_vae,
-                 "gemm": bench_gemm, "profile": profile}
+                 "profile": profile}
         from latte.graph_cache import graph_cache
 
         settings = {k: v for k, v in vars(args).items() if k not in ("out", "graph_cache")}
