@@ -72,3 +72,16 @@ def test_profile_lists_op_types(tmp_path):
     ops = json.loads(out.read_text())["ops"]
     assert ops and {"op", "share", "calls_per_step", "ms_per_call"} <= set(ops[0])
     assert abs(sum(op["share"] for op in ops)) <= 1.0 + 1e-6
+
+
+def test_profile_of_the_torch_side_lists_its_ops(tmp_path):
+    """profile --peer torch: torch.profiler's table of the official computation, in the same rows."""
+    pytest.importorskip("torch")
+    out = tmp_path / "profile_torch.json"
+    assert benchmark.main(["profile", "--peer", "torch", *TINY, "--profile_of", "train", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ops = result["ops"]
+    assert {"op", "share", "calls_per_step", "ms_per_call"} <= set(ops[0]) and result["timing"]["s_per_step"] > 0
+    names = {op["op"] for op in ops}
+    assert names & {"aten::addmm", "aten::mm", "aten::bmm"}  # the matrix products are among the top ops
+    assert 0 < sum(op["share"] for op in ops) <= 1.0 + 1e-6

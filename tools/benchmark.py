@@ -22,11 +22,11 @@ Tasks:
             images/s = batch x frames / step time, peak memory.
   sample    one compiled denoising step (DDPM or --ddim, optional --cfg_scale): compile, s/step.
   vae       encode and decode of one --image_size frame with the sd-vae-ft-mse architecture: s/frame each.
-  profile   MindSpore's per-op profile of --profile_of forward|train|vae: the op types by share of time.
+  profile   MindSpore's per-op profile of --profile_of forward|train|vae: the op types by share of time;
+            with --peer torch, torch.profiler's of the torch side (aten ops by share of self CPU time).
 forward/train/sample/vae take --peer torch to time the PyTorch side (run as `python -m tools.benchmark` from
 the repository root, which is what compare does). All models have random weights; only the shapes matter.
 """
-import argparse
 import argparse
 import json
 import os
@@ -375,6 +375,24 @@ def profile(args, ctx):
     return {"profile_of": args.profile_of, "timing": timing, "ops": ops_table}
 
 
+def profile_torch(args):
+    """torch.profiler over the torch side's runs of --profile_of; the ops by share of their self CPU time (the
+    time of the op itself, its threads' work included, without the ops it calls), as profile() lists MindSpore's."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    task_args = argparse.Namespace(**{**vars(args), "task": args.profile_of})
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        timing = bench_torch(task_args)
+    rows = sorted((e for e in prof.key_averages() if e.self_cpu_time_total > 0), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in rows)
+    runs = args.steps + 1  # the first call and the timed ones, as MindSpore's profile counts them
+    ops_table = [{"op": e.key, "share": round(e.self_cpu_time_total / total, 4),
+                  "calls_per_step": round(e.count / runs),
+                  "ms_per_call": round(e.self_cpu_time_total / e.count / 1e3, 3)} for e in rows[: args.profile_top]]
+    return {"profile_of": args.profile_of, "timing": timing, "ops": ops_table}
+
+
 def _shape_args(args):
     out = ["--model_name", args.model_name, "--num_frames", str(args.num_frames), "--latent_size",
            str(args.latent_size), "--batch_size", str(args.batch_size), "--steps", str(args.steps),
@@ -475,7 +493,7 @@ def main(argv=None):
         result.update(compare(args))
     elif args.peer == "torch":
         result["device"] = "CPU"
-        result.update(bench_torch(args))
+        result.update(profile_torch(args) if args.task == "profile" else bench_torch(args))
     else:
         from latte.env import reexec_for_fast_cpu_convs, setup_context
 
