@@ -30,6 +30,15 @@ def one_shape_clip():
     raise AssertionError("no one-shape video among the first 64")
 
 
+def two_shape_clip():
+    """A clip of the class demo's data with two shapes (uint8 (8, 16, 16, 3)) and their palette indices."""
+    for index in range(64):
+        spec = make_video_spec(index, ("circle", "square"))
+        if len(spec.tracks) == 2:
+            return training_clip(index), [PALETTE.index(track.colour) for track in spec.tracks]
+    raise AssertionError("no two-shape video among the first 64")
+
+
 def test_the_training_clips_are_all_coherent():
     clips = [training_clip(i, size, 3, start) for i in range(24) for size in (16, 32) for start in (0, 7)]
     clips += [training_clip(i, 16, 1, 0, ("circle", "square", "triangle", "digit")) for i in range(24)]
@@ -63,6 +72,17 @@ def test_each_kind_of_incoherence_fails_with_its_reason():
     big = ndimage.binary_dilation(masks[2], iterations=3)
     grown[2][big] = frames[2][masks[2]].mean(0).astype(np.uint8)
     assert any(r.startswith("frame 2: area") for r in video_coherence(grown).reasons)
+
+    two, names = two_shape_clip()
+    assert video_coherence(two).coherent
+    turned = two.copy()
+    first, second = (np.array(PALETTE[k], np.float32) for k in names)
+    for f in range(5, 8):  # the first shape takes the second's colour: the two touch or not, one colour is gone
+        near = np.linalg.norm(two[f].astype(np.float32) - first, axis=-1) < 100
+        turned[f][near] = second.astype(np.uint8)
+    reasons = video_coherence(turned).reasons
+    assert any(r.startswith(("frame 5:", "frame 6:", "frame 7:")) and "which most frames show, is missing" in r
+               for r in reasons), reasons
 
     broken = frames.copy()
     for y, x in ((0, 0), (0, 13), (13, 0)):

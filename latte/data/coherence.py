@@ -16,6 +16,8 @@ A video is coherent when
 - no frame shows a colour that most frames do not, over more than MAX_STRAY_SHARE of its foreground (colours of
   `palette`: the synthetic PALETTE, or the captioned videos' CAPTION_COLOURS; a frame shows a colour when at least
   MIN_COLOUR_SHARE of its foreground does; where two shapes overlap their blend may stray, over a small share),
+- every colour that most frames show covers at least MIN_PRESENT_SHARE of every frame's foreground (a shape that
+  vanishes while another stays, or turns into it, fails here even when the two touch),
 - the foreground centroid moves at most MAX_STEP (a fraction of the frame's short side) between two frames,
 - the number of objects varies by at most one between frames (two objects that touch count as one).
 The synthetic training clips score 100% (tested); a shape that vanishes, splits, changes colour, grows or jumps
@@ -32,6 +34,7 @@ MIN_OBJECT_PIXELS = 2  # fewer foreground pixels in a frame: no object there; sm
 MAX_AREA_RATIO = 2.0  # each frame's foreground area within [median / 2, median * 2]
 MIN_COLOUR_SHARE = 0.1  # a palette colour is shown in a frame when this share of its foreground shows it
 MAX_STRAY_SHARE = 0.25  # a colour that most frames do not show may cover at most this share of a frame's foreground
+MIN_PRESENT_SHARE = 0.05  # a colour most frames show must cover this share of every frame's foreground
 MAX_STEP = 0.2  # centroid motion between consecutive frames, fraction of the short side (16 px frame: 3.2 px)
 
 
@@ -122,6 +125,9 @@ def video_coherence(frames, palette=PALETTE):
         stray = np.where(~usual & (row > MAX_STRAY_SHARE))[0]
         reasons += [f"frame {i}: {row[k]:.0%} of the foreground in colour {k} ({tuple(palette[k])}), which most "
                     f"frames do not show" for k in stray]
+        missing = np.where(usual & (row < MIN_PRESENT_SHARE))[0]
+        reasons += [f"frame {i}: colour {k} ({tuple(palette[k])}), which most frames show, is missing"
+                    for k in missing]
     for i in range(1, len(readings)):
         a, b = readings[i - 1], readings[i]
         step = float(np.hypot(b.centroid[0] - a.centroid[0], b.centroid[1] - a.centroid[1]))
