@@ -99,7 +99,8 @@ class CaptionProjection(nn.Cell):
 
 
 class GELUProjection(nn.Cell):
-    """diffusers' activations.GELU(approximate='tanh'): proj, then tanh-GELU."""
+    """diffusers' activations.GELU(approximate='tanh'): proj, then tanh-GELU (proj's bias added by the activation, in
+    its pass with the native kernels)."""
 
     def __init__(self, dim_in, dim_out, kernels=None):
         super().__init__()
@@ -107,7 +108,7 @@ class GELUProjection(nn.Cell):
         self.act = TanhGELU(backend=kernels)
 
     def construct(self, x):
-        return self.act(self.proj(x))
+        return self.act(self.proj(x, add_bias=False), self.proj.bias)
 
 
 class FeedForward(nn.Cell):
