@@ -3,9 +3,9 @@
 MindSpore 2.10's CPU Transpose keeps, from compile time for as long as the graph lives, a table of one 8-byte
 input offset per element: 2x the bytes of every transposed tensor, forward and backward. In the Latte-S/2
 16-frame train step the 51 transposes (the attention's head transposes and their gradients) held ~1.2 GiB that
-way (2.40 against 1.13 GiB after compile, 4.13 against 2.91 GiB after the first step). The native formulation (cpu_kernels.cc LattePermute) copies the same elements
-and keeps nothing; `mint.permute`, which keeps no table either, ran ~4x slower. Ascend and GPU keep
-ops.transpose.
+way (2.40 against 1.13 GiB after compile, 4.13 against 2.91 GiB after the first step). The native formulation
+(cpu_kernels.cc LattePermute) copies the same elements and keeps nothing; `mint.permute`, which keeps no table
+either, ran ~4x slower. Ascend and GPU keep ops.transpose.
 """
 import numpy as np
 
