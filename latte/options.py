@@ -116,9 +116,9 @@ DIFFUSION_KEYS = ("noise_schedule", "predict_xstart", "learn_sigma")
 
 @dataclasses.dataclass
 class ModelOptions(VAEOptions):
-    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or the tiny Latte-T/{1,2,4,8} "
-                                          "and Latte-T128/{1,2,4,8} (the demo's); with condition 'text' a "
-                                          f"LatteT2V: {', '.join(T2V_MODELS)}")
+    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or the tiny Latte-T/{1,2,4,8}, "
+                                          "Latte-T128/{1,2,4,8} and Latte-T128D6/{1,2,4,8} (the demo's); with "
+                                          f"condition 'text' a LatteT2V: {', '.join(T2V_MODELS)}")
     image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / the VAE's "
                                  "downsampling: 8 for sd-vae-ft-mse)", minimum=1)
     num_frames: int = field(16, "frames per video (fixed by the model's temporal table)", minimum=1)

@@ -12,7 +12,8 @@ _SIZES = {
     "B": (12, 768, 12),
     "S": (12, 384, 6),
     "T": (4, 64, 4),  # tiny: tests, not in the official registry
-    "T128": (4, 128, 4),  # Latte-T twice as wide: the CPU demo (configs/training/demo.yaml), not official
+    "T128": (4, 128, 4),  # Latte-T twice as wide: the CPU demo before 2026-12-01, not official
+    "T128D6": (6, 128, 4),  # Latte-T128 with 6 blocks: the CPU demo (configs/training/demo.yaml), not official
 }
 _PATCHES = (1, 2, 4, 8)
 _OFFICIAL_PATCHES = (2, 4, 8)
