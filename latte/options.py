@@ -21,7 +21,7 @@ from latte.data.config import CACHE_DATA_TYPES, DataConfig
 from latte.env import DEVICES, DTYPES, JIT_LEVELS
 from latte.io import RGB_CHANNELS
 from latte.metrics.recipes import I3D_MIN_FRAMES
-from latte.models.registry import CONDITIONS, T2V_MODELS, model_spec, t2v_spec
+from latte.models.registry import CONDITIONS, T2V_MODELS, describe_variants, model_spec, t2v_spec
 from latte.models.vae_config import VAEConfig, read_vae_architecture
 from latte.text.options import CaptionEncoderOptions, CaptionOptions
 
@@ -116,9 +116,9 @@ DIFFUSION_KEYS = ("noise_schedule", "predict_xstart", "learn_sigma")
 
 @dataclasses.dataclass
 class ModelOptions(VAEOptions):
-    model_name: str = field("Latte-XL/2", "Latte variant: Latte-{S,B,L,XL}/{2,4,8}, or the tiny Latte-T/{1,2,4,8}, "
-                                          "Latte-T128/{1,2,4,8} and Latte-T128D6/{1,2,4,8} (the demo's); with "
-                                          f"condition 'text' a LatteT2V: {', '.join(T2V_MODELS)}")
+    model_name: str = field("Latte-XL/2", f"Latte variant: {describe_variants()} (the Latte-T* are tiny, "
+                                          "not official: tests and the demo); with condition 'text' a LatteT2V: "
+                                          f"{', '.join(T2V_MODELS)}")
     image_size: int = field(256, "frame height = width in pixels (the latent side is image_size / the VAE's "
                                  "downsampling: 8 for sd-vae-ft-mse)", minimum=1)
     num_frames: int = field(16, "frames per video (fixed by the model's temporal table)", minimum=1)

@@ -195,3 +195,17 @@ def test_include_beside_the_config_wins_over_the_working_directory(tmp_path, mon
     assert cfg.data_config_file == str(user / "configs" / "training" / "data" / "x.yaml")  # saved with the run
     alone = write(tmp_path / "elsewhere" / "run.yaml", {"data_config_file": "configs/training/data/x.yaml"})
     assert load_config(Outer, ["-c", alone]).data_config.sample_stride == 2  # not beside it: the working directory
+
+
+def test_model_name_help_lists_every_registered_variant():
+    import itertools
+    import re
+
+    from latte.models.registry import LATTE_MODELS
+
+    help_text = next(f for f in dataclasses.fields(SampleConfig) if f.name == "model_name").metadata["help"]
+    listed = set()
+    for prefix, sizes, patches in re.findall(r"(Latte-)(\{[^}]*\}|[A-Z0-9]+)/\{([^}]*)\}", help_text):
+        for size, patch in itertools.product(sizes.strip("{}").split(","), patches.split(",")):
+            listed.add(f"{prefix}{size}/{patch}")
+    assert listed == set(LATTE_MODELS)

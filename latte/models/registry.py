@@ -25,6 +25,17 @@ LATTE_MODELS = {
 }
 
 
+def describe_variants():
+    """The class / unconditional variants for help texts, e.g. 'Latte-{S,B,L,XL}/{2,4,8}, Latte-T/{1,2,4,8}'."""
+    def braces(items):
+        return "{" + ",".join(str(item) for item in items) + "}"
+
+    official = [size for size in _SIZES if not size.startswith("T")]
+    tiny = [size for size in _SIZES if size.startswith("T")]
+    return ", ".join([f"Latte-{braces(official)}/{braces(_OFFICIAL_PATCHES)}"]
+                     + [f"Latte-{size}/{braces(_PATCHES)}" for size in tiny])
+
+
 def model_spec(model_name):
     """Architecture kwargs of a named variant; unknown names raise with the closest valid one."""
     if model_name not in LATTE_MODELS:
