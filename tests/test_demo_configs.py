@@ -25,3 +25,19 @@ def test_demo_trains_and_samples(tmp_path, repo_root, monkeypatch):
                            "--sampling_steps", "2", "--num_samples", "2", "--batch_size", "2",
                            "--output_path", str(tmp_path / "samples")])
     assert {"sample_000.gif", "sample_001.gif", "first_frames.png"} <= set(os.listdir(run_dir))
+
+
+def test_inference_config_reads_the_last_checkpoint_the_training_config_writes(repo_root):
+    """Changing the demo's max_steps or output_path without the sampling config would leave sample.py pointing at a
+    checkpoint that the shipped training never writes."""
+    import yaml
+
+    from latte.checkpoint_io import LATTE_WEIGHTS
+
+    with open(os.path.join(repo_root, TRAIN_CONFIG)) as f:
+        training = yaml.safe_load(f)
+    with open(os.path.join(repo_root, SAMPLE_CONFIG)) as f:
+        sampling = yaml.safe_load(f)
+    last = LATTE_WEIGHTS.format(step=training["max_steps"], ema="-ema")
+    expected = os.path.join(training["output_path"], "ckpt", last)
+    assert os.path.normpath(sampling["checkpoint"]) == os.path.normpath(expected)
