@@ -1,13 +1,16 @@
 """The config system: yaml + CLI overrides, typed values, unknown keys named with the closest valid one."""
 import dataclasses
 import glob
+import itertools
 import os
+import re
 from typing import List
 
 import pytest
 import yaml
 
 from latte.config import ConfigError, field, from_dict, load_config, save_config
+from latte.models.registry import LATTE_MODELS
 from latte.options import SampleConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -198,11 +201,6 @@ def test_include_beside_the_config_wins_over_the_working_directory(tmp_path, mon
 
 
 def test_model_name_help_lists_every_registered_variant():
-    import itertools
-    import re
-
-    from latte.models.registry import LATTE_MODELS
-
     help_text = next(f for f in dataclasses.fields(SampleConfig) if f.name == "model_name").metadata["help"]
     listed = set()
     for prefix, sizes, patches in re.findall(r"(Latte-)(\{[^}]*\}|[A-Z0-9]+)/\{([^}]*)\}", help_text):

@@ -26,7 +26,7 @@ LATTE_MODELS = {
 
 
 def describe_variants():
-    """The class / unconditional variants for help texts, e.g. 'Latte-{S,B,L,XL}/{2,4,8}, Latte-T/{1,2,4,8}'."""
+    """The class / unconditional variants for help texts, e.g. 'Latte-{XL,L,B,S}/{2,4,8}, Latte-T/{1,2,4,8}'."""
     def braces(items):
         return "{" + ",".join(str(item) for item in items) + "}"
 
