@@ -3,9 +3,11 @@ with samples at its checkpoint, and sample.py accepts the result (the diffusion 
 import os
 
 import pytest
+import yaml
 
 import sample
 import train
+from latte.checkpoint_io import LATTE_WEIGHTS
 
 TRAIN_CONFIG = os.path.join("configs", "training", "demo.yaml")
 SAMPLE_CONFIG = os.path.join("configs", "inference", "demo.yaml")
@@ -30,10 +32,6 @@ def test_demo_trains_and_samples(tmp_path, repo_root, monkeypatch):
 def test_inference_config_reads_the_last_checkpoint_the_training_config_writes(repo_root):
     """Changing the demo's max_steps or output_path without the sampling config would leave sample.py pointing at a
     checkpoint that the shipped training never writes."""
-    import yaml
-
-    from latte.checkpoint_io import LATTE_WEIGHTS
-
     with open(os.path.join(repo_root, TRAIN_CONFIG)) as f:
         training = yaml.safe_load(f)
     with open(os.path.join(repo_root, SAMPLE_CONFIG)) as f:

@@ -18,10 +18,16 @@ _SIZES = {
 _PATCHES = (1, 2, 4, 8)
 _OFFICIAL_PATCHES = (2, 4, 8)
 
+
+def _is_tiny(size):
+    """The Latte-T* sizes: ours, with every patch size; the official ones take 2, 4 and 8."""
+    return size.startswith("T")
+
+
 LATTE_MODELS = {
     f"Latte-{size}/{patch}": dict(depth=depth, hidden_size=hidden, num_heads=heads, patch_size=patch)
     for size, (depth, hidden, heads) in _SIZES.items()
-    for patch in (_PATCHES if size.startswith("T") else _OFFICIAL_PATCHES)
+    for patch in (_PATCHES if _is_tiny(size) else _OFFICIAL_PATCHES)
 }
 
 
@@ -30,10 +36,9 @@ def describe_variants():
     def braces(items):
         return "{" + ",".join(str(item) for item in items) + "}"
 
-    official = [size for size in _SIZES if not size.startswith("T")]
-    tiny = [size for size in _SIZES if size.startswith("T")]
+    official = [size for size in _SIZES if not _is_tiny(size)]
     return ", ".join([f"Latte-{braces(official)}/{braces(_OFFICIAL_PATCHES)}"]
-                     + [f"Latte-{size}/{braces(_PATCHES)}" for size in tiny])
+                     + [f"Latte-{size}/{braces(_PATCHES)}" for size in _SIZES if _is_tiny(size)])
 
 
 def model_spec(model_name):
