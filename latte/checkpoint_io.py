@@ -32,7 +32,13 @@ SHAPE_HINTS = {
 _LISTED = 6  # names shown per kind of problem
 # train.py's files under <output>/ckpt/ (latte/training/checkpoints.py writes them)
 STATE_FILE = re.compile(r"^train_state-(\d+)\.ckpt$")
-LATTE_WEIGHTS = "latte-{step:07d}{ema}.ckpt"
+LATTE_PREFIX = "latte-"  # ckpt/latte-<step>[-ema].ckpt: what sample.py and the converter load
+VAE_PREFIX = "vae-"  # ckpt/vae-<step>.ckpt (tools/train_vae.py): load_vae() loads it; train.py / sample.py take it
+
+
+def weights_name(step, ema=False, prefix=LATTE_PREFIX):
+    """File name of a trainer's weights at `step`: `latte-0002100.ckpt`, `latte-0002100-ema.ckpt`, `vae-...`."""
+    return f"{prefix}{step:07d}{'-ema' if ema else ''}{CKPT_SUFFIX}"
 
 
 class CheckpointError(ValueError):
@@ -67,7 +73,7 @@ def weights_beside_state(path):
     if not match:
         return None, None
     folder, step = os.path.dirname(path), int(match.group(1))
-    ema, raw = (os.path.join(folder, LATTE_WEIGHTS.format(step=step, ema=e)) for e in ("-ema", ""))
+    ema, raw = (os.path.join(folder, weights_name(step, ema=e)) for e in (True, False))
     return next((p for p in (ema, raw) if os.path.isfile(p)), None), ema
 
 

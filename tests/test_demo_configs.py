@@ -7,7 +7,7 @@ import yaml
 
 import sample
 import train
-from latte.checkpoint_io import LATTE_WEIGHTS
+from latte.checkpoint_io import weights_name
 
 TRAIN_CONFIG = os.path.join("configs", "training", "demo.yaml")
 SAMPLE_CONFIG = os.path.join("configs", "inference", "demo.yaml")
@@ -36,6 +36,6 @@ def test_inference_config_reads_the_last_checkpoint_the_training_config_writes(r
         training = yaml.safe_load(f)
     with open(os.path.join(repo_root, SAMPLE_CONFIG)) as f:
         sampling = yaml.safe_load(f)
-    last = LATTE_WEIGHTS.format(step=training["max_steps"], ema="-ema")
+    last = weights_name(training["max_steps"], ema=True)
     expected = os.path.join(training["output_path"], "ckpt", last)
     assert os.path.normpath(sampling["checkpoint"]) == os.path.normpath(expected)

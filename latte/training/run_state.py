@@ -22,7 +22,7 @@ import numpy as np
 
 import mindspore as ms
 
-from latte.checkpoint_io import meta_path, save_ms_checkpoint
+from latte.checkpoint_io import meta_path, save_ms_checkpoint, weights_name
 from latte.config import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class RunCheckpoints:
         self.remove_orphans()
 
     def weights_path(self, step, ema=False):
-        return os.path.join(self.folder, f"{self.prefix}{step:07d}{'-ema' if ema else ''}.ckpt")
+        return os.path.join(self.folder, weights_name(step, ema, self.prefix))
 
     def state_path(self, step):
         return os.path.join(self.folder, f"{STATE_PREFIX}{step:07d}.ckpt")

@@ -12,7 +12,7 @@ import numpy as np
 
 import mindspore as ms
 
-from latte.checkpoint_io import CheckpointError, load_checkpoint_into, read_meta
+from latte.checkpoint_io import LATTE_PREFIX, CheckpointError, load_checkpoint_into, read_meta
 from latte.config import save_config, to_dict
 from latte.data import iterate_batches
 from latte.env import progress, resolve_dtype
@@ -36,7 +36,6 @@ from latte.training.step import StepWithEMA, TrainStep
 logger = logging.getLogger(__name__)
 
 TRAINING_RESPACING = ""  # training uses every one of the 1000 diffusion steps (official create_diffusion(""))
-WEIGHTS_PREFIX = "latte-"  # ckpt/latte-<step>.ckpt, latte-<step>-ema.ckpt: what sample.py and the converter load
 METRIC_FIELDS = ("step", "epoch", *LOSS_TERMS, "lr", "loss_scale", "overflow_steps", "step_time_s", "images_per_s")
 CHECKPOINT_FIELDS = ("fvd",)  # metrics.csv columns filled at checkpoints (with fvd_at_checkpoint)
 
@@ -45,7 +44,7 @@ class Trainer:
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
         self.out = cfg.output_path
-        self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), WEIGHTS_PREFIX, cfg.ckpt_max_keep)
+        self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), LATTE_PREFIX, cfg.ckpt_max_keep)
         self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out, refuse_existing=ctx.is_main)
         # where the run continues, read before anything is built (the data pipeline starts there)
         self.meta = read_state_record(self.resume_path) if self.resume_path else {"step": 0, "epoch": 0,

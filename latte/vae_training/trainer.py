@@ -10,7 +10,7 @@ from mindspore import nn
 from latte.config import save_config
 from latte.env import progress
 from latte.io import save_image_grid
-from latte.checkpoint_io import load_strict
+from latte.checkpoint_io import VAE_PREFIX, load_strict
 from latte.models.vae import AutoencoderKL
 from latte.models.vae_config import VAEConfig
 from latte.training.optim import split_decay_groups
@@ -23,7 +23,6 @@ from latte.vae_training.step import AutoencoderForward, DiscriminatorStep, Gener
 
 logger = logging.getLogger(__name__)
 ACCUM_KEY = "autoencoder_acc_steps"  # the config key named when the accumulation count is invalid
-WEIGHTS_PREFIX = "vae-"  # ckpt/vae-<step>.ckpt (+ .json): load_vae() loads it; train.py / sample.py take it
 
 ADAM_EPS = 1e-8
 FINAL_FILE = "vae.ckpt"  # output_path/vae.ckpt: the last weights
@@ -58,7 +57,7 @@ class VAETrainer:
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
         self.out = cfg.output_path
-        self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), WEIGHTS_PREFIX, cfg.ckpt_max_keep)
+        self.ckpt = RunCheckpoints(os.path.join(self.out, "ckpt"), VAE_PREFIX, cfg.ckpt_max_keep)
         self.resume_path = resolve_resume(cfg.resume, self.ckpt, self.out)
         record = read_state_record(self.resume_path) if self.resume_path else {"step": 0}
         if self.resume_path:
