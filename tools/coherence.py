@@ -1,5 +1,6 @@
 """Whether sampled videos of moving shapes are coherent: each object keeps its presence, size and colour through
-every frame and moves smoothly (latte/data/coherence.py says exactly how it is measured).
+every frame and moves smoothly (latte/data/coherence.py says exactly how it is measured); and how many of them
+show squares (latte/data/squareness.py: the four-fold moment of each shape, below -0.15 for a square).
 
     python sample.py -c configs/inference/demo.yaml             # writes samples/demo/<time>/
     python tools/coherence.py samples/demo/<time>               # prints each video's verdict, writes coherence.json
@@ -9,12 +10,14 @@ every frame and moves smoothly (latte/data/coherence.py says exactly how it is m
 Videos enlarged for display (display_scale) are shrunk back to their sampled size first.
 """
 import argparse
+import math
 import os
 import sys
 
 from latte.cli import run_cli
 from latte.data.coherence import score_coherence
 from latte.data.shape_captions import CAPTION_COLOURS
+from latte.data.squareness import SQUARE_BELOW, is_square, video_squareness
 from latte.data.synthetic import PALETTE
 from latte.io import read_sample_video, sample_files, write_json
 
@@ -30,12 +33,20 @@ def main(argv=None):
     parser.add_argument("--output", default="", help=f"JSON to write (default: <folder>/{RESULT_FILE})")
     args = parser.parse_args(argv)
     files = sample_files(args.folder)
-    report = score_coherence((read_sample_video(path) for path in files.values()), PALETTES[args.palette])
-    for row, name in zip(report["videos"], files):
+    videos = [read_sample_video(path) for path in files.values()]  # each uint8 (F, H, W, 3)
+    report = score_coherence(videos, PALETTES[args.palette])
+    for row, name, video in zip(report["videos"], files, videos):
         row["file"] = os.path.basename(files[name])
-        print(f"{'ok ' if row['coherent'] else 'NO '} {row['file']:<40} {'; '.join(row['reasons'][:2])}")
+        value = video_squareness(video)
+        row["squareness"] = None if math.isnan(value) else round(value, 4)  # None: no object to measure
+        row["square"] = is_square(value)
+        print(f"{'ok ' if row['coherent'] else 'NO '} {'square' if row['square'] else '      '} {row['file']:<40} "
+              f"{'; '.join(row['reasons'][:2])}")
+    report["squares"] = sum(row["square"] for row in report["videos"])
     output = args.output or os.path.join(args.folder, RESULT_FILE)
     write_json(report, output)
+    print(f"squares: {report['squares']} of {report['count']} videos show squares (squareness below "
+          f"{SQUARE_BELOW}; the class demo's training clips: half are squares, 88% of them counted)")
     print(f"coherent: {sum(r['coherent'] for r in report['videos'])} of {report['count']} videos "
           f"({report['coherent']:.1f}%) -> {output}")
     return 0

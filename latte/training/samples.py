@@ -64,7 +64,8 @@ class CheckpointSamples:
 
     def __init__(self, cfg):
         self.count, self.scale = cfg.sample_num_videos, cfg.sample_display_scale
-        # the synthetic shape videos have a measure of coherence (latte/data/coherence.py): log it per checkpoint
+        # the synthetic shape videos have measures of coherence and of their squares (latte/data/coherence.py,
+        # squareness.py): log them per checkpoint
         self.measure_coherence = cfg.data_config.train_data_type == "synthetic"
 
     def write(self, step, sampler, folder):
@@ -78,7 +79,10 @@ class CheckpointSamples:
         logger.info("wrote %d sample GIF(s) to %s", len(videos), target)
         if self.measure_coherence and sampled.shape[-1] == 3:  # RGB shapes (not a grayscale VAE's frames)
             from latte.data.coherence import score_coherence
+            from latte.data.squareness import is_square, video_squareness
 
             report = score_coherence(sampled)
-            logger.info("step %d: %d of %d checkpoint samples coherent (%.0f%%; tools/coherence.py %s)", step,
-                        sum(v["coherent"] for v in report["videos"]), report["count"], report["coherent"], target)
+            squares = sum(is_square(video_squareness(video)) for video in sampled)
+            logger.info("step %d: %d of %d checkpoint samples coherent (%.0f%%), %d show squares (tools/coherence.py "
+                        "%s)", step, sum(v["coherent"] for v in report["videos"]), report["count"], report["coherent"],
+                        squares, target)
