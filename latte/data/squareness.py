@@ -15,7 +15,7 @@ which is 0 for a disc (no direction stands out) and -3/7 (-0.43) for a filled ax
 gives +3/7. A video's value is the median over its frames' objects (two shapes that touch make one object for a
 frame or two; the median looks past them).
 Measured on the class demo's training clips (256 clips of 8 frames, circles and squares, 2026-12-01): at 16x16 the
-squares' values run -0.41 to -0.14 (10th to 90th percentile), the circles' 0.00 to 0.04; below SQUARE_BELOW lie 88%
+squares' values run -0.40 to -0.14 (10th to 90th percentile), the circles' 0.00 to 0.04; below SQUARE_BELOW lie 88%
 of the squares and 1% of the circles (32x32: 93% and 1%). A square drawn 4-7 pixels wide but smoothed into a blob
 moves towards 0 and is not counted (tested).
 """
