@@ -63,6 +63,12 @@ def background_ramp(frames):
     return (intercept[None] + y[:, None] * slope[None]).astype(np.float32)  # (H, 3)
 
 
+def background_distance(frame, background):
+    """(H, W) RGB distance of each pixel of a frame uint8 (H, W, 3) from its row's background colour (H, 3); the
+    foreground is where it exceeds FOREGROUND_DISTANCE."""
+    return np.linalg.norm(frame.astype(np.float32) - background[:, None], axis=-1)
+
+
 def _objects(mask):
     from scipy import ndimage
 
@@ -92,7 +98,7 @@ def read_frames(frames, palette=PALETTE):
     readings = []
     ys, xs = np.mgrid[0:frames.shape[1], 0:frames.shape[2]]  # (H, W) each
     for frame in frames:
-        mask = np.linalg.norm(frame.astype(np.float32) - background[:, None], axis=-1) > FOREGROUND_DISTANCE  # (H, W)
+        mask = background_distance(frame, background) > FOREGROUND_DISTANCE  # (H, W)
         area = int(mask.sum())
         if area < MIN_OBJECT_PIXELS:
             readings.append(FrameReading(area, (0.0,) * len(palette), (np.nan, np.nan), 0))

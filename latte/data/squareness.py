@@ -21,7 +21,7 @@ moves towards 0 and is not counted (tested).
 """
 import numpy as np
 
-from latte.data.coherence import FOREGROUND_DISTANCE, background_ramp
+from latte.data.coherence import FOREGROUND_DISTANCE, background_distance, background_ramp
 
 SQUARE_BELOW = -0.15  # a video whose value is below this shows squares
 MIN_SQUARE_PIXELS = 6  # smaller objects (specks, a shape leaving the frame) have no shape worth measuring
@@ -31,7 +31,7 @@ def frame_fourfold(frame, background):
     """The four-fold moment of each object of one frame uint8 (H, W, 3) against its rows' background (H, 3)."""
     from scipy import ndimage
 
-    distance = np.linalg.norm(frame.astype(np.float32) - background[:, None], axis=-1)  # (H, W)
+    distance = background_distance(frame, background)  # (H, W)
     labels, count = ndimage.label(distance > FOREGROUND_DISTANCE)  # 4-connected groups
     ys, xs = np.mgrid[0:frame.shape[0], 0:frame.shape[1]]  # (H, W) each
     values = []
