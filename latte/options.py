@@ -239,6 +239,9 @@ class SampleConfig(DeviceOptions, ModelOptions, GraphCacheOptions, MindoneKeys):
     sampling_steps: int = field(250, "denoising steps (the timestep respacing, as the official sample.py)", minimum=1)
     ddim_sampling: bool = field(False, "DDIM instead of DDPM ancestral sampling")
     ddim_eta: float = field(0.0, "DDIM eta (0: deterministic)", minimum=0.0)
+    resample_rounds: int = field(1, "times each denoising step is taken: every further round noises the sample back "
+                                    "one step and denoises it again (RePaint's resampling); 1: the official "
+                                    "sampler; n: n times the model calls", minimum=1)
     guidance_scale: float = field(1.0, "classifier-free guidance scale; > 1 needs condition 'class'")
     clip_denoised: Optional[bool] = field(None, "clamp each step's x_0 estimate to [-1, 1]; empty: off with a VAE "
                                                 "(as the official sample.py), on in pixel space (data in [-1, 1])")
@@ -355,10 +358,11 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
     sample_steps: int = field(25, "denoising steps of checkpoint samples", minimum=1)
     sample_ddim: bool = field(True, "checkpoint samples use DDIM (False: DDPM ancestral sampling, the official "
                                     "sample.py's method)")
+    sample_resample_rounds: int = field(1, "resample_rounds of checkpoint samples (sample.py's key)", minimum=1)
     sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)",
                                       minimum=1)
     fvd_at_checkpoint: bool = field(False, "compute a small FVD at each checkpoint: fvd_num_videos videos generated "
-                                           "with the EMA weights (sample_steps, sample_ddim) against one clip of each "
+                                           "with the EMA weights (sample_steps, sample_ddim, sample_resample_rounds) against one clip of each "
                                            "held-out video in fvd_real_data_path; a column of metrics.csv")
     fvd_i3d_checkpoint: str = field("", "the FVD's I3D, converted from the released i3d_torchscript.pt by "
                                         "tools/metrics_converter.py --detector i3d")

@@ -96,7 +96,8 @@ class VideoSampler:
         out = sample_loop(self.diffusion, self.model, tuple(z.shape), method=self.method, noise=z, y=y,
                           cfg_scale=self.cfg.guidance_scale if self.use_cfg else 1.0, clip_denoised=self.cfg.clip_x0,
                           eta=self.cfg.ddim_eta if self.method == "ddim" else 0.0, progress=True,
-                          return_trajectory=trajectory, seed=seed + 1, step_times=step_times)
+                          return_trajectory=trajectory, seed=seed + 1, step_times=step_times,
+                          resample_rounds=self.cfg.resample_rounds)
         latents, path = out if trajectory else (out, None)
         if self.use_cfg:  # keep the guided half
             latents = latents[:batch]

@@ -41,3 +41,15 @@ def test_inference_config_reads_the_last_checkpoint_the_training_config_writes(r
     last = weights_name(training["max_steps"], ema=True)
     expected = os.path.join(training["output_path"], "ckpt", last)
     assert os.path.normpath(sampling["checkpoint"]) == os.path.normpath(expected)
+
+
+def test_checkpoint_samples_use_the_sampler_of_the_inference_config(repo_root):
+    """The coherence logged at each checkpoint is the coherence sample.py's videos would have: same steps, same
+    method, same resampling rounds."""
+    with open(os.path.join(repo_root, TRAIN_CONFIG)) as f:
+        training = yaml.safe_load(f)
+    with open(os.path.join(repo_root, SAMPLE_CONFIG)) as f:
+        sampling = yaml.safe_load(f)
+    pairs = {"sample_steps": "sampling_steps", "sample_ddim": "ddim_sampling",
+             "sample_resample_rounds": "resample_rounds"}
+    assert {key: training[key] for key in pairs} == {key: sampling[other] for key, other in pairs.items()}

@@ -224,6 +224,56 @@ def test_pynative_loop_matches_graph():
     np.testing.assert_allclose(eager.asnumpy(), graph.asnumpy(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("method,eta", [("ddpm", 0.0), ("ddim", 0.5)])
+def test_resampling_rounds_match_eager(graph_mode, method, eta):
+    """resample_rounds 3: after each step but the last, twice x_{t-1} -> x_t (forward step, numpy float64
+    coefficients here) -> x_{t-1} (the same step again), each round drawing back-noise then step noise."""
+    d = create_diffusion(STEPS)
+    model = TinyDenoiser()
+    kwargs = dict(eta=eta) if method == "ddim" else {}
+    final = run_loop(d, model, method, seed=3, resample_rounds=3, **kwargs)
+    assert len(denoise_step(d, model, method, False, eta).compile_cache) == 1
+
+    rng = np.random.default_rng(3)
+    with context_mode(ms.PYNATIVE_MODE):
+        x = Tensor(rng.standard_normal(SHAPE, dtype=np.float32))
+        for i in reversed(range(d.num_timesteps)):
+            t = Tensor(np.full((SHAPE[0],), i, dtype=np.int32))
+            for round_ in range(3 if i > 0 else 1):
+                if round_:
+                    back = rng.standard_normal(SHAPE, dtype=np.float32)
+                    x = Tensor((np.sqrt(1.0 - d.betas[i]) * x.asnumpy() + np.sqrt(d.betas[i]) * back)
+                               .astype(np.float32))
+                noise = Tensor(rng.standard_normal(SHAPE, dtype=np.float32))
+                if method == "ddpm":
+                    x = d.p_sample(model, x, t, noise, None, False)["sample"]
+                else:
+                    x = d.ddim_sample(model, x, t, noise, None, False, eta)["sample"]
+    assert_matches(final, x.asnumpy())
+    once = run_loop(d, model, method, seed=3, **kwargs)
+    assert not np.allclose(once.asnumpy(), final.asnumpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="resample_rounds=0"):
+        run_loop(d, model, method, seed=3, resample_rounds=0)
+
+
+def test_q_step_is_one_step_of_the_respaced_forward_process():
+    """x_{i-1} ~ q(x_{i-1} | x_0) stepped by q_step at i is distributed as q(x_i | x_0): mean sqrt(abar_i) x_0,
+    variance 1 - abar_i, for the respaced process's own steps (a neighbour's beta misses by far more)."""
+    d = create_diffusion(STEPS)
+    rng = np.random.default_rng(0)
+    shape = (3, 1, 1, 256, 256)  # 3 respaced steps at once, 65536 draws each
+    t = np.array([1, 2, 3], np.int32)
+    x_start = np.full(shape, 0.7, np.float32)
+    with context_mode(ms.PYNATIVE_MODE):
+        x_prev = d.q_sample(Tensor(x_start), Tensor(t - 1), Tensor(rng.standard_normal(shape, dtype=np.float32)))
+        x_t = d.q_step(x_prev, Tensor(t), Tensor(rng.standard_normal(shape, dtype=np.float32))).asnumpy()
+    abar = d.alphas_cumprod[t]
+    got_mean, got_std = x_t.reshape(3, -1).mean(1), x_t.reshape(3, -1).std(1)
+    np.testing.assert_allclose(got_mean, np.sqrt(abar) * 0.7, atol=0.01)
+    np.testing.assert_allclose(got_std, np.sqrt(1.0 - abar), rtol=0.01)
+    assert np.all(np.abs(np.sqrt(1.0 - d.alphas_cumprod[t - 1]) - np.sqrt(1.0 - abar)) > 0.05)
+
+
 def test_official_sample_py_respacing_for_ddim(graph_mode):
     """sample.py builds create_diffusion(str(steps)) for DDIM too: "50" -> the float-stride map, not ddim50."""
     d = create_diffusion("50")

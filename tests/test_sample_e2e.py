@@ -74,6 +74,25 @@ def test_mp4_holds_every_frame_and_display_scale_enlarges(tmp_path, models):
     assert mp4.shape == (FRAMES, 2 * IMAGE, 2 * IMAGE, 3)
 
 
+def test_resample_rounds_reach_the_sampler(tmp_path, models, monkeypatch):
+    """--resample_rounds n takes each denoising step n times (the last once): 4 steps with 3 rounds are 10 calls."""
+    from latte.diffusion.sampler import DenoiseStep
+
+    calls = []
+
+    def counting_call(self, *args):
+        calls.append(1)
+        return super(DenoiseStep, self).__call__(*args)
+
+    monkeypatch.setattr(DenoiseStep, "__call__", counting_call, raising=False)
+    plain = run(models, tmp_path / "a", None, "--ddim_sampling", "False")
+    assert len(calls) == 4
+    resampled = run(models, tmp_path / "b", None, "--ddim_sampling", "False", "--resample_rounds", "3")
+    assert len(calls) == 4 + 4 + 3 * 2
+    with open(os.path.join(plain, "sample_000.gif"), "rb") as a, open(os.path.join(resampled, "sample_000.gif"), "rb") as b:
+        assert a.read() != b.read()
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--num_frames", "8"], "temp_embed: checkpoint (1, 4, 64) vs model (1, 8, 64) (check num_frames)"),
     (["--image_size", "64"], "check image_size"),

@@ -129,6 +129,12 @@ class GaussianDiffusion(nn.Cell):
         return (self._extract(self.tables.sqrt_alphas_cumprod, t, x_start) * x_start
                 + self._extract(self.tables.sqrt_one_minus_alphas_cumprod, t, x_start) * noise)
 
+    def q_step(self, x_prev, t, noise):
+        """Sample x_t ~ q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I): one forward step with the given
+        noise (of this process: a respaced step's beta_t spans the training steps between its neighbours)."""
+        beta = self._extract(self.tables.betas, t, x_prev)
+        return ops.sqrt(1.0 - beta) * x_prev + ops.sqrt(beta) * noise
+
     def q_posterior_mean_variance(self, x_start, x_t, t):
         """Mean, variance and clipped log variance of q(x_{t-1} | x_t, x_0), each broadcastable to x_t."""
         mean = (self._extract(self.tables.posterior_mean_coef1, t, x_t) * x_start

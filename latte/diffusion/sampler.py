@@ -63,7 +63,7 @@ def _float_tensor(value, shape, name):
 
 
 def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_scale=1.0, clip_denoised=False,
-                eta=0.0, progress=True, return_trajectory=False, seed=None, step_times=None):
+                eta=0.0, progress=True, return_trajectory=False, seed=None, step_times=None, resample_rounds=1):
     """Run all steps of `diffusion` backwards from noise, with a tqdm bar over steps.
 
     Args:
@@ -77,11 +77,18 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         seed: numpy seed of the starting noise (when not given) and of the per-step noise.
         step_times: a list that receives each step's wall time in seconds (the first includes the compile);
             timing waits for every step to finish, which costs a little overlap.
+        resample_rounds: times each step t -> t-1 is taken (RePaint's resampling, Lugmayr et al. 2022, with jump
+            length 1): after a step, every further round noises x_{t-1} back to x_t (diffusion.q_step) and takes
+            the step again, so the frames can agree before the noise shrinks. The last step is taken once. 1 is
+            the official sampler; with n rounds the model runs about n times as often. Each round draws its
+            back-noise, then its step noise, from the seeded generator after the step's own draws.
     Returns:
         x_0 as a float32 Tensor of `shape`, and with return_trajectory also a Tensor (T + 1, *shape) holding
         x_T, x_{T-1}, ..., x_0 (T = number of steps).
     """
     shape = tuple(int(s) for s in shape)
+    if resample_rounds < 1:
+        raise ValueError(f"resample_rounds={resample_rounds}: use 1 (each step once) or more")
     if y is not None and not isinstance(y, Tensor):
         y = Tensor(np.asarray(y, dtype=np.int32))  # a Python/numpy y would be a graph constant: one compile per y
     if guidance_enabled(cfg_scale) and (y is None or shape[0] % 2):
@@ -102,6 +109,10 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
         step_noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if draws_noise else zeros
         started = time.perf_counter()
         x, _ = step(x, t, step_noise, y)
+        for _ in range(resample_rounds - 1 if i > 0 else 0):  # x_{t-1} -> x_t -> x_{t-1} again
+            x = diffusion.q_step(x, t, Tensor(rng.standard_normal(shape, dtype=np.float32)))
+            step_noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if draws_noise else zeros
+            x, _ = step(x, t, step_noise, y)
         if step_times is not None:
             x.asnumpy()  # wait for the step before reading the clock
             step_times.append(time.perf_counter() - started)

@@ -32,7 +32,7 @@ class CheckpointSampler:
 
     def __init__(self, cfg, ctx):
         self.cfg = sample_config_from(cfg, "unused.ckpt", sampling_steps=cfg.sample_steps,
-                                      ddim_sampling=cfg.sample_ddim)
+                                      ddim_sampling=cfg.sample_ddim, resample_rounds=cfg.sample_resample_rounds)
         with no_init_parameters():
             self.net = create_latte(cfg.model_name, **self.cfg.latte_kwargs())
         self.net.set_train(False)
