@@ -362,8 +362,9 @@ class TrainConfig(ContextOptions, ModelOptions, DataOptions, CaptionOptions, Gra
     sample_display_scale: int = field(1, "enlarge checkpoint sample GIFs this many times (nearest neighbour)",
                                       minimum=1)
     fvd_at_checkpoint: bool = field(False, "compute a small FVD at each checkpoint: fvd_num_videos videos generated "
-                                           "with the EMA weights (sample_steps, sample_ddim, sample_resample_rounds) against one clip of each "
-                                           "held-out video in fvd_real_data_path; a column of metrics.csv")
+                                           "with the EMA weights (sample_steps, sample_ddim, sample_resample_rounds) "
+                                           "against one clip of each held-out video in fvd_real_data_path; a column "
+                                           "of metrics.csv")
     fvd_i3d_checkpoint: str = field("", "the FVD's I3D, converted from the released i3d_torchscript.pt by "
                                         "tools/metrics_converter.py --detector i3d")
     fvd_real_data_path: str = field("", "folder of held-out real videos (.mp4/.gif at any depth, or one folder of "

@@ -89,8 +89,9 @@ def test_resample_rounds_reach_the_sampler(tmp_path, models, monkeypatch):
     assert len(calls) == 4
     resampled = run(models, tmp_path / "b", None, "--ddim_sampling", "False", "--resample_rounds", "3")
     assert len(calls) == 4 + 4 + 3 * 2
-    with open(os.path.join(plain, "sample_000.gif"), "rb") as a, open(os.path.join(resampled, "sample_000.gif"), "rb") as b:
-        assert a.read() != b.read()
+    with open(os.path.join(plain, "sample_000.gif"), "rb") as a:
+        with open(os.path.join(resampled, "sample_000.gif"), "rb") as b:
+            assert a.read() != b.read()
 
 
 @pytest.mark.parametrize("extra, needle", [
