@@ -106,11 +106,10 @@ def sample_loop(diffusion, model, shape, method="ddpm", noise=None, y=None, cfg_
     for i in progress_bar(range(diffusion.num_timesteps - 1, -1, -1), total=diffusion.num_timesteps,
                   disable=not progress, desc=f"{method} sampling"):
         t = Tensor(np.full((shape[0],), i, dtype=np.int32))
-        step_noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if draws_noise else zeros
         started = time.perf_counter()
-        x, _ = step(x, t, step_noise, y)
-        for _ in range(resample_rounds - 1 if i > 0 else 0):  # x_{t-1} -> x_t -> x_{t-1} again
-            x = diffusion.q_step(x, t, Tensor(rng.standard_normal(shape, dtype=np.float32)))
+        for round_ in range(resample_rounds if i > 0 else 1):
+            if round_:  # x_{t-1} back to x_t, then the same step again
+                x = diffusion.q_step(x, t, Tensor(rng.standard_normal(shape, dtype=np.float32)))
             step_noise = Tensor(rng.standard_normal(shape, dtype=np.float32)) if draws_noise else zeros
             x, _ = step(x, t, step_noise, y)
         if step_times is not None:
