@@ -435,8 +435,13 @@ def _run_side(task, peer, args):
     return result
 
 
+def _significant(x, digits):
+    """x to `digits` significant figures: a fixed count of decimals would cut a small ratio's precision."""
+    return float(f"{x:.{digits}g}")
+
+
 def _ratio(a, b):
-    return round(a / b, 3) if a and b else None
+    return _significant(a / b, 3) if a and b else None
 
 
 def compare(args):
@@ -465,7 +470,7 @@ def compare(args):
     for task, sides in runs.items():
         med = {peer: float(np.median([r["s_per_step"] for r in rs])) for peer, rs in sides.items()}
         mem = {peer: float(np.median([r["peak_rss_gib"] for r in rs])) for peer, rs in sides.items()}
-        entry = {"latte_ms_s": round(med["latte-ms"], 4), "torch_s": round(med["torch"], 4),
+        entry = {"latte_ms_s": _significant(med["latte-ms"], 4), "torch_s": _significant(med["torch"], 4),
                  "time_ratio": _ratio(med["latte-ms"], med["torch"]),
                  "latte_ms_peak_gib": round(mem["latte-ms"], 2), "torch_peak_gib": round(mem["torch"], 2),
                  "memory_ratio": _ratio(mem["latte-ms"], mem["torch"])}
