@@ -1,5 +1,9 @@
 """The kernel formulations (latte.kernels) against torch's GELU(tanh) and LayerNorm, forward and backward."""
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +50,43 @@ def test_native_kernels_build_where_a_compiler_exists():
     assert library is not None, why_not
     assert kernel_backend("CPU")[0] == "native"
     assert kernel_backend("Ascend")[0] == "builtin"
+
+
+def test_native_kernels_give_the_same_bits_on_any_thread_count(tmp_path):
+    """Every native kernel's outputs and gradients (and the AdamW update, and the overflow check) are the same bits
+    with 1 thread (a transformer kernel's default), 3 threads and the default counts: each split over rows or
+    columns keeps the order of every sum. The library reads $LATTE_KERNEL_THREADS once, so each count runs in a
+    process of its own."""
+    from latte.kernels.native import THREADS_VAR
+
+    if native_library()[0] is None:
+        pytest.skip("no native library on this machine")
+    results = {}
+    for setting in ("1", "3", None):
+        env = {k: v for k, v in os.environ.items() if k != THREADS_VAR}
+        if setting:
+            env[THREADS_VAR] = setting
+        out = tmp_path / f"threads-{setting}.npz"
+        subprocess.run([sys.executable, "-m", "tests.kernel_threads_worker", str(out)], env=env, check=True,
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=300)
+        results[setting] = np.load(out)
+    assert tuple(results["1"]["threads"]) == (1, 1) and tuple(results["3"]["threads"]) == (3, 3)
+    assert tuple(results[None]["threads"]) == (1, os.cpu_count())  # the VAE's GroupNorm: every core
+    assert results["1"]["nonfinite"].tolist() == [1, 0]  # an inf is found, finite gradients pass
+    for key in set(results["1"].files) - {"threads"}:
+        for setting in ("3", None):
+            np.testing.assert_array_equal(results[setting][key], results["1"][key], err_msg=f"{key}, {setting}")
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_bad_kernel_thread_count_is_named(monkeypatch, value):
+    from latte.kernels.native import THREADS_VAR, kernel_threads_setting
+
+    monkeypatch.setenv(THREADS_VAR, value)
+    with pytest.raises(ValueError, match=f"LATTE_KERNEL_THREADS='{value}'.*whole number"):
+        kernel_threads_setting()
+    monkeypatch.setenv(THREADS_VAR, " 2 ")
+    assert kernel_threads_setting() == 2
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

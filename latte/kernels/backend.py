@@ -10,7 +10,7 @@ import logging
 
 import mindspore as ms
 
-from latte.kernels.native import native_library
+from latte.kernels.native import library_threads, native_library
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,9 @@ def kernel_backend(device_target=None):
     else:
         library, why_not = native_library()
         if library:
-            backend, reason = "native", f"fused CPU kernels from {library}"
+            threads, norm_threads = library_threads(library)
+            backend, reason = "native", (f"fused CPU kernels from {library}; threads per kernel: {threads}, "
+                                         f"{norm_threads} for the VAE's GroupNorm")
         else:
             backend, reason = "composite", f"MindSpore CPU ops ({why_not})"
     if (backend, reason) not in _logged:

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -26,17 +27,34 @@ int64_t numel(int ndim, const int64_t *shape) {
   return n;
 }
 
-int num_threads() {
-  static const int n = std::max(1u, std::thread::hardware_concurrency());
+// Threads a kernel splits its work over. MindSpore's CPU runtime runs the independent kernels of a transformer's
+// graph at the same time on its own threads, so on a 2-core machine a transformer kernel that split itself only
+// competed with them: with one thread each, the demo's train step ran 10-15% and the Latte-S/2 16-frame forward
+// ~12% faster, and the 16-frame train step as fast (README, Performance). The VAE runs one convolution after
+// another, and its GroupNorm keeps every core (on one thread its encode ran ~5% slower).
+// $LATTE_KERNEL_THREADS (a whole number >= 1, checked by native.py) sets one count for every kernel.
+int threads_from_env(int fallback) {
+  const char *text = std::getenv("LATTE_KERNEL_THREADS");
+  const int n = text ? std::atoi(text) : 0;
+  return n >= 1 ? n : fallback;
+}
+
+int kernel_threads() {
+  static const int n = threads_from_env(1);
   return n;
 }
 
-// Runs body(begin, end) over [0, n) split into contiguous ranges, one per thread. Plain threads, not OpenMP:
-// OpenMP workers spin after a parallel region and would steal the cores MindSpore's own thread pool needs for
-// the next kernel.
+int all_core_threads() {
+  static const int n = threads_from_env(std::max(1u, std::thread::hardware_concurrency()));
+  return n;
+}
+
+// Runs body(begin, end) over [0, n) split into contiguous ranges, one per thread (at most max_threads). Plain
+// threads, not OpenMP: OpenMP workers spin after a parallel region and would steal the cores MindSpore's own
+// thread pool needs for the next kernel.
 template <typename Body>
-void parallel_for(int64_t n, int64_t min_chunk, Body body) {
-  int threads = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / min_chunk)));
+void parallel_for(int64_t n, int64_t min_chunk, Body body, int max_threads = kernel_threads()) {
+  int threads = static_cast<int>(std::min<int64_t>(max_threads, std::max<int64_t>(1, n / min_chunk)));
   if (threads <= 1) {
     body(0, n);
     return;
@@ -657,7 +675,7 @@ extern "C" int LatteGroupNormForward(int nparam, void **params, int *ndims, int6
         }
       }
     }
-  });
+  }, all_core_threads());
   return 0;
 }
 
@@ -723,7 +741,7 @@ extern "C" int LatteGroupNormBackward(int nparam, void **params, int *ndims, int
       const float bb = static_cast<float>(sum_g_xhat / static_cast<double>(d));
       for (int64_t i = 0; i < d; ++i) dxr[i] = rstd * (dxr[i] - a - ((xr[i] - mean) * rstd) * bb);
     }
-  });
+  }, all_core_threads());
   for (int64_t k = 0; k < c; ++k) {
     double sg = 0.0, sb = 0.0;
     for (int64_t s = 0; s < n; ++s) {
@@ -840,3 +858,7 @@ extern "C" int LattePermute(int nparam, void **params, int *ndims, int64_t **sha
   });
   return 0;
 }
+
+// The thread counts this library runs with (read once from $LATTE_KERNEL_THREADS): all_cores 0 -> a transformer
+// kernel's, 1 -> the VAE GroupNorm's. native.py logs them.
+extern "C" int LatteKernelThreads(int all_cores) { return all_cores ? all_core_threads() : kernel_threads(); }

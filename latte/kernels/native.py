@@ -5,7 +5,10 @@ library is compiled for the CPU it runs on (-march=native), so it is built on fi
 `$LATTE_KERNEL_CACHE` or `~/.cache/latte-ms/kernels`, named by a hash of the source, the flags, the compiler
 and the CPU, and renamed into place atomically (ranks that build at the same moment do not see half a file).
 Without a compiler the models fall back to MindSpore's own kernels and say so once (see `kernel_backend`).
+`$LATTE_KERNEL_THREADS` sets the threads of every kernel (default: one per transformer kernel, every core for the
+VAE's GroupNorm; cpu_kernels.cc says why); results do not depend on it.
 """
+import ctypes
 import functools
 import hashlib
 import logging
@@ -23,6 +26,7 @@ CXX_FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-f
              "-fPIC", "-pthread")
 CACHE_VAR = "LATTE_KERNEL_CACHE"
 DISABLE_VAR = "LATTE_NATIVE_KERNELS"  # "0": never build or use the native kernels
+THREADS_VAR = "LATTE_KERNEL_THREADS"  # threads of every native kernel (unset: 1, the VAE's GroupNorm all cores)
 BUILD_TIMEOUT_S = 300
 
 
@@ -85,3 +89,23 @@ def native_library():
         return str(target), None
     except (OSError, subprocess.SubprocessError) as err:
         return None, f"could not build the native CPU kernels in {cache_dir()}: {err}"
+
+
+def kernel_threads_setting():
+    """The thread count $LATTE_KERNEL_THREADS asks for, or None when it is unset; a bad value is a ValueError."""
+    text = os.environ.get(THREADS_VAR, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{THREADS_VAR}={text!r}: set a whole number of threads >= 1 for every native CPU kernel, "
+                         f"or unset it (1 per transformer kernel, every core for the VAE's GroupNorm)")
+    return int(text)
+
+
+@functools.lru_cache(maxsize=None)
+def library_threads(library):
+    """(threads of a transformer kernel, threads of the VAE's GroupNorm) as the built `library` runs them; the
+    library reads $LATTE_KERNEL_THREADS once, at its first use in the process."""
+    kernel_threads_setting()  # a bad value is refused here, not silently ignored by the library
+    lib = ctypes.CDLL(library)
+    return lib.LatteKernelThreads(0), lib.LatteKernelThreads(1)
