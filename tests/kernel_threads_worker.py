@@ -10,24 +10,11 @@ import sys
 import numpy as np
 
 import mindspore as ms
-from mindspore import nn, ops
 
 from latte.kernels import (GatedResidual, GroupNorm, ModulatedLayerNorm, NoAffineLayerNorm, Permute, ScaledSoftmax,
                            TanhGELU, library_threads, native_library, nonfinite_kernel)
 from latte.training.optim import create_optimizer
-
-
-class Grads(nn.Cell):
-    """The output's gradients with respect to every input and every trainable parameter of `net`."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.weights = ms.ParameterTuple(net.trainable_params())
-        self.grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
-
-    def construct(self, *inputs_and_sens):
-        return self.grad(self.net, self.weights)(*inputs_and_sens)
+from tests.grads import Grads
 
 
 def run(name, cell, inputs, rng, results):

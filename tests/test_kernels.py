@@ -14,6 +14,7 @@ import mindspore as ms  # noqa: E402
 from mindspore import nn, ops  # noqa: E402
 
 from latte.kernels import NoAffineLayerNorm, TanhGELU, kernel_backend, native_library  # noqa: E402
+from tests.grads import Grads  # noqa: E402
 
 CPU_BACKENDS = ["composite", "native"]
 
@@ -263,17 +264,6 @@ def test_gated_residual_with_bias_matches_torch(mode, backend, shape):
     compare_grads(AllInputGrads(cell)(*args, ms.Tensor(sens)), (xt, gt, yt, bt))
 
 
-class ParamGrads(nn.Cell):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.weights = ms.ParameterTuple(net.trainable_params())
-        self.grad = ops.GradOperation(get_all=True, get_by_list=True, sens_param=True)
-
-    def construct(self, x, sens):
-        return self.grad(self.net, self.weights)(x, sens)
-
-
 @pytest.mark.parametrize("backend", CPU_BACKENDS + ["builtin"])
 def test_linear_matches_torch(mode, backend):
     """Linear (broadcast-add bias on CPU, BiasAdd where builtin) against torch.nn.functional.linear on a 3-D
@@ -290,7 +280,7 @@ def test_linear_matches_torch(mode, backend):
     want = torch.nn.functional.linear(xt, wt, bt)
     want.backward(torch.from_numpy(sens))
     np.testing.assert_allclose(cell(ms.Tensor(x)).asnumpy(), want.detach().numpy(), rtol=0, atol=1e-5)
-    (dx,), (dw, db) = ParamGrads(cell)(ms.Tensor(x), ms.Tensor(sens))
+    (dx,), (dw, db) = Grads(cell)(ms.Tensor(x), ms.Tensor(sens))
     for got, ref in ((dx, xt), (dw, wt), (db, bt)):
         np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=1e-5)
 
@@ -316,7 +306,7 @@ def test_group_norm_matches_torch(mode, backend, shape, groups, silu):
     want.backward(torch.from_numpy(sens))
     np.testing.assert_allclose(cell(ms.Tensor(x)).asnumpy(), want.detach().numpy(), rtol=0,
                                atol=2e-6 * np.abs(want.detach().numpy()).max())
-    (dx,), (dgamma, dbeta) = ParamGrads(cell)(ms.Tensor(x), ms.Tensor(sens))
+    (dx,), (dgamma, dbeta) = Grads(cell)(ms.Tensor(x), ms.Tensor(sens))
     for got, ref in ((dx, xt), (dgamma, gt), (dbeta, bt)):
         np.testing.assert_allclose(got.asnumpy(), ref.grad.numpy(), rtol=0, atol=5e-6 * np.abs(ref.grad.numpy()).max())
 
