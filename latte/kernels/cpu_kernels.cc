@@ -29,9 +29,10 @@ int64_t numel(int ndim, const int64_t *shape) {
 
 // Threads a kernel splits its work over. MindSpore's CPU runtime runs the independent kernels of a transformer's
 // graph at the same time on its own threads, so on a 2-core machine a transformer kernel that split itself only
-// competed with them: with one thread each, the demo's train step ran 10-15% and the Latte-S/2 16-frame forward
-// ~12% faster, and the 16-frame train step as fast (README, Performance). The VAE runs one convolution after
-// another, and its GroupNorm keeps every core (on one thread its encode ran ~5% slower).
+// competed with them: with one thread each, the demo-shape train step of benchmark.py ran ~10% and the Latte-S/2
+// 16-frame forward ~12% faster, the 16-frame train step and whole demo runs as fast (README, Performance). The
+// VAE runs one convolution after another, and its GroupNorm keeps every core (on one thread its encode ran ~5%
+// slower).
 // $LATTE_KERNEL_THREADS (a whole number >= 1, checked by native.py) sets one count for every kernel.
 int threads_from_env(int fallback) {
   const char *text = std::getenv("LATTE_KERNEL_THREADS");
