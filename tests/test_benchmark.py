@@ -66,6 +66,22 @@ def test_compare_runs_both_sides_and_reports_ratios(tmp_path):
     assert forward["memory_ratio"] > 0 and len(result["runs"]["forward"]["torch"]) == 1
 
 
+def test_compare_cached_times_runs_that_load_the_graph_cache(tmp_path):
+    """--cached: an untimed run compiles into one cache folder and the timed latte-ms runs load from it."""
+    pytest.importorskip("torch")
+    out = tmp_path / "compare.json"
+    assert benchmark.main(["compare", *TINY, "--compare_tasks", "train", "--repeats", "1", "--force", "--cached",
+                           "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    cold, timed = result["cold_runs"]["train"], result["runs"]["train"]["latte-ms"][0]
+    assert cold["graph_cache"] and timed["graph_cache"] == cold["graph_cache"]
+    assert result["runs"]["train"]["torch"][0].get("graph_cache") is None
+    train = result["summary"]["train"]
+    assert train["memory_ratio_cold"] == pytest.approx(train["latte_ms_cold_peak_gib"] / train["torch_peak_gib"],
+                                                       rel=0.01)
+    assert train["latte_ms_compile_s"] < train["latte_ms_cold_compile_s"]  # loading is quicker than compiling
+
+
 def test_profile_lists_op_types(tmp_path):
     out = tmp_path / "profile.json"
     assert benchmark.main(["profile", *TINY, "--profile_of", "forward", "--out", str(out)]) == 0

@@ -15,7 +15,9 @@ Tasks:
             own peak memory), the two sides alternating; prints port/torch ratios. Refuses to run on a busy
             machine (other processes using more than --max_busy of the CPUs, measured from /proc/stat
             before the first run and recorded before each; torch's OpenMP threads spin under contention and
-            distort ratios several-fold) unless --force, which marks the result "busy".
+            distort ratios several-fold) unless --force, which marks the result "busy". --cached times
+            latte-ms as a later run of train.py / sample.py runs: its graphs loaded from the graph cache, which
+            an untimed first run fills (that run's peak and compile are reported too, as "cold").
   forward   Latte forward (inference): compile, then seconds per forward.
   train     the compiled train step (loss + backward + AdamW), from frames through the VAE (--vae sd, random
             sd-vae-ft-mse weights) or from cached latents (--vae none): compile, s/step,
@@ -40,6 +42,7 @@ import time
 import numpy as np
 
 TASKS = ("forward", "train", "sample", "vae")
+CACHED_TASKS = ("forward", "train", "sample")  # the tasks whose graphs MindSpore's compile cache can hold
 PEERS = ("latte-ms", "torch")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,6 +84,10 @@ def parse_args(argv=None):
     parser.add_argument("--max_busy", type=float, default=0.15,
                         help="compare: refuse when other processes keep more than this fraction of the CPUs busy")
     parser.add_argument("--force", action="store_true", help="compare: run on a busy machine, marking it busy")
+    parser.add_argument("--cached", action="store_true",
+                        help="compare: time latte-ms as a later run of train.py / sample.py does, loading its "
+                             "graphs from the graph cache (an untimed first run per task compiles them into a "
+                             "temporary folder; its peak is reported as latte_ms_cold_peak_gib)")
     parser.add_argument("--graph_cache", default="",
                         help="forward/train/sample: a folder for MindSpore's compile cache (as train.py and "
                              "sample.py keep under output_path): run twice to time the compile of a later run")
@@ -418,13 +425,16 @@ def cpu_busy(seconds=1.0):
     return round(1.0 - (idle1 - idle0) / max(total1 - total0, 1), 3)
 
 
-def _run_side(task, peer, args):
-    """One task of one side in a fresh process (so its peak memory is its own); returns its JSON."""
+def _run_side(task, peer, args, graph_cache=""):
+    """One task of one side in a fresh process (so its peak memory is its own); returns its JSON. With
+    `graph_cache` (a folder) the latte-ms side compiles into it, or loads what an earlier run compiled there."""
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "result.json")
         cmd = [sys.executable, "-m", "tools.benchmark", task, "--peer", peer, "--out", out] + _shape_args(args)
         if task == "sample":
             cmd.append("--ddim")
+        if graph_cache and peer == "latte-ms" and task in CACHED_TASKS:
+            cmd += ["--graph_cache", graph_cache]
         busy = cpu_busy()
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -457,12 +467,23 @@ def compare(args):
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         raise SystemExit(f"--compare_tasks: {unknown} not among {list(TASKS)}")
+    with tempfile.TemporaryDirectory() as cache:
+        return _compare_runs(args, tasks, busy, cache if args.cached else "")
+
+
+def _compare_runs(args, tasks, busy, cache):
     runs = {task: {peer: [] for peer in PEERS} for task in tasks}
+    cold = {}
+    if cache:  # one untimed latte-ms run per task compiles into the cache; the timed ones load from it
+        for task in [t for t in tasks if t in CACHED_TASKS]:
+            cold[task] = _run_side(task, "latte-ms", args, cache)
+            print(f"{task:8s} latte-ms  {cold[task]['s_per_step']:.4f} s/step  peak {cold[task]['peak_rss_gib']:.2f} "
+                  f"GiB  (compiling into the graph cache)", file=sys.stderr)
     for repeat in range(args.repeats):
         for task in tasks:
             order = PEERS if repeat % 2 == 0 else PEERS[::-1]  # alternate who goes first: drift cancels
             for peer in order:
-                result = _run_side(task, peer, args)
+                result = _run_side(task, peer, args, cache)
                 runs[task][peer].append(result)
                 print(f"{task:8s} {peer:9s} {result['s_per_step']:.4f} s/step  peak {result['peak_rss_gib']:.2f} GiB"
                       f"  (CPUs busy before: {result['cpu_busy_before']})", file=sys.stderr)
@@ -482,11 +503,16 @@ def compare(args):
         else:
             entry["latte_ms_compile_s"] = round(float(np.median(
                 [r["compile_s_estimate"] for r in sides["latte-ms"]])), 2)
+        if task in cold:  # the run that compiled, as a first run of train.py / sample.py does
+            entry["latte_ms_cold_peak_gib"] = cold[task]["peak_rss_gib"]
+            entry["memory_ratio_cold"] = _ratio(cold[task]["peak_rss_gib"], mem["torch"])
+            entry["latte_ms_cold_compile_s"] = cold[task]["compile_s_estimate"]
         summary[task] = entry
     before = [r["cpu_busy_before"] for sides in runs.values() for rs in sides.values() for r in rs]
     measured = [b for b in [busy] + before if b is not None]
     return {"busy": bool(measured) and max(measured) > args.max_busy, "cpu_busy_before_each_run": before,
-            "load_average_after": [round(x, 2) for x in os.getloadavg()], "summary": summary, "runs": runs}
+            "load_average_after": [round(x, 2) for x in os.getloadavg()], "summary": summary, "runs": runs,
+            "cold_runs": cold}
 
 
 def main(argv=None):
