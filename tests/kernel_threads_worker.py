@@ -10,9 +10,10 @@ import sys
 import numpy as np
 
 import mindspore as ms
+from mindspore import nn, ops
 
 from latte.kernels import (GatedResidual, GroupNorm, ModulatedLayerNorm, NoAffineLayerNorm, Permute, ScaledSoftmax,
-                           TanhGELU, library_threads, native_library, nonfinite_kernel)
+                           SplitPermute, TanhGELU, library_threads, native_library, nonfinite_kernel)
 from latte.training.optim import create_optimizer
 from tests.grads import Grads
 
@@ -25,6 +26,17 @@ def run(name, cell, inputs, rng, results):
     input_grads, weight_grads = Grads(cell)(*tensors, sens)
     for i, grad in enumerate(list(input_grads) + list(weight_grads)):
         results[f"{name}.grad{i}"] = grad.asnumpy()
+
+
+class Stacked(nn.Cell):
+    """A cell of several outputs as one: its outputs stacked."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+
+    def construct(self, *inputs):
+        return ops.stack(self.cell(*inputs))
 
 
 def main(out):
@@ -42,6 +54,8 @@ def main(out):
     run("gated_residual", GatedResidual("native"), [normal(1, 2560, 100), normal(1, 100), normal(1, 2560, 100),
                                                     normal(100)], rng, results)
     run("permute", Permute((0, 2, 1, 3), "native"), [normal(4, 64, 8, 100)], rng, results)
+    run("split_permute", Stacked(SplitPermute((2, 0, 3, 1, 4), 3, "native")), [normal(2, 320, 3, 4, 25),
+                                                                                normal(300)], rng, results)
     norm = GroupNorm(8, 32, eps=1e-6, silu=True, backend="native")
     norm.gamma.set_data(ms.Tensor(normal(32)))
     norm.beta.set_data(ms.Tensor(normal(32)))

@@ -368,6 +368,87 @@ def test_permutes_of_same_shaped_inputs_keep_their_own_shapes(mode, backend):
         assert InputGrad(cell)(ms.Tensor(x), ms.Tensor(sens)).asnumpy().shape == x.shape
 
 
+SPLIT_PERMUTES = [((3, 5, 3, 2, 4), (2, 0, 3, 1, 4)),  # the attention's qkv (B, N, 3, H, Dh) -> 3 x (B, H, N, Dh)
+                  ((2, 3, 4, 3, 2, 4), (3, 0, 2, 4, 1, 5)),  # temporal (B, F, T, 3, H, Dh) -> 3 x (B, T, H, F, Dh)
+                  ((1, 2, 3, 2, 3), (3, 0, 4, 1, 2)),  # a size-1 axis dropped, strided runs
+                  ((4, 6), (1, 0))]  # six blocks of a plain transpose
+
+
+class _SplitSum(nn.Cell):
+    """sum_i <SplitPermute(x, bias)[i], sens_i>: one scalar whose gradients are the split's against `sens`."""
+
+    def __init__(self, cell, with_bias):
+        super().__init__()
+        self.cell, self.with_bias = cell, with_bias
+
+    def construct(self, x, bias, sens):
+        parts = self.cell(x, bias) if self.with_bias else self.cell(x)
+        total = (parts[0] * sens[0]).sum()
+        for i in range(1, len(parts)):
+            total = total + (parts[i] * sens[i]).sum()
+        return total
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["builtin"])
+@pytest.mark.parametrize("shape,perm", SPLIT_PERMUTES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_split_permute_gives_numpys_blocks_and_gradients(mode, backend, shape, perm, with_bias):
+    """SplitPermute: the blocks of numpy's (x + bias).transpose along the first axis, bit for bit (float32; float16
+    and int32 without a bias); the input gradient is the blocks' gradients stacked and transposed back, and the
+    bias gradient their sum over the rows, both exactly as AddBias and Permute get them."""
+    from latte.kernels import SplitPermute
+
+    rng = np.random.default_rng(11)
+    parts = shape[perm[0]]
+    cell = SplitPermute(perm, parts, backend)
+    bias_len = int(np.prod(shape[-3:])) if len(shape) >= 5 else shape[-1]  # qkv's bias: over (3, H, Dh)
+    x = (rng.standard_normal(shape) * 100).astype(np.float32)
+    bias = rng.standard_normal(bias_len).astype(np.float32)
+    added = (x.reshape(-1, bias_len) + bias).reshape(shape) if with_bias else x
+    want = np.transpose(added, perm)
+    got = cell(ms.Tensor(x), ms.Tensor(bias)) if with_bias else cell(ms.Tensor(x))
+    assert len(got) == parts
+    for i in range(parts):
+        np.testing.assert_array_equal(got[i].asnumpy(), want[i])
+    if not with_bias:
+        for dtype in (np.float16, np.int32):
+            xd = x.astype(dtype)
+            got = cell(ms.Tensor(xd))
+            for i in range(parts):
+                assert got[i].asnumpy().dtype == dtype
+                np.testing.assert_array_equal(got[i].asnumpy(), np.transpose(xd, perm)[i])
+    sens = rng.standard_normal(want.shape).astype(np.float32)
+    grads = ops.GradOperation(get_all=True)(_SplitSum(cell, with_bias))(
+        ms.Tensor(x), ms.Tensor(bias), tuple(ms.Tensor(s) for s in sens))
+    dx = np.transpose(sens, np.argsort(perm))
+    np.testing.assert_array_equal(grads[0].asnumpy(), dx)
+    if with_bias:
+        np.testing.assert_allclose(grads[1].asnumpy(), dx.reshape(-1, bias_len).sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_split_permute_bias_gradient_is_add_bias_bits():
+    """Natively the bias gradient is AddBias's own ReduceSum over the same rows: the same bits as the composite
+    formulation (BiasAdd, transpose, split), so moving qkv's bias into the split changes no training result."""
+    from latte.kernels import SplitPermute
+
+    rng = np.random.default_rng(5)
+    shape, perm = (2, 33, 3, 2, 8), (2, 0, 3, 1, 4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    bias = rng.standard_normal(48).astype(np.float32)
+    sens = tuple(ms.Tensor(rng.standard_normal((2, 2, 33, 8)).astype(np.float32)) for _ in range(3))
+    grads = [ops.GradOperation(get_all=True)(_SplitSum(SplitPermute(perm, 3, backend), True))(
+        ms.Tensor(x), ms.Tensor(bias), sens) for backend in CPU_BACKENDS]
+    for native, composite in zip(grads[1], grads[0]):
+        np.testing.assert_array_equal(native.asnumpy(), composite.asnumpy())
+
+
+def test_split_permute_refuses_one_block():
+    from latte.kernels import SplitPermute
+
+    with pytest.raises(ValueError, match="parts=1: SplitPermute cuts into at least 2 blocks; use Permute"):
+        SplitPermute((1, 0), 1)
+
+
 def test_permute_refuses_a_non_permutation():
     from latte.kernels import Permute
 

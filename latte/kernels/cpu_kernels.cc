@@ -783,62 +783,76 @@ void gather_run(char *dst, const char *src, int64_t count, int64_t stride) {
 
 constexpr int kMaxPermuteRank = 8;
 
-}  // namespace
+// A permutation as runs: the output's axes with their input strides (in elements), size-1 axes dropped and
+// input-contiguous neighbours merged; the last of them is one run of `run` elements per outer index.
+struct PermutePlan {
+  int n = 0;
+  int64_t size[kMaxPermuteRank], stride[kMaxPermuteRank];
+  int64_t total = 0, run = 1, run_stride = 1, runs = 0;
+};
 
-extern "C" int LattePermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                            void *stream, void *extra) {
-  if (nparam != 3) return 1;
-  const int rank = ndims[0];
-  if (rank > kMaxPermuteRank || ndims[1] != 1 || shapes[1][0] != rank) return 1;
-  const size_t es = element_size(dtypes[0]);
-  if (es == 0) return 1;
-  const int64_t *shape = shapes[0];
-  const int64_t *perm = static_cast<const int64_t *>(params[1]);
+bool plan_permute(int rank, const int64_t *shape, const int64_t *perm, PermutePlan *plan) {
+  if (rank > kMaxPermuteRank) return false;
   int64_t in_stride[kMaxPermuteRank];
   int64_t step = 1;
   for (int i = rank - 1; i >= 0; --i) {
     in_stride[i] = step;
     step *= shape[i];
   }
-  // The output's axes with their input strides (in elements), size-1 axes dropped, input-contiguous ones merged.
-  int64_t size[kMaxPermuteRank], stride[kMaxPermuteRank];
   int n = 0;
   for (int i = 0; i < rank; ++i) {
     const int64_t axis = perm[i];
-    if (axis < 0 || axis >= rank) return 1;
+    if (axis < 0 || axis >= rank) return false;
     if (shape[axis] == 1) continue;
-    if (n > 0 && stride[n - 1] == shape[axis] * in_stride[axis]) {
-      size[n - 1] *= shape[axis];
-      stride[n - 1] = in_stride[axis];
+    if (n > 0 && plan->stride[n - 1] == shape[axis] * in_stride[axis]) {
+      plan->size[n - 1] *= shape[axis];
+      plan->stride[n - 1] = in_stride[axis];
     } else {
-      size[n] = shape[axis];
-      stride[n] = in_stride[axis];
+      plan->size[n] = shape[axis];
+      plan->stride[n] = in_stride[axis];
       ++n;
     }
   }
-  const char *x = static_cast<const char *>(params[0]);
-  char *y = static_cast<char *>(params[2]);
-  const int64_t total = numel(rank, shape);
-  if (total == 0) return 0;
-  if (n == 0) {
-    std::memcpy(y, x, es);
-    return 0;
+  plan->n = n;
+  plan->total = numel(rank, shape);
+  if (n > 0) {
+    plan->run = plan->size[n - 1];
+    plan->run_stride = plan->stride[n - 1];
   }
-  const int64_t run = size[n - 1], run_stride = stride[n - 1];  // the last output axis: one run per outer index
-  const int outer_rank = n - 1;
-  const int64_t runs = total / run;
-  parallel_for(runs, std::max<int64_t>(1, kElementChunk / run), [=](int64_t begin, int64_t end) {
+  plan->runs = plan->total / plan->run;
+  return true;
+}
+
+// Copies run r (input element offset `offset`) from src_of(offset) to dst_of(r) for every output run; with a
+// float32 `bias` of `bias_len` elements, adds bias[input offset % bias_len] to each element as it is copied (the
+// bias of the input's trailing axes: the same single float add as a BiasAdd before the permutation).
+template <typename SrcOf, typename DstOf>
+void run_permute(const PermutePlan &plan, size_t es, SrcOf src_of, DstOf dst_of, const float *bias,
+                 int64_t bias_len) {
+  const int64_t run = plan.run, run_stride = plan.run_stride;
+  const int outer_rank = plan.n - 1;
+  const PermutePlan p = plan;
+  parallel_for(plan.runs, std::max<int64_t>(1, kElementChunk / run), [=](int64_t begin, int64_t end) {
     int64_t index[kMaxPermuteRank];
     int64_t offset = 0;  // input element offset of run `r`
     for (int64_t i = outer_rank - 1, rest = begin; i >= 0; --i) {
-      index[i] = rest % size[i];
-      rest /= size[i];
-      offset += index[i] * stride[i];
+      index[i] = rest % p.size[i];
+      rest /= p.size[i];
+      offset += index[i] * p.stride[i];
     }
     for (int64_t r = begin; r < end; ++r) {
-      char *dst = y + r * run * static_cast<int64_t>(es);
-      const char *src = x + offset * static_cast<int64_t>(es);
-      if (run_stride == 1) {
+      char *dst = dst_of(r);
+      const char *src = src_of(offset);
+      if (bias != nullptr) {
+        float *d = reinterpret_cast<float *>(dst);
+        const float *x = reinterpret_cast<const float *>(src);
+        const int64_t b0 = offset % bias_len;
+        if (run_stride == 1 && b0 + run <= bias_len) {
+          for (int64_t i = 0; i < run; ++i) d[i] = x[i] + bias[b0 + i];
+        } else {
+          for (int64_t i = 0; i < run; ++i) d[i] = x[i * run_stride] + bias[(offset + i * run_stride) % bias_len];
+        }
+      } else if (run_stride == 1) {
         std::memcpy(dst, src, run * es);
       } else if (es == 4) {
         gather_run<uint32_t>(dst, src, run, run_stride);
@@ -850,13 +864,99 @@ extern "C" int LattePermute(int nparam, void **params, int *ndims, int64_t **sha
         gather_run<uint8_t>(dst, src, run, run_stride);
       }
       for (int i = outer_rank - 1; i >= 0; --i) {  // next outer index (odometer)
-        offset += stride[i];
-        if (++index[i] < size[i]) break;
-        offset -= size[i] * stride[i];
+        offset += p.stride[i];
+        if (++index[i] < p.size[i]) break;
+        offset -= p.size[i] * p.stride[i];
         index[i] = 0;
       }
     }
   });
+}
+
+// The permutation of x (rank ndims[0], perm an int64 (rank,) input) into `parts` equal outputs: the permuted
+// tensor's first axis cut into `parts` blocks, without building the whole permuted tensor. Optionally a float32
+// bias over x's trailing elements is added on the way. Inputs x, perm [, bias]; outputs parts tensors.
+int split_permute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, int inputs,
+                  bool with_bias) {
+  const int parts = nparam - inputs;
+  const int rank = ndims[0];
+  if (parts < 1 || ndims[1] != 1 || shapes[1][0] != rank) return 1;
+  const size_t es = element_size(dtypes[0]);
+  if (es == 0 || (with_bias && (es != 4 || ndims[2] != 1 || shapes[2][0] <= 0))) return 1;
+  PermutePlan plan;
+  if (!plan_permute(rank, shapes[0], static_cast<const int64_t *>(params[1]), &plan)) return 1;
+  if (plan.total == 0) return 0;
+  const int64_t part_elements = plan.total / parts;
+  if (plan.total % parts != 0 || part_elements % plan.run != 0) return 1;  // each run inside one output
+  const int64_t runs_per_part = part_elements / plan.run;
+  const char *x = static_cast<const char *>(params[0]);
+  char *const *outs = reinterpret_cast<char *const *>(params + inputs);
+  const int64_t run_bytes = plan.run * static_cast<int64_t>(es);
+  run_permute(
+      plan, es, [=](int64_t offset) { return x + offset * static_cast<int64_t>(es); },
+      [=](int64_t r) { return outs[r / runs_per_part] + (r % runs_per_part) * run_bytes; },
+      with_bias ? static_cast<const float *>(params[2]) : nullptr, with_bias ? shapes[2][0] : 1);
+  return 0;
+}
+
+}  // namespace
+
+extern "C" int LattePermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                            void *stream, void *extra) {
+  if (nparam != 3) return 1;
+  return split_permute(nparam, params, ndims, shapes, dtypes, 2, false);
+}
+
+// Inputs x, perm; outputs the permuted x cut into nparam - 2 blocks along its first axis (attention's q, k, v).
+extern "C" int LatteSplitPermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                 void *stream, void *extra) {
+  return split_permute(nparam, params, ndims, shapes, dtypes, 2, false);
+}
+
+// Inputs x, perm, bias; as LatteSplitPermute of x + bias (bias over x's trailing elements, float32).
+extern "C" int LatteSplitPermuteBias(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                     void *stream, void *extra) {
+  return split_permute(nparam, params, ndims, shapes, dtypes, 3, true);
+}
+
+// The gradient of LatteSplitPermute: inputs the nparam - 2 blocks (equal shapes), perm (the inverse permutation);
+// output the permutation of their concatenation along a new first axis, without building the concatenation.
+extern "C" int LatteConcatPermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                                  void *stream, void *extra) {
+  const int parts = nparam - 2;
+  if (parts < 1) return 1;
+  const int part_rank = ndims[0];
+  const int rank = part_rank + 1;
+  if (rank > kMaxPermuteRank || ndims[parts] != 1 || shapes[parts][0] != rank) return 1;
+  for (int i = 1; i < parts; ++i) {
+    if (ndims[i] != part_rank) return 1;
+    for (int a = 0; a < part_rank; ++a)
+      if (shapes[i][a] != shapes[0][a]) return 1;
+  }
+  const size_t es = element_size(dtypes[0]);
+  if (es == 0) return 1;
+  int64_t shape[kMaxPermuteRank];
+  shape[0] = parts;
+  for (int a = 0; a < part_rank; ++a) shape[a + 1] = shapes[0][a];
+  PermutePlan plan;
+  if (!plan_permute(rank, shape, static_cast<const int64_t *>(params[parts]), &plan)) return 1;
+  if (plan.total == 0) return 0;
+  const int64_t chunk = plan.total / parts;  // elements of one block
+  if (parts > 1 && plan.run * plan.run_stride > chunk) {  // a run would cross blocks: copy element by element
+    if (plan.n >= kMaxPermuteRank) return 1;
+    plan.size[plan.n] = 1;
+    plan.stride[plan.n] = 1;
+    plan.n += 1;
+    plan.run = 1;
+    plan.run_stride = 1;
+    plan.runs = plan.total;
+  }
+  const char *const *ins = reinterpret_cast<const char *const *>(params);
+  char *y = static_cast<char *>(params[parts + 1]);
+  const int64_t run_bytes = plan.run * static_cast<int64_t>(es);
+  run_permute(
+      plan, es, [=](int64_t offset) { return ins[offset / chunk] + (offset % chunk) * static_cast<int64_t>(es); },
+      [=](int64_t r) { return y + r * run_bytes; }, nullptr, 1);
   return 0;
 }
 

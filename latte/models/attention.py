@@ -10,7 +10,7 @@ import logging
 import mindspore as ms
 from mindspore import nn, ops
 
-from latte.kernels import Linear, Permute, ScaledSoftmax
+from latte.kernels import Linear, Permute, ScaledSoftmax, SplitPermute
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +105,11 @@ class Attention(nn.Cell):
         self.proj = Linear(dim, dim, backend=kernels)
         self.core = AttentionCore(num_heads, self.head_dim, backend, flash_dtype, kernels)
         if frames:
-            self.split_heads = Permute((3, 0, 2, 4, 1, 5), kernels)  # (B, F, T, 3, H, Dh) -> (3, B, T, H, F, Dh)
+            # (B, F, T, 3, H, Dh) -> 3 x (B, T, H, F, Dh)
+            self.split_heads = SplitPermute((3, 0, 2, 4, 1, 5), 3, kernels)
             self.merge_heads = FrameMajor(kernels)
         else:
-            self.split_heads = Permute((2, 0, 3, 1, 4), kernels)  # (B, N, 3, H, Dh) -> (3, B, H, N, Dh)
+            self.split_heads = SplitPermute((2, 0, 3, 1, 4), 3, kernels)  # (B, N, 3, H, Dh) -> 3 x (B, H, N, Dh)
             self.merge_heads = Permute((0, 2, 1, 3), kernels)  # (B, H, N, Dh) -> (B, N, H, Dh)
 
     def construct(self, x, add_bias=True):
@@ -116,12 +117,12 @@ class Attention(nn.Cell):
         if self.frames:
             return self.proj(self._across_frames(x), add_bias=add_bias)
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)  # (B, N, 3D) -> (B, N, 3, H, Dh)
-        qkv = self.split_heads(qkv)  # -> (3, B, H, N, Dh)
-        # Split along the leading axis (three contiguous blocks): indexing qkv[0], qkv[1], qkv[2] runs as
-        # StridedSlice copies that cost ~8x more on CPU, forward and backward.
-        q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B, H, N, Dh)
-        out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B, H, N, Dh)
+        h, dh = self.num_heads, self.head_dim
+        qkv = self.qkv(x, add_bias=False).reshape(b, n, 3, h, dh)  # (B, N, 3D) -> (B, N, 3, H, Dh)
+        # q, k, v as three outputs of one permutation, qkv's bias added in the same pass (SplitPermute): indexing
+        # qkv[0], qkv[1], qkv[2] of the permuted tensor runs as StridedSlice copies that cost ~8x more on CPU.
+        q, k, v = self.split_heads(qkv, self.qkv.bias)  # -> 3 x (B, H, N, Dh)
+        out = self.core(q, k, v)  # (B, H, N, Dh)
         out = self.merge_heads(out).reshape(b, n, d)  # (B, H, N, Dh) -> (B, N, H, Dh) -> (B, N, D)
         return self.proj(out, add_bias=add_bias)
 
@@ -130,10 +131,11 @@ class Attention(nn.Cell):
         b, n, _ = x.shape
         f, h, dh = self.frames, self.num_heads, self.head_dim
         t = n // f
-        qkv = self.qkv(x).reshape(b, f, t, 3, h, dh)  # (B, F*T, 3D) -> (B, F, T, 3, H, Dh)
-        qkv = self.split_heads(qkv).reshape(3, b * t, h, f, dh)  # -> (3, B, T, H, F, Dh) -> (3, B*T, H, F, Dh)
-        q, k, v = ops.split(qkv, 1, axis=0)  # 3 x (1, B*T, H, F, Dh)
-        out = self.core(q.squeeze(0), k.squeeze(0), v.squeeze(0))  # (B*T, H, F, Dh)
+        qkv = self.qkv(x, add_bias=False).reshape(b, f, t, 3, h, dh)  # (B, F*T, 3D) -> (B, F, T, 3, H, Dh)
+        q, k, v = self.split_heads(qkv, self.qkv.bias)  # -> 3 x (B, T, H, F, Dh)
+        rows = (b * t, h, f, dh)
+        q, k, v = q.reshape(rows), k.reshape(rows), v.reshape(rows)  # (B, T, H, F, Dh) -> (B*T, H, F, Dh)
+        out = self.core(q, k, v)  # (B*T, H, F, Dh)
         return self.merge_heads(out, b, t)  # (B, F*T, D)
 
 
