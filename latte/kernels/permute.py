@@ -10,7 +10,7 @@ either, ran ~4x slower. Ascend and GPU keep ops.transpose.
 SplitPermute is a permutation whose result is cut along its first axis (attention's q, k and v from the qkv
 projection): natively in one pass that writes each block to its own output (and adds the projection's bias on the
 way), where ops.split after the permutation copied every element a second time, forward and backward (Split and
-Concat, ~1.3% of the Latte-S/2 16-frame train step, and the bias's own pass ~1.1%). The same copies and the same
+Concat, ~1.4% of the Latte-S/2 16-frame train step, and the bias's own pass ~1.6%). The same copies and the same
 single float add, so the same bits.
 """
 import numpy as np
