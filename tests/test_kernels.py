@@ -393,8 +393,8 @@ class _SplitSum(nn.Cell):
 @pytest.mark.parametrize("shape,perm", SPLIT_PERMUTES)
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_split_permute_gives_numpys_blocks_and_gradients(mode, backend, shape, perm, with_bias):
-    """SplitPermute: the blocks of numpy's (x + bias).transpose along the first axis, bit for bit (float32; float16
-    and int32 without a bias); the input gradient is the blocks' gradients stacked and transposed back, and the
+    """SplitPermute: the blocks of numpy's (x + bias).transpose along the first axis, bit for bit (float32 and
+    float16; int32 without a bias); the input gradient is the blocks' gradients stacked and transposed back, and the
     bias gradient their sum over the rows, both exactly as AddBias and Permute get them."""
     from latte.kernels import SplitPermute
 
@@ -410,13 +410,13 @@ def test_split_permute_gives_numpys_blocks_and_gradients(mode, backend, shape, p
     assert len(got) == parts
     for i in range(parts):
         np.testing.assert_array_equal(got[i].asnumpy(), want[i])
-    if not with_bias:
-        for dtype in (np.float16, np.int32):
-            xd = x.astype(dtype)
-            got = cell(ms.Tensor(xd))
-            for i in range(parts):
-                assert got[i].asnumpy().dtype == dtype
-                np.testing.assert_array_equal(got[i].asnumpy(), np.transpose(xd, perm)[i])
+    for dtype in (np.float16,) if with_bias else (np.float16, np.int32):  # the kernel adds float32 biases only
+        xd, bd = x.astype(dtype), bias.astype(dtype)
+        got = cell(ms.Tensor(xd), ms.Tensor(bd)) if with_bias else cell(ms.Tensor(xd))
+        wanted = np.transpose((xd.reshape(-1, bias_len) + bd).reshape(shape) if with_bias else xd, perm)
+        for i in range(parts):
+            assert got[i].asnumpy().dtype == dtype
+            np.testing.assert_array_equal(got[i].asnumpy(), wanted[i])
     sens = rng.standard_normal(want.shape).astype(np.float32)
     grads = ops.GradOperation(get_all=True)(_SplitSum(cell, with_bias))(
         ms.Tensor(x), ms.Tensor(bias), tuple(ms.Tensor(s) for s in sens))
