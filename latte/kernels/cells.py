@@ -30,15 +30,16 @@ def custom_op(function, out_shape, out_dtype):
     return ops.Custom(f"{library}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot")
 
 
-def _same(*args):
+def first_input(*args):
+    """An op's output shape / dtype: its first input's (ops.Custom's out_shape / out_dtype)."""
     return args[0]
 
 
 class _NativeGELU(nn.Cell):
     def __init__(self):
         super().__init__()
-        self.forward_op = custom_op("LatteGeluForward", _same, _same)
-        self.backward_op = custom_op("LatteGeluBackward", _same, _same)
+        self.forward_op = custom_op("LatteGeluForward", first_input, first_input)
+        self.backward_op = custom_op("LatteGeluBackward", first_input, first_input)
 
     def construct(self, x):
         return self.forward_op(x.astype(ms.float32)).astype(x.dtype)
@@ -52,7 +53,7 @@ class _NativeBiasGELU(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self.forward_op = custom_op("LatteGeluForward", _same, _same)
+        self.forward_op = custom_op("LatteGeluForward", first_input, first_input)
         self.backward_op = custom_op("LatteGeluBackward", _bias_grad_shapes, _bias_grad_shapes)
 
     def construct(self, x, bias):
@@ -102,7 +103,7 @@ class _NativeLayerNorm(nn.Cell):
     def __init__(self, eps):
         super().__init__()
         self.eps = Tensor(np.array([eps], np.float32))
-        self.forward_op = custom_op("LatteLayerNormForward", _same, _same)
+        self.forward_op = custom_op("LatteLayerNormForward", first_input, first_input)
         self.backward_op = custom_op("LatteLayerNormBackward", _backward_shape, _backward_dtype)
 
     def construct(self, x):
@@ -232,7 +233,7 @@ class _NativeScaledSoftmax(nn.Cell):
     def __init__(self, scale):
         super().__init__()
         self.scale = Tensor(np.array([scale], np.float32))
-        self.forward_op = custom_op("LatteScaledSoftmaxForward", _same, _same)
+        self.forward_op = custom_op("LatteScaledSoftmaxForward", first_input, first_input)
         self.backward_op = custom_op("LatteScaledSoftmaxBackward", _softmax_grad_shape, _softmax_grad_shape)
 
     def construct(self, x):

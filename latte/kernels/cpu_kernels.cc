@@ -901,25 +901,20 @@ int split_permute(int nparam, void **params, int *ndims, int64_t **shapes, const
 
 }  // namespace
 
+// Inputs x, perm; output the permuted x, or with nparam - 2 > 1 outputs, the permuted x cut into that many blocks
+// along its first axis (attention's q, k, v).
 extern "C" int LattePermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                             void *stream, void *extra) {
-  if (nparam != 3) return 1;
   return split_permute(nparam, params, ndims, shapes, dtypes, 2, false);
 }
 
-// Inputs x, perm; outputs the permuted x cut into nparam - 2 blocks along its first axis (attention's q, k, v).
-extern "C" int LatteSplitPermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                 void *stream, void *extra) {
-  return split_permute(nparam, params, ndims, shapes, dtypes, 2, false);
-}
-
-// Inputs x, perm, bias; as LatteSplitPermute of x + bias (bias over x's trailing elements, float32).
+// Inputs x, perm, bias; as LattePermute of x + bias (bias over x's trailing elements, float32).
 extern "C" int LatteSplitPermuteBias(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                      void *stream, void *extra) {
   return split_permute(nparam, params, ndims, shapes, dtypes, 3, true);
 }
 
-// The gradient of LatteSplitPermute: inputs the nparam - 2 blocks (equal shapes), perm (the inverse permutation);
+// The gradient of a split LattePermute: inputs the nparam - 2 blocks (equal shapes), perm (the inverse permutation);
 // output the permutation of their concatenation along a new first axis, without building the concatenation.
 extern "C" int LatteConcatPermute(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                   void *stream, void *extra) {

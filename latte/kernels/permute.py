@@ -19,7 +19,7 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from latte.kernels.backend import check_backend
-from latte.kernels.cells import AddBias, custom_op, resolve_backend
+from latte.kernels.cells import AddBias, custom_op, first_input, resolve_backend
 
 MAX_RANK = 8  # cpu_kernels.cc kMaxPermuteRank
 
@@ -34,14 +34,6 @@ class _PermutedShape:
         return [x[axis] for axis in self.perm]
 
 
-def _same_dtype(x, perm):
-    return x
-
-
-def _first_dtype(x, *others):
-    return x
-
-
 def inverse_permutation(perm):
     """The permutation that undoes `perm`: x.transpose(perm).transpose(inverse_permutation(perm)) == x."""
     return tuple(int(i) for i in np.argsort(perm))
@@ -51,7 +43,7 @@ def _permute_op(perm):
     """The native op for one permutation. The permutation is also a primitive attribute: PyNative caches an op's
     inferred output shape by its name, attributes and input shapes, so without it two permutations of same-shaped
     inputs would share one output shape."""
-    op = custom_op("LattePermute", _PermutedShape(perm), _same_dtype)
+    op = custom_op("LattePermute", _PermutedShape(perm), first_input)
     op.add_prim_attr("perm", perm)
     return op
 
@@ -124,9 +116,9 @@ class _ConcatShape:
 
 
 class _NativeSplitPermute(nn.Cell):
-    """LatteSplitPermute and, as its gradient, LatteConcatPermute."""
+    """LattePermute with one output per block and, as its gradient, LatteConcatPermute."""
 
-    function = "LatteSplitPermute"
+    function = "LattePermute"
 
     def __init__(self, perm, parts):
         super().__init__()
@@ -135,7 +127,7 @@ class _NativeSplitPermute(nn.Cell):
         self.inverse = Tensor(np.array(inverse, np.int64))
         self.forward_op = custom_op(self.function, _SplitShapes(perm, parts), _SplitDtypes(parts))
         self.forward_op.add_prim_attr("perm", perm)  # PyNative caches inferred shapes by attributes (_permute_op)
-        self.backward_op = custom_op("LatteConcatPermute", _ConcatShape(inverse), _first_dtype)
+        self.backward_op = custom_op("LatteConcatPermute", _ConcatShape(inverse), first_input)
         self.backward_op.add_prim_attr("perm", inverse)
 
     def construct(self, x):
