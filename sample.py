@@ -19,7 +19,7 @@ import numpy as np
 
 from latte.cli import run_cli
 from latte.config import load_config, save_config, to_dict
-from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
+from latte.env import restart_with_fast_settings, setup_context_from, setup_logging
 from latte.graph_cache import graph_cache
 from latte.io import save_image_grid, save_video, video_to_uint8
 from latte.t2v_options import TextToVideoSampleConfig, sample_config_class
@@ -143,5 +143,5 @@ def _text_to_video(cfg, ctx, scheduler, timer, start):
 
 
 if __name__ == "__main__":
-    reexec_for_fast_cpu_convs()
+    restart_with_fast_settings()
     raise SystemExit(run_cli(main, exit_code_from_main=False))

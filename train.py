@@ -14,7 +14,7 @@ import os
 
 from latte.cli import run_cli
 from latte.config import ConfigError, load_config
-from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
+from latte.env import restart_with_fast_settings, setup_context_from, setup_logging
 from latte.options import TrainConfig
 
 logger = logging.getLogger("train")
@@ -41,5 +41,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    reexec_for_fast_cpu_convs()
+    restart_with_fast_settings()
     raise SystemExit(run_cli(main, exit_code_from_main=False))

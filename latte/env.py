@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from latte.allocator import PRELOAD_VAR, find_jemalloc, log_allocator, preload_for
+
 logger = logging.getLogger(__name__)
 
 DEVICES = ("Ascend", "GPU", "CPU")
@@ -114,6 +116,7 @@ def setup_context(device_target=None, mode=0, jit_level="O1", seed=None, use_par
     if device == "CPU" and os.environ.get(_REEXEC_MARK):
         logger.info("CPU convolutions: restarted with %s=%s so oneDNN uses fast kernels (set the variable "
                     "yourself to choose otherwise)", ONEDNN_ISA_VAR, ONEDNN_FAST_ISA)
+    log_allocator()
     return RunContext(device, mode, rank, group_size)
 
 
@@ -158,16 +161,30 @@ def _cpu_has_avx512():
         return False
 
 
-def reexec_for_fast_cpu_convs():
-    """Restarts the current script with ONEDNN_MAX_CPU_ISA=AVX2 when that makes CPU convolutions fast.
+def restart_with_fast_settings(convolutions=True):
+    """Restarts the current script, once, with the process settings that make it fast on this machine:
 
-    Call it first under `if __name__ == "__main__":` in scripts that run the VAE. It does nothing when the
-    variable is already set (by the user or a previous restart) or the CPU has no AVX-512.
+    - ONEDNN_MAX_CPU_ISA=AVX2 where the CPU has AVX-512 and the script runs convolutions (see ONEDNN_ISA_VAR
+      above), unless the variable is set already (by the user or a previous restart);
+    - jemalloc preloaded where it is installed (latte.allocator: faster graph compiles, a lower first-step peak),
+      unless LATTE_MS_ALLOCATOR=system or LD_PRELOAD already names an allocator.
+
+    Call it first under `if __name__ == "__main__":`, before MindSpore is imported. It does nothing when there is
+    nothing to change; the restarted process keeps its pid, arguments and environment otherwise.
     """
-    if ONEDNN_ISA_VAR in os.environ or not _cpu_has_avx512():
+    changes = {}
+    if convolutions and ONEDNN_ISA_VAR not in os.environ and _cpu_has_avx512():
+        changes[ONEDNN_ISA_VAR] = ONEDNN_FAST_ISA
+        changes[_REEXEC_MARK] = "1"
+    try:
+        preload = preload_for(os.environ, find_jemalloc())
+    except ValueError as err:  # a bad LATTE_MS_ALLOCATOR: one line, before anything starts
+        raise SystemExit(f"error: {err}") from None
+    if preload:
+        changes[PRELOAD_VAR] = preload
+    if not changes:
         return
-    os.environ[ONEDNN_ISA_VAR] = ONEDNN_FAST_ISA
-    os.environ[_REEXEC_MARK] = "1"
+    os.environ.update(changes)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable] + sys.argv)

@@ -38,7 +38,7 @@ def vae_path(tmp_path_factory):
 
 def pytest_configure(config):
     # MindSpore's oneDNN convolutions are ~100x slow on AVX-512 CPUs unless the ISA is capped at AVX2 before
-    # the first conv runs (see latte.env.reexec_for_fast_cpu_convs, which the entry scripts use).
+    # the first conv runs (see latte.env.restart_with_fast_settings, which the entry scripts use).
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     # matplotlib 3.9 calls pyparsing names that newer pyparsing deprecates; not ours to fix
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:matplotlib")

@@ -18,7 +18,7 @@ import sys
 
 from latte.cli import run_cli
 from latte.config import load_config
-from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
+from latte.env import restart_with_fast_settings, setup_context_from, setup_logging
 from latte.options import EmbeddingCacheConfig
 
 logger = logging.getLogger("embedding_cache")
@@ -59,5 +59,5 @@ def cli(argv=None):
 
 
 if __name__ == "__main__":
-    reexec_for_fast_cpu_convs()
+    restart_with_fast_settings()
     sys.exit(cli())

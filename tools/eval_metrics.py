@@ -17,7 +17,7 @@ import time
 
 from latte.cli import run_cli
 from latte.config import ConfigError
-from latte.env import reexec_for_fast_cpu_convs, setup_context, setup_logging
+from latte.env import restart_with_fast_settings, setup_context, setup_logging
 from latte.io import write_json
 
 logger = logging.getLogger("eval_metrics")
@@ -151,5 +151,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    reexec_for_fast_cpu_convs()
+    restart_with_fast_settings()
     sys.exit(run_cli(main))

@@ -13,7 +13,7 @@ import os
 
 from latte.cli import run_cli
 from latte.config import load_config
-from latte.env import reexec_for_fast_cpu_convs, setup_context_from, setup_logging
+from latte.env import restart_with_fast_settings, setup_context_from, setup_logging
 from latte.vae_training.config import VAETrainConfig
 
 logger = logging.getLogger("train_vae")
@@ -36,5 +36,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    reexec_for_fast_cpu_convs()
+    restart_with_fast_settings()
     raise SystemExit(run_cli(main, exit_code_from_main=False))

@@ -4,6 +4,7 @@ A class / unconditional Latte, or with condition 'text' a LatteT2V (Latte-1) on 
 (or T5 states from an embedding cache), caption dropout to the empty caption, checkpoints of kind latte_t2v
 that sample.py and tools/latte_converter.py read.
 """
+import itertools
 import logging
 import os
 import time
@@ -12,6 +13,7 @@ import numpy as np
 
 import mindspore as ms
 
+from latte.allocator import compile_and_release
 from latte.checkpoint_io import LATTE_PREFIX, CheckpointError, load_checkpoint_into, read_meta
 from latte.config import save_config, to_dict
 from latte.data import iterate_batches
@@ -252,7 +254,12 @@ class Trainer:
                              self.meta["step"] if self.resume_path else None) if ctx.is_main else None
         step, accum, skipped = self.meta["step"], cfg.gradient_accumulation_steps, 0
         sink_fn, per_call = self._sink_or_loop()
-        batches = None if sink_fn else iterate_batches(self.dataset)  # epoch after epoch
+        batches = None
+        if not sink_fn:
+            batches = iterate_batches(self.dataset)  # epoch after epoch
+            first = next(batches)
+            compile_and_release(self.step_cell, *first)  # the compiler's freed pages go back before step 1
+            batches = itertools.chain([first], batches)
         bar = progress(total=self.total_steps, initial=step, desc="train", disable=not ctx.is_main, unit="step")
         last_save = step
         window_start = time.perf_counter()
