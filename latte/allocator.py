@@ -1,7 +1,7 @@
 """The process's memory allocator: jemalloc in place of glibc's malloc, and free pages handed back after a compile.
 
 MindSpore's graph compiler builds and drops hundreds of thousands of small C++ objects. Under jemalloc the
-Latte-S/2 train step compiles ~20% faster than under glibc's malloc (the README's Performance section has the
+Latte-S/2 train step compiles 20-30% faster than under glibc's malloc (the README's Performance section has the
 figures), and `release_free_memory` after the compile hands the pages it freed back to the system: with glibc
 most of them stay in the process, because its freed chunks lie between live ones (malloc_trim returns ~60 of
 ~280 MiB).
@@ -70,7 +70,7 @@ def log_allocator():
         logger.info("memory allocator: jemalloc (%s=system keeps glibc's malloc)", ALLOCATOR_VAR)
     elif used == "system" and requested_allocator() == "jemalloc" and sys.platform.startswith("linux"):
         logger.info("memory allocator: glibc's malloc; with jemalloc installed (apt-get install libjemalloc2) "
-                    "graphs compile ~20%% faster and the first run peaks lower")
+                    "graphs compile 20-30%% faster and the first run peaks lower")
     else:
         logger.info("memory allocator: %s", used)
 
@@ -94,7 +94,8 @@ def release_free_memory():
 
 def compile_and_release(cell, *inputs):
     """Compiles `cell` for these inputs (graph mode), then hands the compiler's freed pages back before the first
-    step allocates: the first step's peak is then ~0.13 GiB lower (Latte-S/2, 8 frames). PyNative: nothing."""
+    step allocates: under jemalloc the first step's peak is then ~0.12 GiB lower (Latte-S/2, 8 frames).
+    PyNative mode: nothing to do."""
     import mindspore as ms
 
     if ms.get_context("mode") != ms.GRAPH_MODE:

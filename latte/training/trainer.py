@@ -254,9 +254,8 @@ class Trainer:
                              self.meta["step"] if self.resume_path else None) if ctx.is_main else None
         step, accum, skipped = self.meta["step"], cfg.gradient_accumulation_steps, 0
         sink_fn, per_call = self._sink_or_loop()
-        batches = None
-        if not sink_fn:
-            batches = iterate_batches(self.dataset)  # epoch after epoch
+        batches = None if sink_fn else iterate_batches(self.dataset)  # epoch after epoch
+        if batches is not None and step < self.total_steps:
             first = next(batches)
             compile_and_release(self.step_cell, *first)  # the compiler's freed pages go back before step 1
             batches = itertools.chain([first], batches)
