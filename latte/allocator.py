@@ -9,7 +9,7 @@ most of them stay in the process, because its freed chunks lie between live ones
 An allocator is chosen when a program starts, so the entry scripts restart themselves with jemalloc preloaded
 (latte.env.restart_with_fast_settings) when it is installed (Debian/Ubuntu: `apt-get install libjemalloc2`).
 LATTE_MS_ALLOCATOR=system keeps glibc's malloc; an LD_PRELOAD that already names an allocator is left alone.
-Nothing here imports MindSpore.
+Only compile_and_release imports MindSpore (when called).
 """
 import ctypes
 import ctypes.util
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 ALLOCATOR_VAR = "LATTE_MS_ALLOCATOR"
 ALLOCATORS = ("jemalloc", "system")  # the first is the default
 PRELOAD_VAR = "LD_PRELOAD"
-_OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")  # a user's own preload of one of these wins
+_KNOWN_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")  # a preload of one of these (the user's, ours) wins
 _JEMALLOC_PURGE_ALL = b"arena.4096.purge"  # 4096 = MALLCTL_ARENAS_ALL: every arena's unused dirty pages
 
 
@@ -48,7 +48,7 @@ def preload_for(environ, library):
     if library is None or requested_allocator(environ) != "jemalloc":
         return None
     current = environ.get(PRELOAD_VAR, "")
-    if any(name in current for name in _OTHER_ALLOCATORS):
+    if any(name in current for name in _KNOWN_ALLOCATORS):
         return None
     return f"{current}:{library}" if current else library
 
@@ -60,7 +60,7 @@ def allocator_in_use():
             maps = f.read()
     except OSError:
         return "system"
-    return next((name for name in _OTHER_ALLOCATORS if f"lib{name}" in maps), "system")
+    return next((name for name in _KNOWN_ALLOCATORS if f"lib{name}" in maps), "system")
 
 
 def log_allocator():
@@ -68,10 +68,10 @@ def log_allocator():
     used = allocator_in_use()
     if used == "jemalloc":
         logger.info("memory allocator: jemalloc (%s=system keeps glibc's malloc)", ALLOCATOR_VAR)
-    elif used == "system" and requested_allocator() == "jemalloc" and sys.platform.startswith("linux"):
+    elif used == "system" and sys.platform.startswith("linux") and find_jemalloc() is None:
         logger.info("memory allocator: glibc's malloc; with jemalloc installed (apt-get install libjemalloc2) "
                     "graphs compile 20-30%% faster and the first run peaks lower")
-    else:
+    else:  # chosen (LATTE_MS_ALLOCATOR=system, the user's preload), or this process was not restarted
         logger.info("memory allocator: %s", used)
 
 
